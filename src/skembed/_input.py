@@ -1,0 +1,121 @@
+"""Turn the many shapes users pass as X into one plain list of str, or say why not."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+_WHO = "SentenceEmbedder takes strings"
+
+
+def check_texts(X: object, *, name: str = "X") -> list[str]:
+    """Return X as a list of str, raising TypeError/ValueError that names the first bad item.
+
+    Accepted: a list or tuple of str, a 1-D numpy array of str/object, a pandas Series,
+    a single-column pandas or polars DataFrame (or a 2-D array with one column), a polars
+    Series, or any other iterable of str. An empty string is valid text.
+    """
+    texts = _as_list(X, name)
+    if not texts:
+        raise ValueError(
+            f"{name} is empty (0 texts); {_WHO}: pass at least one text, e.g. ['some text']"
+        )
+    # Fast path: a list of plain str is by far the common case.
+    if all(type(t) is str for t in texts):
+        return texts
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise _bad_item(name, i, t)
+    return [str(t) for t in texts]  # str subclasses such as numpy.str_ become plain str
+
+
+def _as_list(X: object, name: str) -> list:
+    if isinstance(X, (str, bytes)):
+        raise TypeError(
+            f"{name} is a single {type(X).__name__} ({_short(X)}); {_WHO} in a list-like: "
+            f"wrap it as [text] to embed one text"
+        )
+    module = type(X).__module__.split(".")[0]
+    if module == "scipy" and hasattr(X, "tocsr"):
+        raise TypeError(
+            f"{name} is a sparse {type(X).__name__}; {_WHO}, not sparse numeric input: "
+            "pass the texts themselves"
+        )
+    if isinstance(X, (dict, set, frozenset)):
+        raise TypeError(
+            f"{name} is a {type(X).__name__}; {_WHO} in an ordered list-like "
+            "(list, tuple, numpy array, pandas Series or a single-column DataFrame)"
+        )
+    if module in ("pandas", "polars") and hasattr(X, "columns"):
+        columns = list(X.columns)
+        if len(columns) != 1:
+            raise ValueError(
+                f"{name} is a DataFrame with {len(columns)} columns {columns[:5]}; {_WHO} in "
+                "one column: select the text column, e.g. X['text'], or use a ColumnTransformer"
+            )
+        X = X[columns[0]] if module == "pandas" else X.to_series(0)
+    if module == "polars" and hasattr(X, "to_list"):
+        return X.to_list()
+    if module == "pandas" and hasattr(X, "to_numpy"):
+        X = X.to_numpy(dtype=object)
+    if hasattr(X, "__array__") and not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray):
+        if X.ndim == 2 and X.shape[1] == 1:
+            X = X[:, 0]
+        if X.ndim != 1:
+            raise ValueError(
+                f"{name} is an array of shape {X.shape}; {_WHO} as a 1-D array or a single "
+                "column: select the text column first"
+            )
+        return X.tolist()
+    if isinstance(X, list):
+        return X
+    if isinstance(X, Iterable):
+        return list(X)
+    raise TypeError(
+        f"{name} is {type(X).__name__}; {_WHO} in a list-like "
+        "(list, tuple, numpy array, pandas Series or a single-column DataFrame)"
+    )
+
+
+def _bad_item(name: str, i: int, t: object) -> Exception:
+    where = f"{name}[{i}]"
+    if t is None or _is_missing(t):
+        return TypeError(
+            f"{where} is {type(t).__name__} ({t!r}); {_WHO}: fill or drop missing texts first"
+        )
+    if isinstance(t, (bytes, bytearray)):
+        return TypeError(
+            f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: decode it first, "
+            "e.g. value.decode('utf-8')"
+        )
+    if isinstance(t, (list, tuple, np.ndarray, set, dict)):
+        return TypeError(
+            f"{where} is a {type(t).__name__}, not one text; {_WHO}, one per item: "
+            "flatten nested lists or join their parts into one string first"
+        )
+    if isinstance(t, (int, float, complex, np.number, np.bool_)):
+        return TypeError(
+            f"{where} is {type(t).__name__} ({t!r}); {_WHO}: convert numbers with str() "
+            "or drop them first"
+        )
+    return TypeError(f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: convert it first")
+
+
+def _is_missing(t: object) -> bool:
+    if isinstance(t, float) and math.isnan(t):
+        return True
+    if isinstance(t, np.floating) and np.isnan(t):
+        return True
+    # pandas.NA, pandas.NaT and numpy.datetime64('NaT') without importing pandas
+    return type(t).__name__ in ("NAType", "NaTType") or (
+        isinstance(t, np.datetime64) and np.isnat(t)
+    )
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

