@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from tiny_models import build_bert, build_roberta  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """Path of a tiny random BERT (WordPiece) folder."""
+    return str(build_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory) -> str:
+    """Path of a tiny random RoBERTa (byte-level BPE) folder."""
+    return str(build_roberta(tmp_path_factory.mktemp("tiny-roberta")))
+
+
+@pytest.fixture(params=["bert", "roberta"])
+def tiny_model(request) -> str:
+    """Each tiny model in turn: WordPiece and BPE."""
+    return request.getfixturevalue(f"tiny_{request.param}")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_skembed_home(tmp_path, monkeypatch):
+    """Unpacked pickled models go to a per-test folder, never the user's cache."""
+    monkeypatch.setenv("SKEMBED_HOME", str(tmp_path / "skembed-home"))

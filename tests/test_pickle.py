@@ -1,0 +1,128 @@
+"""Pickles: small by-reference by default, checked against the weights' sha256 on load;
+self-contained with pickle_weights=True; pickle, joblib and skops all work."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import shutil
+
+import joblib
+import numpy as np
+import pytest
+
+from skembed import ModelMismatchError, ModelNotFoundError, SentenceEmbedder, models
+
+TEXTS = ["I love apples", "the dog chased the cat", "", "how do I transfer money?"]
+
+
+def _joblib_dumps(est) -> bytes:
+    buffer = io.BytesIO()
+    joblib.dump(est, buffer)
+    return buffer.getvalue()
+
+
+def _skops_loads(data: bytes):
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(data=data)
+    assert untrusted == ["skembed.embedder.SentenceEmbedder"]
+    return sio.loads(data, trusted=untrusted)
+
+
+def _skops_dumps(est) -> bytes:
+    import skops.io as sio
+
+    return sio.dumps(est)
+
+
+FORMATS = {
+    "pickle": (pickle.dumps, pickle.loads),
+    "joblib": (_joblib_dumps, lambda data: joblib.load(io.BytesIO(data))),
+    "skops": (_skops_dumps, _skops_loads),
+}
+
+
+def _roundtrip_pickle(est):
+    return pickle.loads(pickle.dumps(est))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unpickled_estimator_gives_the_same_vectors(tiny_model, fmt):
+    dumps, loads = FORMATS[fmt]
+    est = SentenceEmbedder(model=tiny_model, pooling="max", layer=(1, 2)).fit(TEXTS)
+    loaded = loads(dumps(est))
+    assert loaded.get_params() == est.get_params()
+    assert loaded.fingerprint_ == est.fingerprint_
+    np.testing.assert_allclose(loaded.transform(TEXTS), est.transform(TEXTS), atol=1e-6)
+
+
+def test_default_pickle_holds_a_reference_not_the_weights(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    blob = pickle.dumps(est)
+    assert len(blob) < 2_000  # parameters, path and sha256 only
+    weights = (models.resolve(tiny_bert).path / "model.safetensors").read_bytes()
+    assert weights[-200:] not in blob
+
+
+def test_unpickling_reuses_the_process_registry(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    before = models.load_count
+    _roundtrip_pickle(est).transform(TEXTS)
+    assert models.load_count == before
+
+
+def test_missing_model_after_unpickling_says_what_was_expected(tiny_bert, tmp_path):
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    est = SentenceEmbedder(model=str(folder)).fit(TEXTS)
+    blob = pickle.dumps(est)
+    shutil.rmtree(folder)
+    loaded = pickle.loads(blob)  # lazy: loading the estimator itself works
+    with pytest.raises(ModelNotFoundError) as info:
+        loaded.transform(TEXTS)
+    message = str(info.value)
+    assert f"weights sha256 {est.fingerprint_}" in message
+    assert "pickle it with pickle_weights=True" in message
+
+
+def test_different_weights_after_unpickling_are_refused(tiny_bert, tmp_path):
+    from tiny_models import build_bert
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    est = SentenceEmbedder(model=str(folder)).fit(TEXTS)
+    blob = pickle.dumps(est)
+    shutil.rmtree(folder)
+    build_bert(folder, seed=1)  # same architecture, other weights, same path
+    with pytest.raises(ModelMismatchError) as info:
+        pickle.loads(blob).transform(TEXTS)
+    message = str(info.value)
+    assert f"this estimator was fitted with sha256 {est.fingerprint_}" in message
+    assert models.fingerprint(folder) in message
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pickle_weights_makes_a_self_contained_pickle(tiny_model, tmp_path, fmt):
+    dumps, loads = FORMATS[fmt]
+    folder = shutil.copytree(tiny_model, tmp_path / "model")
+    est = SentenceEmbedder(model=str(folder), pickle_weights=True).fit(TEXTS)
+    expected = est.transform(TEXTS)
+    data = dumps(est)
+    assert len(data) > (folder / "model.safetensors").stat().st_size
+    shutil.rmtree(folder)  # the loading machine does not have the folder
+    models.clear_registry()
+    loaded = loads(data)
+    np.testing.assert_allclose(loaded.transform(TEXTS), expected, atol=1e-6)
+    assert loaded._model().path.parent.name == "models"  # unpacked into SKEMBED_HOME
+    assert loaded._model().fingerprint == est.fingerprint_
+
+
+def test_model_fitted_for_cuda_runs_on_a_cpu_only_machine(tiny_bert):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        est = SentenceEmbedder(model=tiny_bert, device="cuda").fit(TEXTS)
+    expected = SentenceEmbedder(model=tiny_bert, device="cpu").fit(TEXTS).transform(TEXTS)
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        np.testing.assert_allclose(_roundtrip_pickle(est).transform(TEXTS), expected, atol=1e-6)
