@@ -5,6 +5,7 @@ Heavy libraries (torch, transformers) load when a model is first fitted, not at 
 
 from __future__ import annotations
 
+from .cache import cache_info, clear_cache, set_cache_limit
 from .embedder import SentenceEmbedder, Tokenization, TruncationWarning
 from .models import ModelMismatchError, ModelNotFoundError
 from .pooling import POOLING_FUNCTIONS
@@ -22,4 +23,7 @@ __all__ = [
     "Tokenization",
     "TruncationWarning",
     "__version__",
+    "cache_info",
+    "clear_cache",
+    "set_cache_limit",
 ]

@@ -11,9 +11,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import bundle, encoding, models
+from . import bundle, cache, encoding, models
 from ._input import check_texts
-from .pooling import POOLING_FUNCTIONS, STATIC_MODES
+from .pooling import LINEAR_MODES, POOLING_FUNCTIONS, STATIC_MODES
 
 
 class TruncationWarning(UserWarning):
@@ -64,6 +64,14 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         so a model fitted on a GPU machine runs on a CPU-only one.
     show_progress : bool, default=False
         Show a progress bar over batches.
+    cache : bool, default=True
+        Keep encoder output in the process cache (shared by all estimators and clones in
+        the process, bounded in bytes), so that estimators differing only in ``pooling``,
+        ``layer`` or ``normalize`` never run the encoder twice on a text. See
+        :mod:`skembed.cache`.
+    cache_dir : str or path-like, default=None
+        Also keep encoder output in this folder, shared by processes (``n_jobs>1``
+        searches) and by later runs.
     pickle_weights : bool, default=False
         Store the weights and tokenizer files inside the pickle (about the size of the
         weights) instead of a reference to the model (under 1 MB). Use it when the machine
@@ -106,6 +114,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         batch_size: int = 32,
         device: str = "auto",
         show_progress: bool = False,
+        cache: bool = True,
+        cache_dir: str | os.PathLike | None = None,
         pickle_weights: bool = False,
     ):
         self.model = model
@@ -116,6 +126,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.batch_size = batch_size
         self.device = device
         self.show_progress = show_progress
+        self.cache = cache
+        self.cache_dir = cache_dir
         self.pickle_weights = pickle_weights
 
     # -- fitting -------------------------------------------------------------------------
@@ -171,16 +183,28 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         unique, inverse = _unique(texts)
         token_ids = encoding.tokenize(loaded, unique, self.max_length_)
         self._warn_truncated(token_ids.truncated[inverse])
-        vectors = encoding.encode(
-            loaded,
-            token_ids,
-            pooling=self.pooling,
-            layers=_layer_indices(self.layer, loaded.n_layers),
-            normalize=self.normalize,
-            batch_size=self.batch_size,
-            show_progress=self.show_progress,
-        )
-        return vectors[inverse]
+        layers = _layer_indices(self.layer, loaded.n_layers)
+        options = {
+            "pooling": self.pooling,
+            "layers": layers,
+            "batch_size": self.batch_size,
+            "show_progress": self.show_progress,
+        }
+        cached = (self.cache or self.cache_dir is not None) and self.pooling not in STATIC_MODES
+        if cached and (len(layers) == 1 or self.pooling in LINEAR_MODES):
+            key = cache.model_key(self.fingerprint_, self.max_length_, loaded.device)
+            vectors = encoding.encode_cached(
+                loaded,
+                unique,
+                token_ids,
+                memory=cache.PROCESS_CACHE if self.cache else None,
+                disk=cache.DiskCache(self.cache_dir, key) if self.cache_dir is not None else None,
+                key=key,
+                **options,
+            )
+        else:  # static modes need no encoder; max over several layers needs token states
+            vectors = encoding.encode(loaded, token_ids, **options)
+        return encoding.finish(vectors, token_ids, self.normalize)[inverse]
 
     # -- introspection -------------------------------------------------------------------
 

@@ -6,17 +6,27 @@ vectors. Each step is a function of arrays/tensors; the estimator only wires the
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .pooling import POOLING_FUNCTIONS, STATIC_MODES
+from .pooling import (
+    POOLING_FUNCTIONS,
+    STATIC_MODES,
+    STATISTICS,
+    layer_statistics,
+    pool_statistics,
+)
 
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from .cache import DiskCache, ProcessCache
     from .models import LoadedModel
 
 
@@ -99,31 +109,137 @@ def encode(
     *,
     pooling: str,
     layers: tuple[int, ...],
-    normalize: bool,
     batch_size: int,
     show_progress: bool = False,
 ) -> np.ndarray:
-    """Return one float32 vector per text, in the order of token_ids."""
+    """Return one pooled float32 vector per text (not normalized), pooling token states.
+
+    The direct path: static modes, ``max`` over several layers, and runs with the cache off.
+    """
     import torch
 
     pool = POOLING_FUNCTIONS[pooling]
     static = pooling in STATIC_MODES
-    lengths = token_ids.lengths
-    out = np.empty((len(lengths), loaded.dim), dtype=np.float32)
-    pad_id = _pad_id(loaded.tokenizer)
-    batches = list(length_sorted_batches(lengths, batch_size))
+    out = np.empty((len(token_ids.ids), loaded.dim), dtype=np.float32)
     with torch.inference_mode():
-        for idx in _progress(batches, show_progress):
-            ids, mask = pad([token_ids.ids[i] for i in idx], pad_id)
-            ids_t = torch.from_numpy(ids).to(loaded.device)
-            mask_t = torch.from_numpy(mask).to(loaded.device)
-            pooled = pool(token_states(loaded, ids_t, mask_t, layers, static), mask_t)
-            if normalize:
-                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-            vectors = pooled.float().cpu().numpy()
-            vectors[lengths[idx] == 0] = 0.0  # a text with no tokens at all has no meaning
-            out[idx] = vectors
+        for idx, ids, mask in _batches(loaded, token_ids, batch_size, show_progress):
+            if not static:
+                _trace(idx, token_ids)
+            out[idx] = pool(token_states(loaded, ids, mask, layers, static), mask).float().cpu()
     return out
+
+
+def encode_cached(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    token_ids: TokenIds,
+    *,
+    pooling: str,
+    layers: tuple[int, ...],
+    batch_size: int,
+    show_progress: bool = False,
+    memory: ProcessCache | None,
+    disk: DiskCache | None,
+    key: str,
+) -> np.ndarray:
+    """Return one pooled float32 vector per text (not normalized), through the caches.
+
+    Texts found in the process cache or the disk cache are pooled from their stored layer
+    statistics; the others go through the encoder once, and their statistics are stored.
+    """
+    entries: list[np.ndarray | None] = [None] * len(texts)
+    for i, text in enumerate(texts):
+        entries[i] = _lookup(text, memory, disk, key)
+    missing = [i for i, e in enumerate(entries) if e is None]
+    if missing:
+        with disk.locked() if disk is not None else nullcontext():
+            if disk is not None:  # another process may have encoded them while we waited
+                for i in missing:
+                    entries[i] = _lookup(texts[i], memory, disk, key)
+                missing = [i for i in missing if entries[i] is None]
+            subset = TokenIds([token_ids.ids[i] for i in missing], token_ids.truncated[missing])
+            for local_idx, stats in _statistics(loaded, subset, batch_size, show_progress):
+                for j, entry in zip(local_idx, stats, strict=True):
+                    i = missing[j]
+                    entries[i] = entry
+                    if memory is not None:
+                        memory.put(key, texts[i], entry)
+                    if disk is not None:
+                        disk.put(texts[i], entry)
+    table = np.stack(entries)
+    stats = table[:, :-1].reshape(len(texts), loaded.n_layers, len(STATISTICS), loaded.dim)
+    return pool_statistics(stats, table[:, -1], pooling, layers)
+
+
+def finish(vectors: np.ndarray, token_ids: TokenIds, normalize: bool) -> np.ndarray:
+    """Zero the vectors of texts with no tokens and L2-normalize the rows if asked."""
+    vectors[token_ids.lengths == 0] = 0.0  # a text with no tokens at all has no meaning
+    if normalize:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors /= np.maximum(norms, 1e-12)
+    return vectors
+
+
+def _lookup(text: str, memory, disk, key: str) -> np.ndarray | None:
+    entry = memory.get(key, text) if memory is not None else None
+    if entry is None and disk is not None:
+        entry = disk.get(text)
+        if entry is not None and memory is not None:
+            memory.put(key, text, entry)
+    return entry
+
+
+def _statistics(
+    loaded: LoadedModel, token_ids: TokenIds, batch_size: int, show_progress: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (indices, entries): per text, its flattened layer statistics and token count."""
+    import torch
+
+    with torch.inference_mode():
+        for idx, ids, mask in _batches(loaded, token_ids, batch_size, show_progress):
+            _trace(idx, token_ids)
+            hidden = loaded.encoder(
+                input_ids=ids, attention_mask=mask, output_hidden_states=True
+            ).hidden_states
+            stats = layer_statistics(hidden, mask).float().cpu().numpy()
+            entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
+            entries[:, :-1] = stats.reshape(len(idx), -1)
+            entries[:, -1] = token_ids.lengths[idx]
+            yield idx, entries
+
+
+def _batches(loaded: LoadedModel, token_ids: TokenIds, batch_size: int, show_progress: bool):
+    """Yield (indices, ids tensor, mask tensor) for length-sorted padded batches."""
+    import torch
+
+    pad_id = _pad_id(loaded.tokenizer)
+    batches = list(length_sorted_batches(token_ids.lengths, batch_size))
+    for idx in _progress(batches, show_progress):
+        ids, mask = pad([token_ids.ids[i] for i in idx], pad_id)
+        yield (
+            idx,
+            torch.from_numpy(ids).to(loaded.device),
+            torch.from_numpy(mask).to(loaded.device),
+        )
+
+
+def _trace(idx: np.ndarray, token_ids: TokenIds) -> None:
+    """Append one line per text to $SKEMBED_ENCODER_LOG, when set: a count of encoder work.
+
+    A diagnostic for tests and benchmarks that count encoder passes across processes.
+    """
+    path = os.environ.get("SKEMBED_ENCODER_LOG")
+    if not path:
+        return
+    lines = "".join(
+        f"{os.getpid()}\t{hashlib.blake2b(token_ids.ids[i].tobytes(), digest_size=8).hexdigest()}\n"
+        for i in idx
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, lines.encode())
+    finally:
+        os.close(fd)
 
 
 def token_vectors(
@@ -132,15 +248,11 @@ def token_vectors(
     """Return, per text, the float32 token states (n_tokens, dim) of the chosen layers."""
     import torch
 
-    pad_id = _pad_id(loaded.tokenizer)
-    result: list[np.ndarray] = []
+    result: list[np.ndarray] = [np.empty(0)] * len(token_ids.ids)
     with torch.inference_mode():
-        for seq in token_ids.ids:
-            ids, mask = pad([seq], pad_id)
-            ids_t = torch.from_numpy(ids).to(loaded.device)
-            mask_t = torch.from_numpy(mask).to(loaded.device)
-            states = token_states(loaded, ids_t, mask_t, layers, static)
-            result.append(states[0, : len(seq)].float().cpu().numpy())
+        for idx, ids, mask in _batches(loaded, token_ids, 1, False):  # one text: no padding
+            states = token_states(loaded, ids, mask, layers, static)
+            result[idx[0]] = states[0].float().cpu().numpy()
     return result
 
 

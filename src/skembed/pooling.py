@@ -13,8 +13,10 @@ given: rows of the encoder's input embedding matrix, with no positions and no at
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 if TYPE_CHECKING:  # torch is imported lazily: `import skembed` must stay light
     from torch import Tensor
@@ -77,3 +79,49 @@ POOLING_FUNCTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 STATIC_MODES = frozenset({"static_mean"})
 """Modes that pool the input embedding matrix's rows instead of contextual states."""
+
+
+# -- pooling from per-layer statistics -----------------------------------------------------
+# The encoder is the whole cost; pooling is cheap. To serve every mode and every layer from
+# one encoder pass, a text is summarised per layer by these statistics (a few vectors per
+# layer, however long the text), and each mode is read back from them.
+
+STATISTICS = ("mean", "weighted_mean", "cls", "last", "max")
+"""Per-layer statistics kept for a text: the pooled vector of each of these modes."""
+
+_STAT_OF_MODE = {
+    "mean": "mean",
+    "mean_sqrt_len": "mean",  # = mean * sqrt(n_tokens)
+    "weighted_mean": "weighted_mean",
+    "cls": "cls",
+    "last": "last",
+    "max": "max",
+}
+
+LINEAR_MODES = frozenset(set(_STAT_OF_MODE) - {"max"})
+"""Modes that commute with averaging layers: pooling the average of layers equals averaging
+the pooled layers. ``max`` does not, so a tuple of layers with ``max`` needs token states."""
+
+
+def layer_statistics(hidden: Sequence[Tensor], mask: Tensor) -> Tensor:
+    """Return (batch, n_layers, len(STATISTICS), dim): each statistic of each layer."""
+    import torch
+
+    functions = [POOLING_FUNCTIONS[name] for name in STATISTICS]
+    return torch.stack([torch.stack([f(h, mask) for f in functions], 1) for h in hidden], 1)
+
+
+def pool_statistics(
+    stats: np.ndarray, n_tokens: np.ndarray, pooling: str, layers: tuple[int, ...]
+) -> np.ndarray:
+    """Return the (batch, dim) vectors of a pooling mode over layers, from layer statistics.
+
+    ``stats`` has shape (batch, n_layers, len(STATISTICS), dim), ``n_tokens`` (batch,).
+    """
+    if len(layers) > 1 and pooling not in LINEAR_MODES:
+        raise ValueError(f"pooling={pooling!r} over several layers cannot be read from statistics")
+    column = STATISTICS.index(_STAT_OF_MODE[pooling])
+    pooled = stats[:, list(layers), column].mean(axis=1)
+    if pooling == "mean_sqrt_len":
+        pooled = pooled * np.sqrt(np.maximum(n_tokens, 1e-9))[:, None].astype(pooled.dtype)
+    return pooled

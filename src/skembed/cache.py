@@ -1,0 +1,168 @@
+"""Caches of encoder output, so a grid search runs the encoder once per unique text.
+
+What is kept per text is not its token states (tokens x layers x dim, up to megabytes for
+long texts) but, for every layer, the few statistics every pooling mode is read from (see
+:func:`skembed.pooling.layer_statistics`), plus the token count: about 54 kB per text for
+all-MiniLM-L6-v2 whatever the text's length. An entry is keyed by what determines it: the
+model's weights fingerprint, ``max_length``, the device and the text.
+
+Two layers:
+
+- a process cache in memory, shared by every estimator (and clone) in the process, with a
+  size limit in bytes and least-recently-used eviction;
+- an optional on-disk cache (``SentenceEmbedder(cache_dir=...)``): one file per text,
+  written atomically, readable by several processes at once, so parallel searches
+  (``n_jobs=2``) also encode each text once. Encoding into a disk cache holds a lock file,
+  so two processes never encode the same text at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_LIMIT_BYTES = 1 << 30
+
+
+class ProcessCache:
+    """Least-recently-used map of (model key, text) -> entry, bounded in bytes."""
+
+    def __init__(self, limit_bytes: int = DEFAULT_LIMIT_BYTES):
+        self.limit_bytes = int(limit_bytes)
+        self._entries: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._nbytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, model_key: str, text: str) -> np.ndarray | None:
+        """Return the entry for a text, or None."""
+        with self._lock:
+            entry = self._entries.get((model_key, text))
+            if entry is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end((model_key, text))
+            self.hits += 1
+            return entry
+
+    def put(self, model_key: str, text: str, entry: np.ndarray) -> None:
+        """Store an entry, evicting the least recently used ones beyond the limit."""
+        if entry.nbytes > self.limit_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop((model_key, text), None)
+            if old is not None:
+                self._nbytes -= old.nbytes
+            self._entries[(model_key, text)] = entry
+            self._nbytes += entry.nbytes
+            self._evict()
+
+    def set_limit(self, limit_bytes: int) -> None:
+        """Change the size limit, evicting down to it at once."""
+        with self._lock:
+            self.limit_bytes = int(limit_bytes)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._nbytes > self.limit_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._nbytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        """Drop every entry and reset the counters."""
+        with self._lock:
+            self._entries.clear()
+            self._nbytes = 0
+            self.hits = self.misses = 0
+
+    def info(self) -> dict[str, int]:
+        """Return the number of entries, bytes used, the limit, hits and misses."""
+        with self._lock:
+            return {
+                "entries": len(self._entries),
+                "bytes": self._nbytes,
+                "limit_bytes": self.limit_bytes,
+                "hits": self.hits,
+                "misses": self.misses,
+            }
+
+
+PROCESS_CACHE = ProcessCache(int(os.environ.get("SKEMBED_CACHE_BYTES", DEFAULT_LIMIT_BYTES)))
+
+
+def clear_cache() -> None:
+    """Empty the process cache of encoder output (on-disk caches are left as they are)."""
+    PROCESS_CACHE.clear()
+
+
+def set_cache_limit(limit_bytes: int) -> None:
+    """Set the process cache's size limit in bytes; 0 keeps nothing."""
+    if limit_bytes < 0:
+        raise ValueError(f"limit_bytes={limit_bytes} must be >= 0")
+    PROCESS_CACHE.set_limit(limit_bytes)
+
+
+def cache_info() -> dict[str, int]:
+    """Return the process cache's entries, bytes, limit, hits and misses."""
+    return PROCESS_CACHE.info()
+
+
+class DiskCache:
+    """One .npy file per text under cache_dir/<model key>/, written atomically."""
+
+    def __init__(self, cache_dir: str | os.PathLike, model_key: str):
+        self.folder = Path(cache_dir) / model_key
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, text: str) -> Path:
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        return self.folder / digest[:2] / f"{digest}.npy"
+
+    def get(self, text: str) -> np.ndarray | None:
+        """Return the stored entry for a text, or None."""
+        try:
+            return np.load(self._path(text), allow_pickle=False)
+        except (FileNotFoundError, ValueError, EOFError):
+            return None
+
+    def put(self, text: str, entry: np.ndarray) -> None:
+        """Store an entry: write a temporary file, then rename it into place."""
+        path = self._path(text)
+        path.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, entry, allow_pickle=False)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this model's lock file, so only one process encodes into it at a time."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no lock; a text may then be encoded twice, never wrong
+            yield
+            return
+        with open(self.folder / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def model_key(fingerprint: str, max_length: int, device: str) -> str:
+    """Return the part of a cache key that the model and its settings determine."""
+    return f"{fingerprint[:32]}-L{max_length}-{device.replace(':', '')}"

@@ -1,0 +1,177 @@
+"""The encoder-output cache: a grid search over pooling runs the encoder once per text,
+in one process and across processes; results are identical with and without it."""
+
+from __future__ import annotations
+
+import collections
+import random
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skembed import SentenceEmbedder, cache
+from skembed.pooling import STATISTICS
+from tiny_models import WORDS
+
+TEXTS = [
+    "I love apples",
+    "The dog chased the cat across the green field at night",
+    "",
+    "hello",
+    "Can you help me with my bank card?",
+]
+LAYERS = [-1, 0, 1, (0, 2), (1, 2)]
+MODES = ["mean", "max", "cls", "static_mean", "mean_sqrt_len", "weighted_mean", "last"]
+
+
+@pytest.fixture(autouse=True)
+def _empty_process_cache():
+    cache.clear_cache()
+    yield
+    cache.clear_cache()
+
+
+def make_texts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
+    """Return n distinct sentences of the tiny vocabulary and a label per sentence."""
+    rng = random.Random(seed)
+    texts: dict[str, int] = {}
+    while len(texts) < n:
+        words = rng.sample(WORDS, rng.randint(3, 9))
+        texts.setdefault(" ".join(words), len(texts) % 3)
+    return list(texts), list(texts.values())
+
+
+def encoder_log(monkeypatch, tmp_path):
+    path = tmp_path / "encoder.log"
+    monkeypatch.setenv("SKEMBED_ENCODER_LOG", str(path))
+    return path
+
+
+def encoded_counts(path) -> collections.Counter:
+    if not path.exists():
+        return collections.Counter()
+    return collections.Counter(line.split("\t")[1] for line in path.read_text().splitlines())
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=str)
+@pytest.mark.parametrize("pooling", MODES)
+def test_cache_gives_the_same_vectors_as_no_cache(tiny_model, pooling, layer):
+    params = {"model": tiny_model, "pooling": pooling, "layer": layer}
+    plain = SentenceEmbedder(cache=False, **params).fit(TEXTS).transform(TEXTS)
+    est = SentenceEmbedder(**params).fit(TEXTS)
+    first = est.transform(TEXTS)  # fills the cache
+    again = est.transform(TEXTS[::-1])[::-1]  # served from it
+    np.testing.assert_allclose(first, plain, atol=1e-6)
+    np.testing.assert_allclose(again, plain, atol=1e-6)
+
+
+def test_estimators_differing_in_pooling_layer_normalize_share_one_encoding(
+    tiny_bert, monkeypatch, tmp_path
+):
+    log = encoder_log(monkeypatch, tmp_path)
+    for pooling in ["mean", "max", "cls", "last", "weighted_mean", "mean_sqrt_len"]:
+        for layer in [-1, 0, (1, 2)]:
+            for normalize in [True, False]:
+                SentenceEmbedder(
+                    model=tiny_bert, pooling=pooling, layer=layer, normalize=normalize
+                ).fit(TEXTS).transform(TEXTS)
+    counts = encoded_counts(log)
+    # max over a tuple of layers needs token states and bypasses the cache: 2 extra passes
+    assert sorted(counts.values()) == [3] * len(TEXTS)
+    assert cache.cache_info()["entries"] == len(TEXTS)
+
+
+def test_repeated_texts_in_one_call_are_encoded_once(tiny_bert, monkeypatch, tmp_path):
+    log = encoder_log(monkeypatch, tmp_path)
+    SentenceEmbedder(model=tiny_bert, cache=False).fit(TEXTS).transform(TEXTS * 50)
+    assert sorted(encoded_counts(log).values()) == [1] * len(TEXTS)
+
+
+def test_cache_off_runs_the_encoder_every_time(tiny_bert, monkeypatch, tmp_path):
+    log = encoder_log(monkeypatch, tmp_path)
+    est = SentenceEmbedder(model=tiny_bert, cache=False).fit(TEXTS)
+    est.transform(TEXTS)
+    est.transform(TEXTS)
+    assert sorted(encoded_counts(log).values()) == [2] * len(TEXTS)
+    assert cache.cache_info()["entries"] == 0
+
+
+def test_cache_limit_evicts_least_recently_used_and_clear_empties(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    est.transform(TEXTS)
+    entry_bytes = cache.cache_info()["bytes"] // len(TEXTS)
+    # 3 layers x 5 statistics x 32 dims + the token count, float32
+    assert entry_bytes == (3 * 5 * 32 + 1) * 4
+    try:
+        cache.set_cache_limit(2 * entry_bytes)
+        assert cache.cache_info()["entries"] == 2
+        est.transform(["a new text"])
+        assert cache.cache_info()["entries"] == 2
+        key = cache.model_key(est.fingerprint_, 64, "cpu")
+        assert cache.PROCESS_CACHE.get(key, "a new text") is not None
+    finally:
+        cache.set_cache_limit(cache.DEFAULT_LIMIT_BYTES)
+    cache.clear_cache()
+    assert cache.cache_info()["entries"] == 0
+
+
+POOLING_GRID = {"sentenceembedder__pooling": ["mean", "max", "cls", "static_mean"]}
+
+
+def _grid_search(model: str, texts, labels, n_jobs: int, **params) -> GridSearchCV:
+    pipe = make_pipeline(SentenceEmbedder(model=model, **params), LogisticRegression())
+    return GridSearchCV(pipe, POOLING_GRID, cv=5, n_jobs=n_jobs).fit(texts, labels)
+
+
+def test_grid_search_over_pooling_encodes_each_text_once(tiny_bert, monkeypatch, tmp_path):
+    texts, labels = make_texts(500)
+    log = encoder_log(monkeypatch, tmp_path)
+    search = _grid_search(tiny_bert, texts, labels, n_jobs=1)
+    counts = encoded_counts(log)
+    assert len(counts) == 500
+    assert set(counts.values()) == {1}
+    assert len(search.cv_results_["mean_test_score"]) == 4
+
+
+def test_grid_search_with_two_processes_and_cache_dir_encodes_each_text_once(
+    tiny_bert, monkeypatch, tmp_path
+):
+    from joblib.externals.loky import get_reusable_executor
+
+    texts, labels = make_texts(500, seed=1)
+    log = encoder_log(monkeypatch, tmp_path)
+    get_reusable_executor().shutdown(wait=True)  # new workers inherit SKEMBED_ENCODER_LOG
+    search = _grid_search(tiny_bert, texts, labels, n_jobs=2, cache_dir=tmp_path / "cache")
+    get_reusable_executor().shutdown(wait=True)
+    counts = encoded_counts(log)
+    assert len(counts) == 500
+    assert set(counts.values()) == {1}
+    # same scores as a single-process search without any cache
+    cache.clear_cache()
+    plain = _grid_search(tiny_bert, texts, labels, n_jobs=1, cache=False)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"]
+    )
+
+
+def test_disk_cache_serves_a_fresh_process_without_encoding(tiny_bert, monkeypatch, tmp_path):
+    est = SentenceEmbedder(model=tiny_bert, cache=False, cache_dir=tmp_path / "cache").fit(TEXTS)
+    first = est.transform(TEXTS)
+    files = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == len(set(TEXTS))
+    assert not list((tmp_path / "cache").rglob("*.tmp"))  # every write completed by rename
+    log = encoder_log(monkeypatch, tmp_path)
+    again = SentenceEmbedder(model=tiny_bert, cache=False, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(again.fit(TEXTS).transform(TEXTS), first)
+    assert not log.exists()
+
+
+def test_statistics_entry_is_bounded_whatever_the_text_length(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    est.transform(["short", " ".join(["apple"] * 60)])
+    info = cache.cache_info()
+    assert info["bytes"] == 2 * (3 * 5 * 32 + 1) * 4
+    assert STATISTICS == ("mean", "weighted_mean", "cls", "last", "max")
