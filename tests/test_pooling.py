@@ -72,8 +72,9 @@ def test_every_mode_is_registered():
     assert set(POOLING_FUNCTIONS) == set(ST_NAMES) | {"static_mean"}
 
 
+@pytest.mark.parametrize("cache", [True, False], ids=["from-statistics", "from-states"])
 @pytest.mark.parametrize("pooling", sorted(ST_NAMES))
-def test_pooling_matches_sentence_transformers(tiny_model, pooling):
+def test_pooling_matches_sentence_transformers(tiny_model, pooling, cache):
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules import Transformer
     from sentence_transformers.sentence_transformer.modules import Pooling
@@ -85,5 +86,7 @@ def test_pooling_matches_sentence_transformers(tiny_model, pooling):
         ],
         device="cpu",
     ).encode(TEXTS, batch_size=2)
-    ours = SentenceEmbedder(model=tiny_model, pooling=pooling, normalize=False, batch_size=2)
+    ours = SentenceEmbedder(
+        model=tiny_model, pooling=pooling, normalize=False, batch_size=2, cache=cache
+    )
     np.testing.assert_allclose(ours.fit(TEXTS).transform(TEXTS), reference, atol=1e-6)
