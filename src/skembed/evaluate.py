@@ -1,0 +1,634 @@
+"""Score any embedder on standard tasks, computing each metric the way MTEB does.
+
+Each task function takes an embedder and the path of the data (formats in
+:mod:`skembed.datasets`) and returns a dict of metrics (plain floats and ints, ready for
+``json.dump``). Any configuration of :class:`~skembed.SentenceEmbedder` can be scored, so
+poolings, layers and models can be compared on your own data::
+
+    from skembed import SentenceEmbedder, evaluate
+
+    for pooling in ("mean", "max", "cls", "static_mean"):
+        print(pooling, evaluate.sts(SentenceEmbedder(pooling=pooling), "sts-dev.csv"))
+
+Tasks and metrics (cosine similarity throughout, as in MTEB):
+
+- :func:`sts`: Spearman and Pearson correlation between the cosine similarity of each pair
+  and its gold score (MTEB STS).
+- :func:`pair_classification`: accuracy and F1 at the best cosine threshold, and average
+  precision of the cosine (MTEB PairClassification).
+- :func:`classification`: logistic regression on a few examples per label, repeated over
+  seeds, mean accuracy (MTEB Classification); also the accuracy with all training rows.
+- :func:`clustering`: V-measure of mini-batch k-means clusters against the labels (MTEB
+  Clustering).
+- :func:`retrieval`: nDCG@k, MAP@k, MRR@k and recall@k of an exact cosine search over the
+  corpus (MTEB Retrieval, scored as ``pytrec_eval`` scores it).
+
+The metric functions on arrays (:func:`correlation_metrics`, :func:`threshold_metrics`,
+:func:`ranking_metrics`) score data that is already in memory.
+
+The embedder may be fitted or not: an unfitted one is cloned and fitted on the texts it is
+about to embed, which for a ``SentenceEmbedder`` only loads the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import datasets
+from .search import DEFAULT_CHUNK_SIZE, cosine_topk
+
+if TYPE_CHECKING:
+    from .embedder import SentenceEmbedder
+
+logger = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+STS_FORMATS = ("auto", "stsb", "sick")
+
+__all__ = [
+    "classification",
+    "clustering",
+    "correlation_metrics",
+    "pair_classification",
+    "paired_cosine",
+    "ranking_metrics",
+    "retrieval",
+    "sts",
+    "threshold_metrics",
+]
+
+
+# -- tasks: an embedder and a path in, a dict of metrics out --------------------------------
+
+
+def sts(
+    embedder: SentenceEmbedder, path: PathLike | Sequence[PathLike], *, format: str = "auto"
+) -> dict:
+    """Return the Spearman and Pearson correlation of cosine similarity with gold scores.
+
+    Parameters
+    ----------
+    embedder : SentenceEmbedder
+        Any configuration; or another scikit-learn transformer from texts to vectors.
+    path : str, path-like or sequence of them
+        An STS-B or SICK file (see :mod:`skembed.datasets`). Several files are scored as
+        one set of pairs, e.g. ``[SICK_train.txt, SICK_trial.txt]``.
+    format : {"auto", "stsb", "sick"}, default="auto"
+        File format. ``"auto"`` reads a file with 7 or more columns as STS-B and one with
+        5 columns, or a ``pair_ID`` header, as SICK.
+
+    Returns
+    -------
+    dict
+        ``spearman``, ``pearson`` and ``n_pairs``.
+    """
+    if format not in STS_FORMATS:
+        raise ValueError(f"format={format!r} is not one of {STS_FORMATS}")
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    if not paths:
+        raise ValueError("path is an empty list; pass at least one STS-B or SICK file")
+    first, second, gold = [], [], []
+    for p in paths:
+        reader = datasets.read_sick if _sts_format(p, format) == "sick" else datasets.read_stsb
+        pairs = reader(p)
+        first += pairs.first
+        second += pairs.second
+        gold.append(pairs.scores)
+    a, b = _embed_groups(embedder, first, second)
+    return {**correlation_metrics(paired_cosine(a, b), np.concatenate(gold)), "n_pairs": len(a)}
+
+
+def pair_classification(embedder: SentenceEmbedder, path: PathLike) -> dict:
+    """Return accuracy and F1 at the best cosine threshold, and average precision.
+
+    Parameters
+    ----------
+    embedder : SentenceEmbedder
+        Any configuration; or another scikit-learn transformer from texts to vectors.
+    path : str or path-like
+        An MRPC-format file: label, two ids, two sentences (see :mod:`skembed.datasets`).
+
+    Returns
+    -------
+    dict
+        The keys of :func:`threshold_metrics`, and ``n_pairs``.
+    """
+    pairs = datasets.read_mrpc(path)
+    a, b = _embed_groups(embedder, pairs.first, pairs.second)
+    return {**threshold_metrics(paired_cosine(a, b), pairs.scores), "n_pairs": len(pairs)}
+
+
+def classification(
+    embedder: SentenceEmbedder,
+    path: PathLike,
+    *,
+    eval_path: PathLike | None = None,
+    n_per_label: int = 8,
+    n_runs: int = 10,
+    eval_fraction: float = 0.25,
+    max_iter: int = 100,
+    seed: int = 42,
+    text_column: str = "text",
+    label_column: str | None = None,
+) -> dict:
+    """Return the accuracy of logistic regression on the embeddings, few-shot and full.
+
+    MTEB's protocol: each of ``n_runs`` runs draws ``n_per_label`` training examples per
+    label at random (with a generator seeded once with ``seed``), fits
+    ``LogisticRegression(max_iter=max_iter)`` on their embeddings and scores accuracy and
+    macro F1 on the evaluation rows; the runs are averaged. ``full_accuracy`` fits one
+    model on every training row instead.
+
+    The evaluation rows are ``eval_path`` when given (MTEB: train file for training, test
+    file for evaluation). Without it, the one file is split once, stratified by label and
+    seeded: ``eval_fraction`` of the rows are only ever scored, and training examples are
+    drawn from the rest only. So no row is scored by a model that saw it, and every run
+    and the full model are scored on the same rows.
+
+    Parameters
+    ----------
+    embedder : SentenceEmbedder
+        Any configuration; or another scikit-learn transformer from texts to vectors.
+    path : str or path-like
+        CSV with a header row: a text column and a label column (Banking77 format).
+    eval_path : str, path-like or None, default=None
+        CSV of the same format to score on; None splits ``path`` as described above.
+    n_per_label : int, default=8
+        Training examples per label in each few-shot run (all of them for a label that
+        has fewer).
+    n_runs : int, default=10
+        Few-shot runs averaged.
+    eval_fraction : float, default=0.25
+        Share of ``path`` held out for scoring when ``eval_path`` is None.
+    max_iter : int, default=100
+        Iterations of the logistic regression solver.
+    seed : int, default=42
+        Seeds the split, the draws and the solver.
+    text_column, label_column : str, str or None
+        Column names, as in :func:`skembed.datasets.read_labelled_csv`.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` and ``f1`` (means over runs), ``accuracy_std``, ``full_accuracy``,
+        ``full_f1``, ``n_labels``, ``n_train`` (rows training is drawn from), ``n_eval``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    _check_positive_int(n_per_label=n_per_label, n_runs=n_runs, max_iter=max_iter)
+    data = datasets.read_labelled_csv(path, text_column=text_column, label_column=label_column)
+    if eval_path is not None:
+        held = datasets.read_labelled_csv(
+            eval_path, text_column=text_column, label_column=label_column
+        )
+        train_texts, train_y = data.texts, data.labels
+        eval_texts, eval_y = held.texts, held.labels
+    else:
+        train_idx, eval_idx = _stratified_split(data.labels, eval_fraction, seed, path)
+        train_texts = [data.texts[i] for i in train_idx]
+        eval_texts = [data.texts[i] for i in eval_idx]
+        train_y, eval_y = data.labels[train_idx], data.labels[eval_idx]
+    X_train, X_eval = _embed_groups(embedder, train_texts, eval_texts)
+
+    def fit_and_score(rows: np.ndarray) -> tuple[float, float]:
+        model = LogisticRegression(max_iter=max_iter, random_state=seed)
+        model.fit(X_train[rows], train_y[rows])
+        predicted = model.predict(X_eval)
+        return accuracy_score(eval_y, predicted), f1_score(eval_y, predicted, average="macro")
+
+    rng = np.random.default_rng(seed)
+    runs = [fit_and_score(_sample_per_label(train_y, n_per_label, rng)) for _ in range(n_runs)]
+    accuracies, f1s = np.array(runs).T
+    full_accuracy, full_f1 = fit_and_score(np.arange(len(train_y)))
+    return {
+        "accuracy": float(accuracies.mean()),
+        "accuracy_std": float(accuracies.std()),
+        "f1": float(f1s.mean()),
+        "full_accuracy": float(full_accuracy),
+        "full_f1": float(full_f1),
+        "n_labels": len(np.unique(train_y)),
+        "n_train": len(train_y),
+        "n_eval": len(eval_y),
+    }
+
+
+def clustering(
+    embedder: SentenceEmbedder,
+    path: PathLike,
+    *,
+    n_runs: int = 5,
+    seed: int = 42,
+    text_column: str = "text",
+    label_column: str | None = None,
+) -> dict:
+    """Return the V-measure of k-means clusters of the embeddings against the labels.
+
+    As MTEB does: ``MiniBatchKMeans`` with as many clusters as labels, batches of 500,
+    on the embeddings as the embedder returns them. k-means depends on its seed, so the
+    V-measure is averaged over ``n_runs`` seeds (``seed``, ``seed + 1``, ...).
+
+    Parameters
+    ----------
+    embedder : SentenceEmbedder
+        Any configuration; or another scikit-learn transformer from texts to vectors.
+    path : str or path-like
+        CSV with a header row: a text column and a label column (Banking77 format).
+    n_runs : int, default=5
+        k-means runs averaged.
+    seed : int, default=42
+        Seed of the first run.
+    text_column, label_column : str, str or None
+        Column names, as in :func:`skembed.datasets.read_labelled_csv`.
+
+    Returns
+    -------
+    dict
+        ``v_measure`` (mean over runs), ``v_measure_std``, ``n_clusters``, ``n_texts``.
+    """
+    _check_positive_int(n_runs=n_runs)
+    data = datasets.read_labelled_csv(path, text_column=text_column, label_column=label_column)
+    (X,) = _embed_groups(embedder, data.texts)
+    scores = [_kmeans_v_measure(X, data.labels, seed + run) for run in range(n_runs)]
+    return {
+        "v_measure": float(np.mean(scores)),
+        "v_measure_std": float(np.std(scores)),
+        "n_clusters": len(np.unique(data.labels)),
+        "n_texts": len(data.texts),
+    }
+
+
+def retrieval(
+    embedder: SentenceEmbedder,
+    path: PathLike,
+    *,
+    split: str = "test",
+    k_values: Sequence[int] = (10, 100),
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict:
+    """Return nDCG@k, MAP@k, MRR@k and recall@k of exact cosine search over the corpus.
+
+    Every judged query is embedded and compared with every document (title and text, as
+    MTEB embeds them) by :func:`skembed.search.cosine_topk`; the top ``max(k_values)``
+    documents are scored against the qrels by :func:`ranking_metrics`.
+
+    Parameters
+    ----------
+    embedder : SentenceEmbedder
+        Any configuration; or another scikit-learn transformer from texts to vectors.
+    path : str or path-like
+        A BEIR folder: ``corpus.jsonl(.gz)``, ``queries.jsonl`` and ``qrels/<split>.tsv``.
+    split : str, default="test"
+        Which qrels file to score, e.g. ``"train"`` for ``qrels/train.tsv``.
+    k_values : sequence of int, default=(10, 100)
+        Cut-offs of the metrics.
+    chunk_size : int, default=8192
+        Corpus rows scored at a time, which bounds memory.
+
+    Returns
+    -------
+    dict
+        ``ndcg@k``, ``map@k``, ``mrr@k`` and ``recall@k`` for each k; ``n_queries``,
+        ``n_documents``.
+    """
+    k_values = _check_k_values(k_values)
+    data = datasets.read_beir(path, split)
+    Q, C = _embed_groups(embedder, data.query_texts, data.corpus_texts)
+    _, top = cosine_topk(Q, C, max(k_values), chunk_size=chunk_size)
+    rankings = {
+        q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, top, strict=True)
+    }
+    return {
+        **ranking_metrics(rankings, data.qrels, k_values),
+        "n_queries": len(data.query_ids),
+        "n_documents": len(data.corpus_ids),
+    }
+
+
+# -- metrics: arrays in, a dict of floats out -----------------------------------------------
+
+
+def paired_cosine(a, b) -> np.ndarray:
+    """Return the cosine similarity of each row of a with the same row of b (float64).
+
+    An all-zero row has similarity 0.
+
+    Examples
+    --------
+    >>> from skembed.evaluate import paired_cosine
+    >>> paired_cosine([[1, 0], [3, 4], [0, 0]], [[2, 0], [-3, -4], [1, 0]]).tolist()
+    [1.0, -1.0, 0.0]
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(
+            f"a and b must be 2-D arrays of the same shape (one row per pair), got {a.shape} "
+            f"and {b.shape}"
+        )
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.einsum("ij,ij->i", a, b) / np.where(norms == 0, 1, norms)
+
+
+def correlation_metrics(similarity, gold) -> dict:
+    """Return the Spearman and Pearson correlation of similarities with gold scores.
+
+    Examples
+    --------
+    >>> from skembed.evaluate import correlation_metrics
+    >>> m = correlation_metrics([0.1, 0.5, 0.9, 0.95], [1.0, 2.0, 3.0, 5.0])
+    >>> round(m["spearman"], 4), round(m["pearson"], 4)
+    (1.0, 0.892)
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    similarity = _finite_1d(similarity, "similarity")
+    gold = _finite_1d(gold, "gold")
+    if len(similarity) != len(gold) or len(gold) < 2:
+        raise ValueError(
+            f"similarity has {len(similarity)} values and gold {len(gold)}; "
+            "pass one similarity per gold score, at least 2 pairs"
+        )
+    for name, values in (("similarity", similarity), ("gold", gold)):
+        if np.ptp(values) == 0:
+            raise ValueError(
+                f"every {name} value is {float(values[0])!r}: a correlation with a constant is "
+                "undefined; check that the pairs and scores were read correctly"
+            )
+    return {
+        "spearman": float(spearmanr(similarity, gold).statistic),
+        "pearson": float(pearsonr(similarity, gold).statistic),
+    }
+
+
+def threshold_metrics(similarity, labels) -> dict:
+    """Return accuracy and F1 at their best similarity thresholds, and average precision.
+
+    A pair is predicted positive when its similarity is >= the threshold. Every threshold
+    that separates two distinct similarities is tried, plus one above the highest (all
+    negative, for accuracy) and the lowest value (all positive); equal similarities always
+    fall on the same side. Among equally good thresholds the highest is kept. This is
+    sentence-transformers' ``BinaryClassificationEvaluator``, which MTEB's
+    PairClassification uses, with cosine similarity; average precision is scikit-learn's
+    ``average_precision_score`` of the similarity.
+
+    Parameters
+    ----------
+    similarity : array-like of shape (n_pairs,)
+        Higher means more alike.
+    labels : array-like of shape (n_pairs,)
+        1 for a positive pair (paraphrase, duplicate), 0 for a negative one.
+
+    Returns
+    -------
+    dict
+        ``accuracy``, ``accuracy_threshold``, ``f1``, ``f1_threshold``, ``precision`` and
+        ``recall`` (at the F1 threshold), ``ap``.
+
+    Examples
+    --------
+    >>> from skembed.evaluate import threshold_metrics
+    >>> m = threshold_metrics([0.9, 0.8, 0.7, 0.6, 0.5], [1, 1, 0, 1, 0])
+    >>> m["accuracy"], m["accuracy_threshold"], m["f1"], m["f1_threshold"]
+    (0.8, 0.75, 0.8571428571428571, 0.55)
+    """
+    from sklearn.metrics import average_precision_score
+
+    scores = _finite_1d(similarity, "similarity")
+    y = _binary_labels(labels, len(scores))
+    order = np.argsort(-scores, kind="stable")
+    s, y_sorted = scores[order], y[order]
+    n, n_pos = len(y), int(y.sum())
+    # cut after the last pair of each group of equal similarities: pairs above are positive
+    ends = np.flatnonzero(np.r_[s[:-1] != s[1:], True])
+    tp = np.cumsum(y_sorted)[ends]
+    predicted = ends + 1
+    thresholds = np.r_[(s[ends[:-1]] + s[ends[:-1] + 1]) / 2, s[-1]]
+    # a midpoint rounded onto the next similarity would move that group across the cut
+    collapsed = np.r_[thresholds[:-1] == s[ends[:-1] + 1], False]
+    thresholds[collapsed] = s[ends][collapsed]
+
+    accuracies = (tp + (n - n_pos) - (predicted - tp)) / n
+    all_negative = (n - n_pos) / n
+    best = int(np.argmax(accuracies))  # first, i.e. highest, threshold among ties
+    if accuracies[best] > all_negative:
+        accuracy, accuracy_threshold = accuracies[best], thresholds[best]
+    else:
+        accuracy, accuracy_threshold = all_negative, np.nextafter(s[0], np.inf)
+
+    precision = tp / predicted
+    recall = tp / n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(tp > 0, 2 * precision * recall / (precision + recall), 0.0)
+    best_f1 = int(np.argmax(f1))
+    return {
+        "accuracy": float(accuracy),
+        "accuracy_threshold": float(accuracy_threshold),
+        "f1": float(f1[best_f1]),
+        "f1_threshold": float(thresholds[best_f1]),
+        "precision": float(precision[best_f1]),
+        "recall": float(recall[best_f1]),
+        "ap": float(average_precision_score(y, scores)),
+    }
+
+
+def ranking_metrics(
+    rankings: Mapping[str, Sequence[str]],
+    qrels: Mapping[str, Mapping[str, int]],
+    k_values: Sequence[int] = (10, 100),
+) -> dict:
+    """Return nDCG@k, MAP@k, MRR@k and recall@k of ranked documents, averaged over queries.
+
+    The definitions are trec_eval's (``ndcg_cut``, ``map_cut``, ``recall``), as MTEB
+    computes them through ``pytrec_eval``, and MTEB's MRR@k:
+
+    - nDCG@k: sum of ``relevance / log2(rank + 1)`` over the top k, divided by the same sum
+      for the best possible order of the judged documents. The gain is the relevance
+      grade itself; an unjudged document has relevance 0.
+    - MAP@k: sum of precision@rank at each relevant document in the top k, divided by
+      the number of relevant documents.
+    - MRR@k: 1 / rank of the first relevant document in the top k, 0 if there is none.
+    - recall@k: relevant documents in the top k / relevant documents.
+
+    A document is relevant when its relevance is > 0. Queries of ``qrels`` with no
+    relevant document are left out, as trec_eval leaves them out.
+
+    Parameters
+    ----------
+    rankings : mapping of str to sequence of str
+        Query id -> document ids, best first (at least ``max(k_values)`` of them, or the
+        whole corpus if it is smaller).
+    qrels : mapping of str to mapping of str to int
+        Query id -> document id -> relevance grade.
+    k_values : sequence of int, default=(10, 100)
+        Cut-offs.
+
+    Returns
+    -------
+    dict
+        ``"ndcg@k"``, ``"map@k"``, ``"mrr@k"``, ``"recall@k"`` for each k in k_values.
+
+    Examples
+    --------
+    >>> from skembed.evaluate import ranking_metrics
+    >>> m = ranking_metrics({"q": ["d3", "d1", "d2"]}, {"q": {"d1": 1, "d2": 1}}, k_values=[2])
+    >>> round(m["ndcg@2"], 4), m["map@2"], m["mrr@2"], m["recall@2"]
+    (0.3869, 0.25, 0.5, 0.5)
+    """
+    k_values = _check_k_values(k_values)
+    judged = {q: docs for q, docs in qrels.items() if any(r > 0 for r in docs.values())}
+    if not judged:
+        raise ValueError("qrels hold no relevant document (relevance > 0) for any query")
+    missing = next((q for q in judged if q not in rankings), None)
+    if missing is not None:
+        raise ValueError(
+            f"query {missing!r} is judged in qrels but has no ranking; rank documents for "
+            "every judged query"
+        )
+    totals = {f"{name}@{k}": 0.0 for k in k_values for name in ("ndcg", "map", "mrr", "recall")}
+    for query, relevance in judged.items():
+        ranked = list(rankings[query])[: max(k_values)]
+        gains = np.array([max(relevance.get(d, 0), 0) for d in ranked], dtype=np.float64)
+        ideal = np.sort([r for r in relevance.values() if r > 0])[::-1].astype(np.float64)
+        n_relevant = len(ideal)
+        discounts = 1 / np.log2(np.arange(2, max(len(gains), len(ideal), 1) + 2))
+        hits = gains > 0
+        precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        for k in k_values:
+            top_hits = hits[:k]
+            dcg = gains[:k] @ discounts[: len(gains[:k])]
+            idcg = ideal[:k] @ discounts[: len(ideal[:k])]
+            totals[f"ndcg@{k}"] += dcg / idcg
+            totals[f"map@{k}"] += precision_at[:k][top_hits].sum() / n_relevant
+            first = np.flatnonzero(top_hits)
+            totals[f"mrr@{k}"] += 1 / (first[0] + 1) if len(first) else 0.0
+            totals[f"recall@{k}"] += top_hits.sum() / n_relevant
+    return {name: float(total / len(judged)) for name, total in totals.items()}
+
+
+# -- plumbing --------------------------------------------------------------------------------
+
+
+def _embed_groups(embedder, *groups: list[str]) -> list[np.ndarray]:
+    """Embed several lists of texts in one call (each text once) and split the result."""
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    if not (hasattr(embedder, "fit") and hasattr(embedder, "transform")):
+        raise TypeError(
+            f"embedder is {type(embedder).__name__}; pass a SentenceEmbedder, or another "
+            "scikit-learn transformer that turns a list of str into one vector per text"
+        )
+    texts = [t for group in groups for t in group]
+    try:
+        check_is_fitted(embedder)
+    except NotFittedError:
+        embedder = clone(embedder).fit(texts)
+    logger.info("embedding %d texts with %r", len(texts), embedder)
+    X = embedder.transform(texts)
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) != len(texts):
+        raise ValueError(
+            f"the embedder returned shape {X.shape} for {len(texts)} texts; it must return "
+            "one vector (row) per text"
+        )
+    bounds = np.cumsum([len(g) for g in groups])[:-1]
+    return np.split(X, bounds)
+
+
+def _sts_format(path: PathLike, format: str) -> str:
+    if format != "auto":
+        return format
+    with datasets._open_text(path) as fh:
+        line = next((line for line in fh if line.strip()), "")
+    fields = line.rstrip("\r\n").split("\t")
+    if fields[0].strip() == "pair_ID" or len(fields) == 5:
+        return "sick"
+    if len(fields) >= 7:
+        return "stsb"
+    raise ValueError(
+        f"{path}: cannot tell the format from its first line ({len(fields)} TAB-separated "
+        "columns); STS-B rows have 7 or more, SICK rows 5. Pass format='stsb' or 'sick'"
+    )
+
+
+def _stratified_split(labels: np.ndarray, eval_fraction: float, seed: int, path) -> tuple:
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction={eval_fraction!r} must be between 0 and 1")
+    values, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(
+            f"label {values[counts.argmin()]!r} has only 1 row in {path}; splitting off "
+            "evaluation rows needs 2 or more per label: drop it or pass eval_path"
+        )
+    return train_test_split(
+        np.arange(len(labels)), test_size=eval_fraction, stratify=labels, random_state=seed
+    )
+
+
+def _sample_per_label(labels: np.ndarray, n_per_label: int, rng: np.random.Generator):
+    """Return the rows of the first n_per_label examples of each label in a random order."""
+    order = rng.permutation(len(labels))
+    _, codes = np.unique(labels[order], return_inverse=True)
+    by_label = np.argsort(codes, kind="stable")  # grouped by label, random order within
+    counts = np.bincount(codes)
+    rank = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.sort(order[by_label[rank < n_per_label]])
+
+
+def _kmeans_v_measure(X: np.ndarray, labels: np.ndarray, seed: int) -> float:
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics import v_measure_score
+
+    n_clusters = len(np.unique(labels))
+    model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=500, n_init="auto", random_state=seed)
+    return float(v_measure_score(labels, model.fit(X).labels_))
+
+
+def _finite_1d(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1 or len(array) == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {array.shape}")
+    bad = np.flatnonzero(~np.isfinite(array))
+    if len(bad):
+        raise ValueError(f"{name}[{bad[0]}] is {array[bad[0]]}; every value must be finite")
+    return array
+
+
+def _binary_labels(labels, n: int) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise ValueError(f"labels has shape {y.shape}; pass one 0/1 label per similarity ({n})")
+    bad = np.flatnonzero((y != 0) & (y != 1))
+    if len(bad):
+        value = y[bad[0]]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise ValueError(f"labels[{bad[0]}] is {value!r}; labels must be 1 or 0")
+    y = y.astype(np.int64)
+    if y.min() == y.max():
+        raise ValueError(
+            f"every label is {y[0]}; a threshold needs both positive (1) and negative (0) pairs"
+        )
+    return y
+
+
+def _check_k_values(k_values: Sequence[int]) -> list[int]:
+    ks = list(k_values)
+    if not ks or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in ks):
+        raise ValueError(f"k_values={k_values!r} must be a non-empty list of positive ints")
+    return sorted({int(k) for k in ks})
+
+
+def _check_positive_int(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive int")
