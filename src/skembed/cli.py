@@ -1,0 +1,685 @@
+"""The ``skembed`` command: embed files, search them, compare and tokenize sentences.
+
+Subcommands: ``encode``, ``search``, ``similarity``, ``tokenize``, ``info``. This module
+imports only the standard library at start so that ``skembed --help`` answers at once;
+numpy, torch and the model load inside the subcommand that needs them.
+
+A mistake in the command line or its input (a missing file, an unknown column, an empty
+input, a model that is not there) is reported as one line on stderr, ``skembed: error:
+...``, with exit status 2; never a traceback.
+
+Adding a subcommand (``skembed eval`` will use :mod:`skembed.evaluate`): write
+``_add_<name>(subparsers, common)``, which declares the arguments and sets ``run=`` to a
+``_run_<name>(args) -> int`` that imports what it needs inside, and list it in
+``_COMMANDS``. ``common`` holds the model options; :func:`_fitted_embedder` turns them
+into a fitted :class:`~skembed.SentenceEmbedder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+EXIT_USAGE = 2
+TEXT_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TEXT_SUFFIXES |= {".parquet": "parquet", ".pq": "parquet"}
+OUTPUT_SUFFIXES = (".npy", ".parquet")
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its input: one line on stderr, exit status 2."""
+
+
+# Exceptions that mean "the user asked for something that cannot be done", reported in one
+# line. ModelNotFoundError is a FileNotFoundError (OSError), ModelMismatchError a ValueError.
+_USER_ERRORS = (UsageError, OSError, ValueError, TypeError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the skembed command with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments after ``skembed``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a usage or input error (reported on stderr), 130 on Ctrl-C.
+    """
+    parser = build_parser()
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help(sys.stderr)
+                return EXIT_USAGE
+            return args.run(args) or 0
+        except SystemExit as exc:  # --help and --version exit through argparse
+            return exc.code if isinstance(exc.code, int) else 0
+        except _USER_ERRORS as exc:
+            print(f"skembed: error: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("skembed: interrupted", file=sys.stderr)
+            return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the skembed command, with every subcommand."""
+    parser = _Parser(
+        prog="skembed",
+        description="Sentence embeddings from local Hugging Face encoders, offline.",
+        epilog="Run 'skembed COMMAND --help' for the options of a command.",
+    )
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
+    common = _Parser(add_help=False)
+    model = common.add_argument_group("model options")
+    model.add_argument(
+        "--model",
+        default="default",
+        help="'default' (all-MiniLM-L6-v2), a local model folder, or a hub id in the local "
+        "Hugging Face cache (default: %(default)s)",
+    )
+    model.add_argument(
+        "--pooling",
+        default="mean",
+        help="mean, max, cls, static_mean, mean_sqrt_len, weighted_mean or last "
+        "(default: %(default)s)",
+    )
+    model.add_argument(
+        "--max-length",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="tokens per text, longer texts are truncated (default: the model's limit)",
+    )
+    model.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="texts per encoder call (default: %(default)s)",
+    )
+    model.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)"
+    )
+    subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(subparsers, common)
+    return parser
+
+
+# -- encode ----------------------------------------------------------------------------------
+
+
+def _add_encode(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "encode",
+        parents=[common],
+        help="embed every text of a file into .npy or Parquet",
+        description="Embed every text of INPUT and write the vectors to OUTPUT, one row per "
+        "text in input order. Large inputs stream in chunks: memory stays bounded, and .npy "
+        "is written through a memory map.",
+    )
+    p.add_argument("input", metavar="INPUT", help=_INPUT_HELP)
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help=".npy (float32 array, n_texts x dim) or .parquet (columns text, embedding)",
+    )
+    p.add_argument("--column", help=_COLUMN_HELP)
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=10_000,
+        metavar="N",
+        help="texts read and embedded at a time (default: %(default)s)",
+    )
+    p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.set_defaults(run=_run_encode)
+
+
+def _run_encode(args) -> int:
+    output = Path(args.output)
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UsageError(
+            f"output {str(output)!r} must end in .npy or .parquet, the formats encode writes"
+        )
+    if not output.parent.is_dir():
+        raise UsageError(f"the folder of output {str(output)!r} does not exist; create it first")
+    source = TextFile(args.input, args.column)
+    n = source.count()  # a first pass: checks every text before the model loads
+    if n == 0:
+        raise UsageError(f"{source.name} holds no texts; nothing to encode")
+    embedder = _fitted_embedder(args, ["load the model"])
+    dim = embedder.embedding_dim_
+    partial = output.with_name(output.name + ".partial")
+    try:
+        with _TruncationCount(embedder.max_length_) as truncation, _progress(n, args) as bar:
+            if output.suffix.lower() == ".npy":
+                _encode_npy(embedder, source, partial, n, dim, args.chunk_size, bar, truncation)
+            else:
+                _encode_parquet(embedder, source, partial, dim, args.chunk_size, bar, truncation)
+        os.replace(partial, output)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    print(f"skembed: wrote {n:,} vectors of {dim} float32 to {output}", file=sys.stderr)
+    return 0
+
+
+def _encode_npy(embedder, source, path, n, dim, chunk_size, bar, truncation) -> None:
+    import numpy as np
+
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    start = 0
+    for chunk in source.chunks(chunk_size):
+        if start + len(chunk) > n:
+            raise UsageError(f"{source.name} changed while it was read; run encode again")
+        out[start : start + len(chunk)] = truncation.transform(embedder, chunk)
+        start += len(chunk)
+        bar.update(len(chunk))
+    if start != n:
+        raise UsageError(f"{source.name} changed while it was read; run encode again")
+    out.flush()
+    del out  # close the memory map before the file is renamed
+
+
+def _encode_parquet(embedder, source, path, dim, chunk_size, bar, truncation) -> None:
+    pa, pq = _pyarrow("writing Parquet")
+    schema = pa.schema(
+        [("text", pa.string()), ("embedding", pa.list_(pa.float32(), list_size=dim))]
+    )
+    with pq.ParquetWriter(path, schema) as writer:
+        for chunk in source.chunks(chunk_size):
+            vectors = truncation.transform(embedder, chunk)
+            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)
+            writer.write_table(pa.table([pa.array(chunk, pa.string()), embedding], schema=schema))
+            bar.update(len(chunk))
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+def _add_search(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "search",
+        parents=[common],
+        help="find the texts of a corpus closest in meaning to queries",
+        description="Embed the texts of CORPUS (or load an index saved with --save-index) "
+        "and print, for each query, the k most similar texts: cosine score, row, text.",
+    )
+    p.add_argument(
+        "corpus",
+        metavar="CORPUS",
+        help=_INPUT_HELP + "; or a folder written by --save-index (its model is used)",
+    )
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="texts to search for")
+    p.add_argument("--queries", dest="queries_file", metavar="FILE", help="queries from a file")
+    p.add_argument("--column", help=_COLUMN_HELP + " (corpus and queries files)")
+    p.add_argument(
+        "-k", type=_positive_int, default=5, metavar="K", help="results per query (default: 5)"
+    )
+    p.add_argument(
+        "--save-index", metavar="FOLDER", help="also save the index here, to search it again"
+    )
+    p.set_defaults(run=_run_search)
+
+
+def _run_search(args) -> int:
+    from .search import SemanticSearch
+
+    queries = list(args.queries)
+    if args.queries_file:
+        queries += TextFile(args.queries_file, args.column).read()
+    if not queries:
+        raise UsageError("no queries: give them as arguments or in a file with --queries FILE")
+    corpus = Path(args.corpus)
+    if corpus.is_dir():
+        index = SemanticSearch.load(corpus)
+    else:
+        texts = TextFile(args.corpus, args.column).read()
+        if not texts:
+            raise UsageError(f"corpus {args.corpus!r} holds no texts; nothing to search")
+        index = SemanticSearch(embedder=_embedder(args), n_neighbors=args.k)
+        index.fit(texts)
+    if args.save_index:
+        index.save(args.save_index)
+        print(
+            f"skembed: saved the index of {index.n_samples_fit_:,} texts to {args.save_index}",
+            file=sys.stderr,
+        )
+    results = index.search(queries, args.k)
+    for number, (query, hits) in enumerate(zip(queries, results, strict=True)):
+        if number:
+            print()
+        print(f"query: {_flat(query)}")
+        for text, score, row in hits:
+            print(f"  {score:.4f}  [{row}]  {_flat(text)}")
+    return 0
+
+
+# -- similarity ------------------------------------------------------------------------------
+
+
+def _add_similarity(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "similarity",
+        parents=[common],
+        help="print the cosine similarity matrix of two or more sentences",
+        description="Embed each TEXT and print the matrix of their cosine similarities.",
+    )
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="two or more texts")
+    p.set_defaults(run=_run_similarity)
+
+
+def _run_similarity(args) -> int:
+    import numpy as np
+
+    if len(args.texts) < 2:
+        raise UsageError("similarity compares texts: give two or more, e.g. 'a cat' 'a dog'")
+    embedder = _fitted_embedder(args, args.texts)
+    X = embedder.transform(args.texts).astype(np.float64)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    X /= np.where(norms == 0, 1, norms)
+    S = X @ X.T
+    for i, text in enumerate(args.texts):
+        print(f"[{i}] {_flat(text)}")
+    width = max(6, len(f"[{len(S) - 1}]"))
+    print("\n" + " " * width + "".join(f"{f'[{j}]':>8}" for j in range(len(S))))
+    for i, row in enumerate(S):
+        print(f"{f'[{i}]':<{width}}" + "".join(f"{s:8.3f}" for s in row))
+    return 0
+
+
+# -- tokenize --------------------------------------------------------------------------------
+
+
+def _add_tokenize(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "tokenize",
+        parents=[common],
+        help="show the tokens and ids the model sees, and where a long text is cut",
+        description="Print the tokens and ids of each TEXT as the encoder sees them; for a "
+        "text longer than --max-length, where it is truncated.",
+    )
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="one or more texts")
+    p.set_defaults(run=_run_tokenize)
+
+
+def _run_tokenize(args) -> int:
+    embedder = _fitted_embedder(args, args.texts)
+    for number, tok in enumerate(embedder.tokenize(args.texts)):
+        if number:
+            print()
+        print(f"text: {tok.text!r}")
+        print(f"{len(tok.tokens)} tokens (max_length {embedder.max_length_})")
+        cut = _truncation_point(embedder, tok) if tok.truncated else None
+        width = max(len(str(i)) for i in tok.ids)
+        for position, (token, token_id) in enumerate(zip(tok.tokens, tok.ids, strict=True)):
+            if cut is not None and position == cut[0]:
+                print(f"  --- {cut[1]}")
+            print(f"  {position:>5}  {token_id:>{width}}  {token}")
+    return 0
+
+
+def _truncation_point(embedder, tok) -> tuple[int, str]:
+    """Return (position of the first token after the cut, a line saying what was cut)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(embedder.model_path_, local_files_only=True)
+    full = tokenizer(tok.text, add_special_tokens=False, return_offsets_mapping=True)
+    special = tokenizer.get_special_tokens_mask(tok.ids, already_has_special_tokens=True)
+    text_positions = [i for i, flag in enumerate(special) if not flag]
+    kept = len(text_positions)
+    end = full["offset_mapping"][kept - 1][1] if kept else 0
+    total = len(full["input_ids"])
+    tail = tok.text[max(0, end - 30) : end]
+    return (text_positions[-1] + 1 if kept else 0), (
+        f"truncated here: {total - kept:,} of {total:,} text tokens dropped; the kept text "
+        f"ends at character {end:,}: ...{tail!r}"
+    )
+
+
+# -- info ------------------------------------------------------------------------------------
+
+
+def _add_info(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "info",
+        parents=[common],
+        help="show the model: folder, dimension, max length, fingerprint, device",
+        description="Load the model chosen by the model options and describe it.",
+    )
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args) -> int:
+    from .models import resolve_device
+
+    embedder = _fitted_embedder(args, ["info"])
+    rows = [
+        ("model", args.model),
+        ("folder", embedder.model_path_),
+        ("found as", embedder.model_origin_),
+        ("dimension", embedder.embedding_dim_),
+        ("max length", f"{embedder.max_length_} tokens"),
+        ("layers", f"{embedder.n_layers_} (0 is the embedding output)"),
+        ("pooling", embedder.pooling),
+        ("fingerprint", f"sha256 {embedder.fingerprint_}"),
+        ("device", resolve_device(embedder.device)),
+    ]
+    for key, value in rows:
+        print(f"{key:<12} {value}")
+    return 0
+
+
+_COMMANDS = (_add_encode, _add_search, _add_similarity, _add_tokenize, _add_info)
+
+
+# -- reading texts from files ----------------------------------------------------------------
+
+_INPUT_HELP = "a text file with one text per line, or .csv, .tsv, .jsonl or .parquet (see --column)"
+_COLUMN_HELP = "the text column of a CSV, TSV, JSONL or Parquet file (needed if it has several)"
+
+
+class TextFile:
+    """The texts of one file, read in one pass or in chunks, checked as they are read.
+
+    A plain text file holds one text per line (an empty line is an empty text). CSV and TSV
+    have a header row; JSONL holds one object per line; in those and in Parquet,
+    ``column`` names the text column, and may be left out when there is only one.
+    """
+
+    def __init__(self, path: str | os.PathLike, column: str | None = None):
+        self.path = Path(path)
+        self.name = str(path)
+        if not self.path.exists():
+            raise UsageError(f"input file {self.name!r} does not exist")
+        if self.path.is_dir():
+            raise UsageError(f"input {self.name!r} is a folder; pass a file")
+        self.format = TEXT_SUFFIXES.get(self.path.suffix.lower(), "lines")
+        if self.format == "lines" and column is not None:
+            raise UsageError(
+                f"--column applies to CSV, TSV, JSONL and Parquet input; {self.name!r} is "
+                "read as plain text, one text per line (use a .csv/.tsv/.jsonl/.parquet name)"
+            )
+        self.column = self._pick_column(column) if self.format != "lines" else None
+
+    def count(self) -> int:
+        """Return the number of texts, reading (and checking) the whole file once."""
+        if self.format == "parquet":
+            _, pq = _pyarrow("reading Parquet")
+            return pq.ParquetFile(self.path).metadata.num_rows
+        return sum(1 for _ in self._texts())
+
+    def read(self) -> list[str]:
+        """Return all the texts."""
+        return [text for chunk in self.chunks(100_000) for text in chunk]
+
+    def chunks(self, size: int) -> Iterator[list[str]]:
+        """Yield the texts ``size`` at a time, in file order."""
+        if self.format == "parquet":
+            yield from self._parquet_chunks(size)
+            return
+        texts = self._texts()
+        while chunk := list(islice(texts, size)):
+            yield chunk
+
+    # -- formats -----------------------------------------------------------------------
+
+    def _columns(self) -> list[str]:
+        if self.format == "parquet":
+            _, pq = _pyarrow("reading Parquet")
+            return list(pq.ParquetFile(self.path).schema_arrow.names)
+        if self.format == "jsonl":
+            for _, record in self._records():
+                return list(record)
+            return []
+        with self._open() as fh:
+            return next(self._csv_reader(fh), [])
+
+    def _pick_column(self, column: str | None) -> str:
+        columns = self._columns()
+        if column is None:
+            if len(columns) == 1:
+                return columns[0]
+            raise UsageError(
+                f"{self.name} has columns {columns[:10]}; pick the text column with --column"
+                if columns
+                else f"{self.name} holds no texts (no header or records)"
+            )
+        if column not in columns:
+            raise UsageError(
+                f"{self.name} has no column {column!r}; its columns are {columns[:10]}"
+            )
+        return column
+
+    def _texts(self) -> Iterator[str]:
+        if self.format == "lines":
+            with self._open() as fh:
+                for line in fh:
+                    yield line[:-1] if line.endswith("\n") else line
+        elif self.format == "jsonl":
+            for line_no, record in self._records():
+                yield self._text(record.get(self.column), f"line {line_no}", record)
+        else:
+            yield from self._csv_texts()
+
+    def _csv_texts(self) -> Iterator[str]:
+        import csv
+
+        with self._open() as fh:
+            reader = self._csv_reader(fh)
+            header = next(reader)
+            j = header.index(self.column)
+            try:
+                for row in reader:
+                    if len(row) <= j:
+                        raise UsageError(
+                            f"{self.name}, line {reader.line_num}: {len(row)} fields, no "
+                            f"{self.column!r} (field {j + 1}); every row needs the header's "
+                            f"{len(header)} fields"
+                        )
+                    yield row[j]
+            except csv.Error as exc:
+                raise UsageError(f"{self.name}, line {reader.line_num}: {exc}") from None
+
+    def _records(self) -> Iterator[tuple[int, dict]]:
+        import json
+
+        with self._open() as fh:
+            for line_no, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{self.name}, line {line_no}: not JSON ({exc})") from None
+                if not isinstance(record, dict):
+                    raise UsageError(
+                        f"{self.name}, line {line_no}: a JSON {type(record).__name__}; JSONL "
+                        'input holds one object per line, e.g. {"text": "..."}'
+                    )
+                yield line_no, record
+
+    def _parquet_chunks(self, size: int) -> Iterator[list[str]]:
+        pa, pq = _pyarrow("reading Parquet")
+        file = pq.ParquetFile(self.path)
+        kind = file.schema_arrow.field(self.column).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise UsageError(
+                f"{self.name}: column {self.column!r} holds {kind}, not text; pick the text "
+                "column with --column"
+            )
+        row = 0
+        for batch in file.iter_batches(batch_size=size, columns=[self.column]):
+            texts = batch.column(0).to_pylist()
+            for i, text in enumerate(texts):
+                self._text(text, f"row {row + i}")
+            row += len(texts)
+            yield texts
+
+    def _text(self, value, where: str, record: dict | None = None) -> str:
+        if isinstance(value, str):
+            return value
+        if value is None and record is not None and self.column not in record:
+            raise UsageError(
+                f"{self.name}, {where}: no key {self.column!r} (keys: {list(record)[:10]})"
+            )
+        what = "missing (null)" if value is None else f"{type(value).__name__} ({value!r:.40})"
+        raise UsageError(
+            f"{self.name}, {where}: {self.column!r} is {what}, not text; fill or drop it first"
+        )
+
+    def _csv_reader(self, fh):
+        import csv
+
+        return csv.reader(fh, delimiter="\t" if self.format == "tsv" else ",")
+
+    def _open(self):
+        # utf-8-sig: a byte-order mark, which some editors write, is not part of the first text
+        return open(self.path, encoding="utf-8-sig", newline=None if self.format == "lines" else "")
+
+
+# -- shared by the subcommands -------------------------------------------------------------
+
+
+def _embedder(args):
+    """Return an unfitted SentenceEmbedder configured by the model options."""
+    from .embedder import SentenceEmbedder
+
+    # the process cache helps estimators that re-embed the same texts; a command does not
+    return SentenceEmbedder(
+        model=args.model,
+        pooling=args.pooling,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache=False,
+    )
+
+
+def _fitted_embedder(args, texts: list[str]):
+    """Return a SentenceEmbedder configured by the model options, with its model loaded."""
+    return _embedder(args).fit(texts)
+
+
+class _TruncationCount:
+    """Sum the truncation warnings of every chunk into one warning at the end."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+        self.truncated = 0
+        self.seen = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.truncated and exc_info[0] is None:
+            print(
+                f"skembed: warning: {self.truncated:,} of {self.seen:,} texts were longer than "
+                f"{self.max_length} tokens and were truncated",
+                file=sys.stderr,
+            )
+
+    def transform(self, embedder, texts: list[str]):
+        from .embedder import TruncationWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TruncationWarning)
+            vectors = embedder.transform(texts)
+        for warning in caught:
+            if issubclass(warning.category, TruncationWarning):
+                self.truncated += int(str(warning.message).split(" of ")[0].replace(",", ""))
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+        self.seen += len(texts)
+        return vectors
+
+
+class _NoProgress:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+
+def _progress(total: int, args):
+    if not args.progress:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="text", desc="skembed encode", file=sys.stderr)
+
+
+def _pyarrow(purpose: str):
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(f"{purpose} needs pyarrow: pip install pyarrow") from None
+    return pa, pq
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+class _Version(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("skembed")
+        except PackageNotFoundError:
+            from . import __version__ as number
+        print(f"skembed {number}")
+        parser.exit()
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"skembed: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(message) -> str:
+    return " ".join(str(message).split())
+
+
+def _flat(text: str) -> str:
+    """Return text on one line, so that each result prints as one row ('' when empty)."""
+    if not text:
+        return "''"
+    return " ".join(text.split()) if ("\n" in text or "\r" in text) else text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

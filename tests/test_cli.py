@@ -1,0 +1,343 @@
+"""The skembed command, called in-process through main(argv) (and once as a subprocess):
+outputs that round-trip to the estimator's own vectors, and user mistakes reported in one
+line with exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from skembed import SentenceEmbedder, models
+from skembed.cli import main
+from tiny_models import CORPUS
+
+TEXTS = CORPUS + ["", "the sea is blue, the sky is blue", "Ünïcödé and emoji 🙂"]
+
+
+def skembed(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_lines(path: Path, texts: list[str]) -> Path:
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    return path
+
+
+def test_help_answers_as_a_subprocess_and_lists_the_commands():
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run(
+        [sys.executable, "-m", "skembed.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("encode", "search", "similarity", "tokenize", "info"):
+        assert f"\n    {command}" in result.stdout
+    assert result.stderr == ""
+
+
+# -- encode ----------------------------------------------------------------------------------
+
+
+def test_encode_a_text_file_to_npy_round_trips_to_transform(tiny_model, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, out, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_model,
+        "--chunk-size", 3,
+    )  # fmt: skip
+    assert code == 0 and out == ""
+    assert err == f"skembed: wrote {len(TEXTS)} vectors of 32 float32 to {tmp_path / 'X.npy'}\n"
+    X = np.load(tmp_path / "X.npy")
+    expected = SentenceEmbedder(model=tiny_model).fit(TEXTS).transform(TEXTS)
+    assert X.dtype == np.float32 and X.shape == expected.shape
+    np.testing.assert_allclose(X, expected, atol=1e-6)
+    assert not (tmp_path / "X.npy.partial").exists()
+
+
+def test_encode_applies_the_model_options(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, _, _ = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert,
+        "--pooling", "cls", "--max-length", 5, "--batch-size", 2, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0
+    embedder = SentenceEmbedder(model=tiny_bert, pooling="cls", max_length=5)
+    with pytest.warns(UserWarning, match="truncated"):
+        expected = embedder.fit(TEXTS).transform(TEXTS)
+    np.testing.assert_allclose(np.load(tmp_path / "X.npy"), expected, atol=1e-6)
+
+
+def test_encode_sums_truncation_over_chunks_into_one_warning(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, _, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert,
+        "--max-length", 6, "--chunk-size", 2,
+    )  # fmt: skip
+    lengths = [len(t.ids) for t in SentenceEmbedder(model=tiny_bert).fit(TEXTS).tokenize(TEXTS)]
+    n_long = sum(n > 6 for n in lengths)
+    assert code == 0 and n_long >= 3
+    assert err.splitlines()[0] == (
+        f"skembed: warning: {n_long} of {len(TEXTS)} texts were longer than 6 tokens and were "
+        "truncated"
+    )
+
+
+def test_encode_a_csv_column_to_parquet_keeps_texts_and_vectors(tiny_bert, tmp_path, capsys):
+    frame = pd.DataFrame({"id": range(len(TEXTS)), "sentence": TEXTS})
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    code, _, _ = skembed(
+        capsys, "encode", tmp_path / "in.csv", "--column", "sentence",
+        "-o", tmp_path / "out.parquet", "--model", tiny_bert, "--chunk-size", 4,
+    )  # fmt: skip
+    assert code == 0
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert table.column_names == ["text", "embedding"]
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    assert table.column("text").to_pylist() == TEXTS
+    X = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    expected = SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS)
+    np.testing.assert_allclose(X, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl", "parquet", "single-column-csv"])
+def test_every_input_format_gives_the_vectors_of_the_text_file(tiny_bert, tmp_path, capsys, fmt):
+    frame = pd.DataFrame({"text": TEXTS, "label": range(len(TEXTS))})
+    if fmt == "tsv":
+        frame.to_csv(tmp_path / "in.tsv", sep="\t", index=False)
+    elif fmt == "jsonl":
+        frame.to_json(tmp_path / "in.jsonl", orient="records", lines=True, force_ascii=False)
+    elif fmt == "parquet":
+        frame.to_parquet(tmp_path / "in.parquet", row_group_size=4)
+    else:
+        frame[["text"]].to_csv(tmp_path / "in.csv", index=False)
+    source = next(tmp_path.glob("in.*"))
+    column = [] if fmt == "single-column-csv" else ["--column", "text"]
+    code, _, err = skembed(
+        capsys, "encode", source, *column, "-o", tmp_path / "X.npy", "--model", tiny_bert,
+        "--chunk-size", 3,
+    )  # fmt: skip
+    assert code == 0, err
+    write_lines(tmp_path / "texts.txt", TEXTS)
+    skembed(
+        capsys, "encode", tmp_path / "texts.txt", "-o", tmp_path / "Y.npy", "--model", tiny_bert
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "X.npy"), np.load(tmp_path / "Y.npy"))
+
+
+def test_encode_shows_a_progress_bar_when_asked(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, _, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert, "--progress"
+    )
+    assert code == 0 and f"{len(TEXTS)}/{len(TEXTS)}" in err
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    write_lines(tmp_path / "ok.txt", ["a text"])
+    pd.DataFrame({"text": ["a", "b"], "label": [1, 2]}).to_csv(tmp_path / "two.csv", index=False)
+    (tmp_path / "missing_key.jsonl").write_text('{"text": "a"}\n{"body": "b"}\n')
+    (tmp_path / "not_text.jsonl").write_text('{"text": "a"}\n{"text": 3}\n')
+    (tmp_path / "broken.jsonl").write_text('{"text": "a"}\n{"text": \n')
+    pd.DataFrame({"text": ["a", None, "c"]}).to_parquet(tmp_path / "null.parquet")
+    pd.DataFrame({"text": [1, 2]}).to_parquet(tmp_path / "ints.parquet")
+    (tmp_path / "short.csv").write_text("a,text\n1,x\n2\n", encoding="utf-8")
+    ok, out = tmp_path / "ok.txt", tmp_path / "X.npy"
+    return {
+        "missing file": (
+            [tmp_path / "nope.txt", "-o", out],
+            "input file '.*nope.txt' does not exist",
+        ),
+        "unknown column": (
+            [tmp_path / "two.csv", "--column", "body", "-o", out],
+            r"two.csv has no column 'body'; its columns are \['text', 'label'\]",
+        ),
+        "column needed": (
+            [tmp_path / "two.csv", "-o", out],
+            r"two.csv has columns \['text', 'label'\]; pick the text column with --column",
+        ),
+        "empty input": ([tmp_path / "empty.txt", "-o", out], "empty.txt holds no texts"),
+        "bad output suffix": ([ok, "-o", tmp_path / "X.csv"], "must end in .npy or .parquet"),
+        "no output folder": ([ok, "-o", tmp_path / "no" / "X.npy"], "does not exist; create it"),
+        "missing key": (
+            [tmp_path / "missing_key.jsonl", "--column", "text", "-o", out],
+            r"missing_key.jsonl, line 2: no key 'text' \(keys: \['body'\]\)",
+        ),
+        "not text": (
+            [tmp_path / "not_text.jsonl", "--column", "text", "-o", out],
+            r"not_text.jsonl, line 2: 'text' is int \(3\), not text",
+        ),
+        "broken json": ([tmp_path / "broken.jsonl", "-o", out], r"broken.jsonl, line 2: not JSON"),
+        "parquet null": (
+            [tmp_path / "null.parquet", "-o", out],
+            r"null.parquet, row 1: 'text' is missing \(null\), not text; fill or drop it",
+        ),
+        "parquet ints": ([tmp_path / "ints.parquet", "-o", out], "holds int64, not text"),
+        "short csv row": (
+            [tmp_path / "short.csv", "--column", "text", "-o", out],
+            r"short.csv, line 3: 1 fields, no 'text'",
+        ),
+        "column on text": ([ok, "--column", "text", "-o", out], "--column applies to CSV"),
+        "missing model": ([ok, "-o", out, "--model", tmp_path / "nomodel"], "was not found"),
+        "bad pooling": ([ok, "-o", out, "--pooling", "avg"], r"pooling='avg' is not one of"),
+        "bad max length": ([ok, "-o", out, "--max-length", "0"], "'0' must be 1 or more"),
+        "missing -o": ([ok], "the following arguments are required: -o/--output"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_inputs(Path("/tmp"))))
+def test_a_user_mistake_is_one_line_on_stderr_and_exit_status_2(tiny_bert, tmp_path, capsys, case):
+    argv, message = _bad_inputs(tmp_path)[case]
+    if "--model" not in argv:
+        argv = [*argv, "--model", tiny_bert]
+    code, out, err = skembed(capsys, "encode", *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("skembed: error: ") and err.count("\n") == 1, err
+    assert re.search(message, err), err
+    assert not list(tmp_path.glob("X.*")), "no output is left behind"
+
+
+# -- search ----------------------------------------------------------------------------------
+
+
+def test_search_prints_the_top_k_with_scores_and_rows(tiny_bert, tmp_path, capsys):
+    corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
+    code, out, _ = skembed(
+        capsys, "search", corpus, "The dog chased the cat", "I love apples", "-k", 2,
+        "--model", tiny_bert,
+    )  # fmt: skip
+    assert code == 0
+    blocks = out.split("\n\n")
+    assert len(blocks) == 2
+    lines = blocks[0].splitlines()
+    assert lines[0] == "query: The dog chased the cat"
+    assert lines[1] == "  1.0000  [1]  The dog chased the cat"
+    assert len(lines) == 3 and blocks[1].splitlines()[1] == "  1.0000  [0]  I love apples"
+    from skembed.search import SemanticSearch
+
+    hit = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS).search(["I love apples"], 2)
+    assert (
+        blocks[1].splitlines()[2]
+        == f"  {hit[0][1].score:.4f}  [{hit[0][1].index}]  {hit[0][1].text}"
+    )
+
+
+def test_search_saves_an_index_and_answers_the_same_from_it(tiny_bert, tmp_path, capsys):
+    corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
+    (tmp_path / "queries.txt").write_text("a dog\nmoney\n", encoding="utf-8")
+    argv = ["--queries", tmp_path / "queries.txt", "-k", 3]
+    code, first, err = skembed(
+        capsys, "search", corpus, *argv, "--model", tiny_bert, "--save-index", tmp_path / "idx"
+    )
+    assert code == 0 and "saved the index of 10 texts" in err
+    code, again, _ = skembed(capsys, "search", tmp_path / "idx", *argv)
+    assert code == 0 and again == first and first.count("query: ") == 2
+
+
+def test_search_without_queries_says_how_to_give_them(tiny_bert, tmp_path, capsys):
+    corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
+    code, _, err = skembed(capsys, "search", corpus, "--model", tiny_bert)
+    assert code == 2
+    assert (
+        err
+        == "skembed: error: no queries: give them as arguments or in a file with --queries FILE\n"
+    )
+
+
+# -- similarity, tokenize, info --------------------------------------------------------------
+
+
+def test_similarity_prints_the_cosine_matrix(tiny_roberta, capsys):
+    texts = ["I love apples", "apples are my favourite fruit", "the dog chased the cat"]
+    code, out, _ = skembed(capsys, "similarity", *texts, "--model", tiny_roberta)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[:3] == [f"[{i}] {t}" for i, t in enumerate(texts)]
+    assert lines[4].split() == ["[0]", "[1]", "[2]"]
+    matrix = np.array([[float(v) for v in line.split()[1:]] for line in lines[5:8]])
+    X = SentenceEmbedder(model=tiny_roberta).fit(texts).transform(texts)
+    np.testing.assert_allclose(matrix, X @ X.T, atol=6e-4)
+    assert matrix.diagonal().tolist() == [1.0, 1.0, 1.0]
+
+
+def test_similarity_needs_two_texts(tiny_bert, capsys):
+    code, _, err = skembed(capsys, "similarity", "alone", "--model", tiny_bert)
+    assert code == 2 and "give two or more" in err
+
+
+def test_tokenize_shows_tokens_ids_and_where_the_text_is_cut(tiny_bert, capsys):
+    code, out, _ = skembed(
+        capsys, "tokenize", "the dog chased the cat", "--model", tiny_bert, "--max-length", 4
+    )
+    assert code == 0
+    tok = SentenceEmbedder(model=tiny_bert, max_length=4).fit(["x"]).tokenize(["the dog"])[0]
+    lines = out.splitlines()
+    assert lines[:2] == ["text: 'the dog chased the cat'", "4 tokens (max_length 4)"]
+    rows = [line.split() for line in lines[2:] if not line.startswith("  ---")]
+    assert [r[2] for r in rows] == ["[CLS]", "the", "dog", "[SEP]"]
+    assert [int(r[1]) for r in rows] == tok.ids
+    assert lines[5] == (
+        "  --- truncated here: 3 of 5 text tokens dropped; the kept text ends at character 7: "
+        "...'the dog'"
+    )
+
+
+def test_tokenize_of_a_short_text_has_no_cut(tiny_roberta, capsys):
+    code, out, _ = skembed(capsys, "tokenize", "I love apples", "--model", tiny_roberta)
+    assert code == 0 and "truncated" not in out and out.splitlines()[2].split()[2] == "<s>"
+
+
+def test_info_describes_the_model(tiny_bert, capsys):
+    code, out, _ = skembed(capsys, "info", "--model", tiny_bert, "--device", "cpu")
+    assert code == 0
+    fields = {k.strip(): v.strip() for k, v in (line.split("  ", 1) for line in out.splitlines())}
+    assert fields["dimension"] == "32" and fields["max length"] == "64 tokens"
+    assert fields["fingerprint"] == f"sha256 {models.fingerprint(Path(tiny_bert))}"
+    assert fields["device"] == "cpu" and fields["folder"] == str(Path(tiny_bert).resolve())
+
+
+def test_an_unknown_option_or_command_is_one_line(capsys):
+    code, _, err = skembed(capsys, "info", "--colour")
+    assert code == 2 and err == (
+        "skembed: error: unrecognized arguments: --colour (see 'skembed --help')\n"
+    )
+    code, _, err = skembed(capsys, "encdoe")
+    assert code == 2 and "invalid choice: 'encdoe'" in err and err.count("\n") == 1
+
+
+def test_no_command_prints_the_help_and_fails(capsys):
+    code, out, err = skembed(capsys)
+    assert code == 2 and out == "" and "encode" in err and err.startswith("usage: skembed")
+
+
+def test_version_prints_the_package_version(capsys):
+    from skembed import __version__
+
+    code, out, _ = skembed(capsys, "--version")
+    assert code == 0 and out == f"skembed {__version__}\n"
+
+
+def test_blank_lines_of_a_jsonl_file_are_skipped(tiny_bert, tmp_path, capsys):
+    records = [{"text": t, "n": i} for i, t in enumerate(TEXTS)]
+    (tmp_path / "in.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n\n", encoding="utf-8"
+    )
+    code, _, _ = skembed(
+        capsys, "encode", tmp_path / "in.jsonl", "--column", "text", "-o", tmp_path / "X.npy",
+        "--model", tiny_bert,
+    )  # fmt: skip
+    assert code == 0 and np.load(tmp_path / "X.npy").shape == (len(TEXTS), 32)
