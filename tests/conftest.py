@@ -31,7 +31,17 @@ def tiny_model(request) -> str:
     return request.getfixturevalue(f"tiny_{request.param}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_skembed_home(tmp_path_factory):
+    """Unpacked pickles and ONNX exports go to a folder of this run, never the user's cache."""
+    os.environ["SKEMBED_HOME"] = str(tmp_path_factory.mktemp("skembed-home"))
+
+
 @pytest.fixture(autouse=True)
-def _isolated_skembed_home(tmp_path, monkeypatch):
-    """Unpacked pickled models go to a per-test folder, never the user's cache."""
-    monkeypatch.setenv("SKEMBED_HOME", str(tmp_path / "skembed-home"))
+def _empty_process_cache():
+    """Each test starts with an empty encoder-output cache: counts in one test are its own."""
+    import skembed
+
+    skembed.clear_cache()
+    yield
+    skembed.clear_cache()

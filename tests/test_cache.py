@@ -27,13 +27,6 @@ LAYERS = [-1, 0, 1, (0, 2), (1, 2)]
 MODES = ["mean", "max", "cls", "static_mean", "mean_sqrt_len", "weighted_mean", "last"]
 
 
-@pytest.fixture(autouse=True)
-def _empty_process_cache():
-    cache.clear_cache()
-    yield
-    cache.clear_cache()
-
-
 def make_texts(n: int, seed: int = 0) -> tuple[list[str], list[int]]:
     """Return n distinct sentences of the tiny vocabulary and a label per sentence."""
     rng = random.Random(seed)
@@ -99,7 +92,7 @@ def test_cache_off_runs_the_encoder_every_time(tiny_bert, monkeypatch, tmp_path)
     assert cache.cache_info()["entries"] == 0
 
 
-def test_cache_limit_evicts_least_recently_used_and_clear_empties(tiny_bert):
+def test_cache_limit_evicts_least_recently_used_and_clear_empties(tiny_bert, monkeypatch, tmp_path):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
     est.transform(TEXTS)
     entry_bytes = cache.cache_info()["bytes"] // len(TEXTS)
@@ -110,8 +103,11 @@ def test_cache_limit_evicts_least_recently_used_and_clear_empties(tiny_bert):
         assert cache.cache_info()["entries"] == 2
         est.transform(["a new text"])
         assert cache.cache_info()["entries"] == 2
-        key = cache.model_key(est.fingerprint_, 64, "cpu")
-        assert cache.PROCESS_CACHE.get(key, "a new text") is not None
+        log = encoder_log(monkeypatch, tmp_path)
+        est.transform(["a new text"])  # the newest entry was kept: no encoder pass
+        assert not log.exists()
+        est.transform(TEXTS[:1])  # the oldest was evicted: encoded again
+        assert sum(encoded_counts(log).values()) == 1
     finally:
         cache.set_cache_limit(cache.DEFAULT_LIMIT_BYTES)
     cache.clear_cache()

@@ -35,10 +35,11 @@ def stsb_dev():
     return read_stsb(STSB_DEV)
 
 
-@pytest.fixture(scope="module")
-def default_vectors(stsb_dev):
+@pytest.fixture(scope="module", params=["torch", "onnx"])
+def default_vectors(stsb_dev, request):
+    """STS-B dev vectors from each backend that runs the encoder."""
     _, first, second = stsb_dev
-    est = SentenceEmbedder().fit(first)
+    est = SentenceEmbedder(backend=request.param, cache=False).fit(first)
     return est.transform(first), est.transform(second)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -11,7 +12,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import bundle, cache, encoding, models
+from . import backends, bundle, cache, encoding, models
 from ._input import check_texts
 from .pooling import LINEAR_MODES, POOLING_FUNCTIONS, STATIC_MODES
 
@@ -72,6 +73,16 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     cache_dir : str or path-like, default=None
         Also keep encoder output in this folder, shared by processes (``n_jobs>1``
         searches) and by later runs.
+    backend : {"auto", "torch", "onnx"}, default="auto"
+        What runs the encoder. ``"auto"`` uses ONNX Runtime on the CPU when it is installed
+        (``pip install 'skembed[onnx]'``; same vectors to cosine 0.9999, faster), else
+        PyTorch.
+    precision : {"fp32", "int8"}, default="fp32"
+        ``"int8"`` runs a per-channel int8-quantized graph on ONNX Runtime: faster, with
+        vectors close to but not equal to fp32 (see the speed page of the docs).
+    n_threads : int or None, default=None
+        Threads for the encoder. None keeps PyTorch's setting, which follows the physical
+        cores and the ``OMP_NUM_THREADS`` limit that joblib/loky set in its workers.
     pickle_weights : bool, default=False
         Store the weights and tokenizer files inside the pickle (about the size of the
         weights) instead of a reference to the model (under 1 MB). Use it when the machine
@@ -116,6 +127,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         show_progress: bool = False,
         cache: bool = True,
         cache_dir: str | os.PathLike | None = None,
+        backend: str = "auto",
+        precision: str = "fp32",
+        n_threads: int | None = None,
         pickle_weights: bool = False,
     ):
         self.model = model
@@ -128,6 +142,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.show_progress = show_progress
         self.cache = cache
         self.cache_dir = cache_dir
+        self.backend = backend
+        self.precision = precision
+        self.n_threads = n_threads
         self.pickle_weights = pickle_weights
 
     # -- fitting -------------------------------------------------------------------------
@@ -162,6 +179,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.embedding_dim_ = loaded.dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = int(self.max_length or loaded.limit)
+        self.backend_ = backends.resolve(self.backend, self.precision, loaded.device)
         self._loaded = loaded
         return self
 
@@ -184,6 +202,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         token_ids = encoding.tokenize(loaded, unique, self.max_length_)
         self._warn_truncated(token_ids.truncated[inverse])
         layers = _layer_indices(self.layer, loaded.n_layers)
+        with _torch_threads(self.n_threads) as n_threads:
+            backend = backends.resolve(self.backend, self.precision, loaded.device)
+            forward = backends.forward_for(loaded, backend, self.precision, n_threads)
+            vectors = self._encode(loaded, forward, unique, token_ids, layers, backend)
+        return encoding.finish(vectors, token_ids, self.normalize)[inverse]
+
+    def _encode(self, loaded, forward, texts, token_ids, layers, backend) -> np.ndarray:
         options = {
             "pooling": self.pooling,
             "layers": layers,
@@ -192,19 +217,21 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         }
         cached = (self.cache or self.cache_dir is not None) and self.pooling not in STATIC_MODES
         if cached and (len(layers) == 1 or self.pooling in LINEAR_MODES):
-            key = cache.model_key(self.fingerprint_, self.max_length_, loaded.device)
-            vectors = encoding.encode_cached(
+            key = cache.model_key(
+                self.fingerprint_, self.max_length_, f"{loaded.device}-{backend}-{self.precision}"
+            )
+            return encoding.encode_cached(
                 loaded,
-                unique,
+                forward,
+                texts,
                 token_ids,
                 memory=cache.PROCESS_CACHE if self.cache else None,
                 disk=cache.DiskCache(self.cache_dir, key) if self.cache_dir is not None else None,
                 key=key,
                 **options,
             )
-        else:  # static modes need no encoder; max over several layers needs token states
-            vectors = encoding.encode(loaded, token_ids, **options)
-        return encoding.finish(vectors, token_ids, self.normalize)[inverse]
+        # static modes need no encoder; max over several layers needs token states
+        return encoding.encode(loaded, forward, token_ids, **options)
 
     # -- introspection -------------------------------------------------------------------
 
@@ -238,12 +265,16 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         texts = check_texts(X)
         loaded = self._model()
         token_ids = encoding.tokenize(loaded, texts, self.max_length_)
-        return encoding.token_vectors(
-            loaded,
-            token_ids,
-            layers=_layer_indices(self.layer, loaded.n_layers),
-            static=self.pooling in STATIC_MODES,
-        )
+        backend = backends.resolve(self.backend, self.precision, loaded.device)
+        with _torch_threads(self.n_threads) as n_threads:
+            forward = backends.forward_for(loaded, backend, self.precision, n_threads)
+            return encoding.token_vectors(
+                loaded,
+                forward,
+                token_ids,
+                layers=_layer_indices(self.layer, loaded.n_layers),
+                static=self.pooling in STATIC_MODES,
+            )
 
     # -- scikit-learn plumbing -----------------------------------------------------------
 
@@ -326,8 +357,30 @@ def _check_params(est: SentenceEmbedder) -> None:
         raise ValueError(f"max_length={est.max_length!r} must be None or a positive int")
     if not (_is_int(est.batch_size) and est.batch_size >= 1):
         raise ValueError(f"batch_size={est.batch_size!r} must be a positive int")
+    if est.backend not in backends.BACKENDS:
+        raise ValueError(f"backend={est.backend!r} is not one of {list(backends.BACKENDS)}")
+    if est.precision not in backends.PRECISIONS:
+        raise ValueError(f"precision={est.precision!r} is not one of {list(backends.PRECISIONS)}")
+    if est.n_threads is not None and not (_is_int(est.n_threads) and est.n_threads >= 1):
+        raise ValueError(f"n_threads={est.n_threads!r} must be None or a positive int")
     if not isinstance(est.device, str):
         raise TypeError(f"device={est.device!r} must be a string such as 'auto', 'cpu', 'cuda'")
+
+
+@contextmanager
+def _torch_threads(n_threads: int | None):
+    """Run with n_threads intra-op threads (restored afterwards); yield the count in use."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n_threads is None or n_threads == before:
+        yield before
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield n_threads
+    finally:
+        torch.set_num_threads(before)
 
 
 def _is_int(value) -> bool:

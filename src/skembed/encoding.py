@@ -26,6 +26,7 @@ from .pooling import (
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from .backends import Forward
     from .cache import DiskCache, ProcessCache
     from .models import LoadedModel
 
@@ -83,21 +84,24 @@ def pad(ids: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def token_states(
-    loaded: LoadedModel, ids: Tensor, mask: Tensor, layers: tuple[int, ...], static: bool
+    loaded: LoadedModel,
+    forward: Forward,
+    ids: Tensor,
+    mask: Tensor,
+    layers: tuple[int, ...],
+    static: bool,
 ) -> Tensor:
     """Return token states (batch, tokens, dim): static embedding rows or the chosen layers.
 
     Several layers are averaged. Layer 0 is the embedding output (with positions), the last
     layer is the encoder's output.
     """
-    encoder = loaded.encoder
     if static:
         # float64 so that the sum does not depend on token order: a bag of words is a bag
-        return encoder.get_input_embeddings()(ids).double()
-    last = loaded.n_layers - 1
-    if layers == (last,):
-        return encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-    hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        return loaded.encoder.get_input_embeddings()(ids).double()
+    if layers == (loaded.n_layers - 1,):
+        return forward(ids, mask, False)[0]
+    hidden = forward(ids, mask, True)
     if len(layers) == 1:
         return hidden[layers[0]]
     return sum(hidden[i] for i in layers) / len(layers)
@@ -105,6 +109,7 @@ def token_states(
 
 def encode(
     loaded: LoadedModel,
+    forward: Forward,
     token_ids: TokenIds,
     *,
     pooling: str,
@@ -125,12 +130,14 @@ def encode(
         for idx, ids, mask in _batches(loaded, token_ids, batch_size, show_progress):
             if not static:
                 _trace(idx, token_ids)
-            out[idx] = pool(token_states(loaded, ids, mask, layers, static), mask).float().cpu()
+            states = token_states(loaded, forward, ids, mask, layers, static)
+            out[idx] = pool(states, mask).float().cpu()
     return out
 
 
 def encode_cached(
     loaded: LoadedModel,
+    forward: Forward,
     texts: Sequence[str],
     token_ids: TokenIds,
     *,
@@ -158,7 +165,8 @@ def encode_cached(
                     entries[i] = _lookup(texts[i], memory, disk, key)
                 missing = [i for i in missing if entries[i] is None]
             subset = TokenIds([token_ids.ids[i] for i in missing], token_ids.truncated[missing])
-            for local_idx, stats in _statistics(loaded, subset, batch_size, show_progress):
+            batches = _statistics(loaded, forward, subset, batch_size, show_progress)
+            for local_idx, stats in batches:
                 for j, entry in zip(local_idx, stats, strict=True):
                     i = missing[j]
                     entries[i] = entry
@@ -190,7 +198,11 @@ def _lookup(text: str, memory, disk, key: str) -> np.ndarray | None:
 
 
 def _statistics(
-    loaded: LoadedModel, token_ids: TokenIds, batch_size: int, show_progress: bool
+    loaded: LoadedModel,
+    forward: Forward,
+    token_ids: TokenIds,
+    batch_size: int,
+    show_progress: bool,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices, entries): per text, its flattened layer statistics and token count."""
     import torch
@@ -198,10 +210,7 @@ def _statistics(
     with torch.inference_mode():
         for idx, ids, mask in _batches(loaded, token_ids, batch_size, show_progress):
             _trace(idx, token_ids)
-            hidden = loaded.encoder(
-                input_ids=ids, attention_mask=mask, output_hidden_states=True
-            ).hidden_states
-            stats = layer_statistics(hidden, mask).float().cpu().numpy()
+            stats = layer_statistics(forward(ids, mask, True), mask).float().cpu().numpy()
             entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
             entries[:, :-1] = stats.reshape(len(idx), -1)
             entries[:, -1] = token_ids.lengths[idx]
@@ -243,7 +252,12 @@ def _trace(idx: np.ndarray, token_ids: TokenIds) -> None:
 
 
 def token_vectors(
-    loaded: LoadedModel, token_ids: TokenIds, *, layers: tuple[int, ...], static: bool
+    loaded: LoadedModel,
+    forward: Forward,
+    token_ids: TokenIds,
+    *,
+    layers: tuple[int, ...],
+    static: bool,
 ) -> list[np.ndarray]:
     """Return, per text, the float32 token states (n_tokens, dim) of the chosen layers."""
     import torch
@@ -251,7 +265,7 @@ def token_vectors(
     result: list[np.ndarray] = [np.empty(0)] * len(token_ids.ids)
     with torch.inference_mode():
         for idx, ids, mask in _batches(loaded, token_ids, 1, False):  # one text: no padding
-            states = token_states(loaded, ids, mask, layers, static)
+            states = token_states(loaded, forward, ids, mask, layers, static)
             result[idx[0]] = states[0].float().cpu().numpy()
     return result
 

@@ -1,0 +1,179 @@
+"""Where the encoder runs: PyTorch, or ONNX Runtime (fp32, or int8 for speed).
+
+Each backend is a *forward* function ``forward(ids, mask, all_layers) -> hidden states``:
+a tuple of (batch, tokens, dim) tensors, every layer from the embedding output on when
+``all_layers`` is true, else only the last. The rest of skembed pools those states the
+same way whatever ran them.
+
+ONNX Runtime is used when it is installed (``pip install 'skembed[onnx]'``) and the model
+runs on the CPU: plain ``torch.onnx.export`` of the loaded encoder (opset 17, dynamic batch
+and sequence axes), cached on disk under ``<skembed home>/onnx/`` keyed by the weights'
+sha256, written atomically and re-created when missing. ``precision="int8"`` quantizes
+that graph's weights per channel (ONNX Runtime dynamic quantization).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .bundle import cache_home
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from .models import LoadedModel
+
+Forward = Callable[["Tensor", "Tensor", bool], tuple["Tensor", ...]]
+
+BACKENDS = ("auto", "torch", "onnx")
+PRECISIONS = ("fp32", "int8")
+OPSET = 17
+
+_sessions: dict[tuple, Forward] = {}
+_sessions_lock = threading.Lock()
+
+
+def onnxruntime_available() -> bool:
+    """Return True when ONNX Runtime can be imported."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def resolve(backend: str, precision: str, device: str) -> str:
+    """Return the backend that will run: 'torch' or 'onnx'."""
+    if backend == "auto":
+        wants_onnx = precision == "int8" or (device == "cpu" and onnxruntime_available())
+        backend = "onnx" if wants_onnx else "torch"
+    if backend == "torch" and precision != "fp32":
+        raise ValueError(
+            f"precision={precision!r} runs on ONNX Runtime; use backend='onnx' or 'auto'"
+        )
+    if backend == "onnx":
+        if not onnxruntime_available():
+            raise ImportError(
+                "backend='onnx' and precision='int8' need ONNX Runtime: "
+                "pip install 'skembed[onnx]' (onnxruntime and onnx)"
+            )
+        if device != "cpu":
+            raise ValueError(
+                f"backend='onnx' runs on the CPU here, but device={device!r}; "
+                "use backend='torch' on a GPU"
+            )
+    return backend
+
+
+def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: int) -> Forward:
+    """Return the forward function of a resolved backend for a loaded model."""
+    if backend == "torch":
+        return _torch_forward(loaded)
+    key = (loaded.fingerprint, str(loaded.path), precision, n_threads)
+    with _sessions_lock:
+        if key not in _sessions:
+            _sessions[key] = _onnx_forward(loaded, precision, n_threads)
+        return _sessions[key]
+
+
+def _torch_forward(loaded: LoadedModel) -> Forward:
+    encoder = loaded.encoder
+
+    def forward(ids: Tensor, mask: Tensor, all_layers: bool) -> tuple[Tensor, ...]:
+        if not all_layers:
+            return (encoder(input_ids=ids, attention_mask=mask).last_hidden_state,)
+        return tuple(
+            encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+        )
+
+    return forward
+
+
+def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forward:
+    import onnxruntime as ort
+    import torch
+
+    path = onnx_file(loaded, precision)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+
+    def forward(ids: Tensor, mask: Tensor, all_layers: bool) -> tuple[Tensor, ...]:
+        wanted = names if all_layers else names[-1:]
+        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+        return tuple(torch.from_numpy(h) for h in session.run(wanted, feeds))
+
+    return forward
+
+
+def onnx_file(loaded: LoadedModel, precision: str) -> Path:
+    """Return the cached ONNX graph of a model, exporting (and quantizing) it when missing."""
+    folder = cache_home() / "onnx"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{loaded.fingerprint[:32]}-opset{OPSET}"
+    fp32 = folder / f"{stem}-fp32.onnx"
+    if not fp32.is_file():
+        _atomic(fp32, lambda tmp: _export(loaded, tmp))
+    if precision == "fp32":
+        return fp32
+    int8 = folder / f"{stem}-int8.onnx"
+    if not int8.is_file():
+        _atomic(int8, lambda tmp: _quantize(fp32, tmp))
+    return int8
+
+
+def _atomic(target: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _export(loaded: LoadedModel, target: Path) -> None:
+    import warnings
+
+    import torch
+
+    class AllLayers(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask):
+            out = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+            return tuple(out.hidden_states)
+
+    # a padded batch, so that the traced graph keeps the attention-mask path
+    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 0, 0]]) % loaded.encoder.config.vocab_size
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    names = [f"hidden_{i}" for i in range(loaded.n_layers)]
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+    axes.update({n: {0: "batch", 1: "tokens"} for n in names})
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
+        torch.onnx.export(
+            AllLayers(loaded.encoder).eval(),
+            (ids, mask),
+            str(target),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["input_ids", "attention_mask"],
+            output_names=names,
+            dynamic_axes=axes,
+        )
+
+
+def _quantize(fp32: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
