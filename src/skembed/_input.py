@@ -10,12 +10,13 @@ import numpy as np
 _WHO = "SentenceEmbedder takes strings"
 
 
-def check_texts(X: object, *, name: str = "X") -> list[str]:
+def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
     """Return X as a list of str, raising TypeError/ValueError that names the first bad item.
 
     Accepted: a list or tuple of str, a 1-D numpy array of str/object, a pandas Series,
     a single-column pandas or polars DataFrame (or a 2-D array with one column), a polars
-    Series, or any other iterable of str. An empty string is valid text.
+    Series, or any other iterable of str. An empty string is valid text. ``offset`` is
+    added to the index in messages, for chunks of a longer input.
     """
     texts = _as_list(X, name)
     if not texts:
@@ -27,7 +28,7 @@ def check_texts(X: object, *, name: str = "X") -> list[str]:
         return texts
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise _bad_item(name, i, t)
+            raise _bad_item(name, i + offset, t)
     return [str(t) for t in texts]  # str subclasses such as numpy.str_ become plain str
 
 

@@ -65,11 +65,27 @@ def tokenize(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> Toke
     return TokenIds(ids=ids, truncated=truncated)
 
 
-def length_sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Yield index arrays of texts of similar length, longest first, batch_size at a time."""
+@dataclass(frozen=True)
+class Batching:
+    """How many texts go through the encoder at once.
+
+    A batch holds at most ``max_texts`` texts and at most ``max_tokens`` padded tokens
+    (always at least one text), so long texts make small batches and memory stays flat.
+    """
+
+    max_texts: int = 64
+    max_tokens: int = 1024
+
+
+def length_sorted_batches(lengths: np.ndarray, batching: Batching) -> Iterator[np.ndarray]:
+    """Yield index arrays of texts of similar length, longest first, within the budget."""
     order = np.argsort(-lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start : start + batch_size]
+    start = 0
+    while start < len(order):
+        longest = max(int(lengths[order[start]]), 1)  # sorted: the first is the longest
+        size = max(1, min(batching.max_texts, batching.max_tokens // longest))
+        yield order[start : start + size]
+        start += size
 
 
 def pad(ids: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +130,7 @@ def encode(
     *,
     pooling: str,
     layers: tuple[int, ...],
-    batch_size: int,
+    batching: Batching,
     show_progress: bool = False,
 ) -> np.ndarray:
     """Return one pooled float32 vector per text (not normalized), pooling token states.
@@ -127,7 +143,7 @@ def encode(
     static = pooling in STATIC_MODES
     out = np.empty((len(token_ids.ids), loaded.dim), dtype=np.float32)
     with torch.inference_mode():
-        for idx, ids, mask in _batches(loaded, token_ids, batch_size, show_progress):
+        for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
             if not static:
                 _trace(idx, token_ids)
             states = token_states(loaded, forward, ids, mask, layers, static)
@@ -143,7 +159,7 @@ def encode_cached(
     *,
     pooling: str,
     layers: tuple[int, ...],
-    batch_size: int,
+    batching: Batching,
     show_progress: bool = False,
     memory: ProcessCache | None,
     disk: DiskCache | None,
@@ -165,7 +181,7 @@ def encode_cached(
                     entries[i] = _lookup(texts[i], memory, disk, key)
                 missing = [i for i in missing if entries[i] is None]
             subset = TokenIds([token_ids.ids[i] for i in missing], token_ids.truncated[missing])
-            batches = _statistics(loaded, forward, subset, batch_size, show_progress)
+            batches = _statistics(loaded, forward, subset, batching, show_progress)
             for local_idx, stats in batches:
                 for j, entry in zip(local_idx, stats, strict=True):
                     i = missing[j]
@@ -201,14 +217,14 @@ def _statistics(
     loaded: LoadedModel,
     forward: Forward,
     token_ids: TokenIds,
-    batch_size: int,
+    batching: Batching,
     show_progress: bool,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices, entries): per text, its flattened layer statistics and token count."""
     import torch
 
     with torch.inference_mode():
-        for idx, ids, mask in _batches(loaded, token_ids, batch_size, show_progress):
+        for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
             _trace(idx, token_ids)
             stats = layer_statistics(forward(ids, mask, True), mask).float().cpu().numpy()
             entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
@@ -217,12 +233,12 @@ def _statistics(
             yield idx, entries
 
 
-def _batches(loaded: LoadedModel, token_ids: TokenIds, batch_size: int, show_progress: bool):
+def _batches(loaded: LoadedModel, token_ids: TokenIds, batching: Batching, show_progress: bool):
     """Yield (indices, ids tensor, mask tensor) for length-sorted padded batches."""
     import torch
 
     pad_id = _pad_id(loaded.tokenizer)
-    batches = list(length_sorted_batches(token_ids.lengths, batch_size))
+    batches = list(length_sorted_batches(token_ids.lengths, batching))
     for idx in _progress(batches, show_progress):
         ids, mask = pad([token_ids.ids[i] for i in idx], pad_id)
         yield (
@@ -264,7 +280,9 @@ def token_vectors(
 
     result: list[np.ndarray] = [np.empty(0)] * len(token_ids.ids)
     with torch.inference_mode():
-        for idx, ids, mask in _batches(loaded, token_ids, 1, False):  # one text: no padding
+        for idx, ids, mask in _batches(
+            loaded, token_ids, Batching(1, 1), False
+        ):  # one text: no padding
             states = token_states(loaded, forward, ids, mask, layers, static)
             result[idx[0]] = states[0].float().cpu().numpy()
     return result

@@ -1,0 +1,103 @@
+"""The speed-related paths keep results exact: token-budget batching, backends, streaming."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from skembed import SentenceEmbedder
+from skembed.encoding import Batching, length_sorted_batches
+
+TEXTS = [
+    "I love apples",
+    "The dog chased the cat across the green field at night",
+    "",
+    "hello",
+    "Can you help me with my bank card?",
+] * 7
+
+
+def test_batches_are_sized_by_padded_tokens_longest_first():
+    lengths = np.array([10, 250, 16, 250, 16, 3, 16])
+    batches = [b.tolist() for b in length_sorted_batches(lengths, Batching(64, 512))]
+    # two 250-token texts fit 512 tokens; then 16-token texts fit 32 at a time
+    assert batches == [[1, 3], [2, 4, 6, 0, 5]]
+
+
+def test_a_text_longer_than_the_budget_still_gets_a_batch_of_one():
+    batches = list(length_sorted_batches(np.array([300, 300]), Batching(64, 256)))
+    assert [b.tolist() for b in batches] == [[0], [1]]
+
+
+def test_batch_limits_do_not_change_the_vectors(tiny_model):
+    big = SentenceEmbedder(model=tiny_model, cache=False).fit(TEXTS).transform(TEXTS)
+    small = SentenceEmbedder(model=tiny_model, cache=False, batch_size=3, batch_tokens=20)
+    np.testing.assert_allclose(small.fit(TEXTS).transform(TEXTS), big, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "max"])
+def test_onnx_runtime_and_torch_give_the_same_vectors(tiny_model, pooling):
+    pytest.importorskip("onnxruntime")
+    torch_vectors = SentenceEmbedder(model=tiny_model, backend="torch", pooling=pooling)
+    onnx_vectors = SentenceEmbedder(model=tiny_model, backend="onnx", pooling=pooling)
+    np.testing.assert_allclose(
+        onnx_vectors.fit(TEXTS).transform(TEXTS),
+        torch_vectors.fit(TEXTS).transform(TEXTS),
+        atol=1e-5,
+    )
+
+
+def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
+    pytest.importorskip("onnxruntime")
+    fp32 = SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS)
+    int8 = SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS).transform(TEXTS)
+    cosine = np.sum(fp32 * int8, axis=1)
+    assert cosine.min() > 0.95
+    assert not np.allclose(fp32, int8, atol=1e-6)  # a different graph really ran
+    with pytest.raises(ValueError, match="precision='int8' runs on ONNX Runtime"):
+        SentenceEmbedder(model=tiny_bert, backend="torch", precision="int8").fit(TEXTS)
+
+
+def test_n_threads_is_applied_and_restored(tiny_bert):
+    import torch
+
+    before = torch.get_num_threads()
+    est = SentenceEmbedder(model=tiny_bert, backend="torch", n_threads=1).fit(TEXTS)
+    np.testing.assert_allclose(
+        est.transform(TEXTS),
+        SentenceEmbedder(model=tiny_bert, backend="torch").fit(TEXTS).transform(TEXTS),
+        atol=1e-6,
+    )
+    assert torch.get_num_threads() == before
+
+
+def test_transform_iter_streams_chunks_equal_to_transform(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    chunks = list(est.transform_iter((t for t in TEXTS), chunk_size=8))
+    assert [len(c) for c in chunks] == [8, 8, 8, 8, 3]
+    np.testing.assert_allclose(np.concatenate(chunks), est.transform(TEXTS), atol=1e-6)
+    half = np.concatenate(list(est.transform_iter(TEXTS, chunk_size=8, dtype="float16")))
+    assert half.dtype == np.float16
+    np.testing.assert_allclose(half, est.transform(TEXTS), atol=1e-3)
+
+
+def test_transform_iter_names_the_global_index_of_a_bad_text(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    texts = ["fine"] * 25 + [None]
+    with pytest.raises(TypeError, match=r"^X\[25\] is NoneType"):
+        list(est.transform_iter(iter(texts), chunk_size=10))
+    with pytest.raises(TypeError, match="X is a single str"):
+        list(est.transform_iter("one text"))
+
+
+def test_import_skembed_loads_no_heavy_library():
+    code = (
+        "import sys, skembed; "
+        "print(sorted(m for m in ('torch', 'transformers', 'onnxruntime', 'dask') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
