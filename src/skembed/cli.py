@@ -85,32 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--model",
         default="default",
-        help="'default' (all-MiniLM-L6-v2), a local model folder, or a hub id in the local "
-        "Hugging Face cache (default: %(default)s)",
+        help="'default' (all-MiniLM-L6-v2, the default), a local model folder, or a hub id "
+        "in the local Hugging Face cache",
     )
+    # None leaves SentenceEmbedder's own default in place, so the two never disagree
     model.add_argument(
         "--pooling",
-        default="mean",
-        help="mean, max, cls, static_mean, mean_sqrt_len, weighted_mean or last "
-        "(default: %(default)s)",
+        help="mean (default), max, cls, static_mean, mean_sqrt_len, weighted_mean or last",
     )
     model.add_argument(
         "--max-length",
         type=_positive_int,
-        default=None,
         metavar="N",
         help="tokens per text, longer texts are truncated (default: the model's limit)",
     )
     model.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=32,
         metavar="N",
-        help="texts per encoder call (default: %(default)s)",
+        help="texts per encoder call (default: SentenceEmbedder's)",
     )
-    model.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default: %(default)s)"
-    )
+    model.add_argument("--device", help="auto (default: CUDA if present), cpu, cuda, cuda:1, ...")
     subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for add in _COMMANDS:
         add(subparsers, common)
@@ -559,15 +554,13 @@ def _embedder(args):
     """Return an unfitted SentenceEmbedder configured by the model options."""
     from .embedder import SentenceEmbedder
 
+    options = {
+        name: getattr(args, name)
+        for name in ("pooling", "max_length", "batch_size", "device")
+        if getattr(args, name) is not None
+    }
     # the process cache helps estimators that re-embed the same texts; a command does not
-    return SentenceEmbedder(
-        model=args.model,
-        pooling=args.pooling,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        device=args.device,
-        cache=False,
-    )
+    return SentenceEmbedder(model=args.model, cache=False, **options)
 
 
 def _fitted_embedder(args, texts: list[str]):
