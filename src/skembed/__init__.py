@@ -1,29 +1,46 @@
 """skembed: sentence embeddings as a scikit-learn transformer.
 
-Heavy libraries (torch, transformers) load when a model is first fitted, not at import.
+Names are imported on first use, so ``import skembed`` and ``skembed --help`` stay fast;
+heavy libraries (torch, transformers, onnxruntime) load when a model is first fitted.
 """
 
 from __future__ import annotations
 
-from .cache import cache_info, clear_cache, set_cache_limit
-from .embedder import SentenceEmbedder, Tokenization, TruncationWarning
-from .models import ModelMismatchError, ModelNotFoundError
-from .pooling import POOLING_FUNCTIONS
+import importlib
 
 __version__ = "0.1.0"
 
-POOLING_MODES = tuple(POOLING_FUNCTIONS)
-"""The names ``SentenceEmbedder(pooling=...)`` accepts."""
+_EXPORTS = {
+    "SentenceEmbedder": "embedder",
+    "Tokenization": "embedder",
+    "TruncationWarning": "embedder",
+    "ModelMismatchError": "models",
+    "ModelNotFoundError": "models",
+    "cache_info": "cache",
+    "clear_cache": "cache",
+    "set_cache_limit": "cache",
+    "SemanticSearch": "search",
+    "Hit": "search",
+    "PairFeatures": "pairs",
+    "Paraphrase": "pairs",
+    "paraphrase_mining": "pairs",
+}
 
-__all__ = [
-    "POOLING_MODES",
-    "ModelMismatchError",
-    "ModelNotFoundError",
-    "SentenceEmbedder",
-    "Tokenization",
-    "TruncationWarning",
-    "__version__",
-    "cache_info",
-    "clear_cache",
-    "set_cache_limit",
-]
+__all__ = ["POOLING_MODES", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    """Import an exported name from its module on first use."""
+    if name == "POOLING_MODES":
+        from .pooling import POOLING_FUNCTIONS
+
+        return tuple(POOLING_FUNCTIONS)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'skembed' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
