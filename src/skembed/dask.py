@@ -190,7 +190,14 @@ def _output_meta(estimator, method: str, meta) -> np.ndarray:
     elif method == "transform" and isinstance(estimator, SentenceEmbedder):
         return np.empty((0, estimator.embedding_dim_), dtype=np.float32)
     else:
-        sample = np.asarray(getattr(estimator, method)(_SAMPLE))
+        try:
+            sample = np.asarray(getattr(estimator, method)(_SAMPLE))
+        except Exception as exc:
+            raise ValueError(
+                f"could not learn the output's width and dtype by running {method}() here on "
+                f"the text {_SAMPLE[0]!r} ({type(exc).__name__}: {exc}); pass them as meta=, "
+                "e.g. meta=np.empty((0, 10), np.float64)"
+            ) from exc
     if sample.ndim not in (1, 2):
         raise ValueError(
             f"{method}() gives arrays of {sample.ndim} dimensions; skembed.dask handles one "
