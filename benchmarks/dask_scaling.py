@@ -43,6 +43,12 @@ def load_texts(n: int) -> list[str]:
     return distinct[:n]
 
 
+def _load_count() -> int:
+    from skembed import models
+
+    return models.load_count
+
+
 def _set_torch_threads(n: int) -> int:
     import torch
 
@@ -113,7 +119,7 @@ def main() -> None:
         print_table(runs, threads, len(texts), args.partition, cores)
 
     for n_workers, client in clients.items():
-        loads = client.run(lambda: __import__("skembed").models.load_count)
+        loads = client.run(_load_count)
         print(f"model loads per worker process, {n_workers} worker(s): {sorted(loads.values())}")
         cluster = client.cluster
         client.close()

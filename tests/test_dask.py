@@ -5,6 +5,7 @@ Every result is compared row for row with the same estimator run in this process
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import shutil
@@ -40,7 +41,8 @@ def _texts(n: int) -> list[str]:
 
 
 def _loads(client) -> dict[str, int]:
-    return client.run(lambda: __import__("skembed").models.load_count)
+    # a lambda travels by value; skembed exports its names lazily, so import the submodule
+    return client.run(lambda: importlib.import_module("skembed.models").load_count)
 
 
 @pytest.fixture(scope="module")
