@@ -341,3 +341,31 @@ def test_blank_lines_of_a_jsonl_file_are_skipped(tiny_bert, tmp_path, capsys):
         "--model", tiny_bert,
     )  # fmt: skip
     assert code == 0 and np.load(tmp_path / "X.npy").shape == (len(TEXTS), 32)
+
+
+def test_eval_sts_prints_metrics_and_writes_json(tiny_bert, tmp_path, capsys):
+    from skembed import evaluate
+
+    rows = [
+        ("5.0", "I love apples", "I love apples"),
+        ("0.5", "the dog chased the cat", "my card was declined"),
+        ("3.0", "hello world", "hello you"),
+        ("1.0", "the sky is blue", "how do I transfer money"),
+    ]
+    data = tmp_path / "sts.csv"
+    data.write_text("".join(f"g\tf\ty\t{i}\t{s}\t{a}\t{b}\n" for i, (s, a, b) in enumerate(rows)))
+    out = tmp_path / "metrics.json"
+    argv = ["eval", "sts", "--data", str(data), "--model", tiny_bert, "--json", str(out)]
+    assert main(argv) == 0
+    expected = evaluate.sts(SentenceEmbedder(model=tiny_bert), str(data))
+    printed = capsys.readouterr().out
+    assert f"spearman  {expected['spearman']:.4f}" in printed
+    record = json.loads(out.read_text())
+    assert record["task"] == "sts"
+    assert record["metrics"]["spearman"] == pytest.approx(expected["spearman"], abs=1e-6)
+
+
+def test_eval_with_a_missing_data_path_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["eval", "sts", "--data", str(tmp_path / "nope.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"skembed: error: --data {str(tmp_path / 'nope.csv')!r} does not exist"

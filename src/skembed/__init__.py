@@ -26,7 +26,9 @@ _EXPORTS = {
     "paraphrase_mining": "pairs",
 }
 
-__all__ = ["POOLING_MODES", "__version__", *_EXPORTS]
+_SUBMODULES = ("datasets", "evaluate")
+
+__all__ = ["POOLING_MODES", "__version__", *_EXPORTS, *_SUBMODULES]
 
 
 def __getattr__(name: str):
@@ -35,6 +37,8 @@ def __getattr__(name: str):
         from .pooling import POOLING_FUNCTIONS
 
         return tuple(POOLING_FUNCTIONS)
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name not in _EXPORTS:
         raise AttributeError(f"module 'skembed' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

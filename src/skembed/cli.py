@@ -1,6 +1,6 @@
 """The ``skembed`` command: embed files, search them, compare and tokenize sentences.
 
-Subcommands: ``encode``, ``search``, ``similarity``, ``tokenize``, ``info``. This module
+Subcommands: ``encode``, ``search``, ``similarity``, ``tokenize``, ``info``, ``eval``. This module
 imports only the standard library at start so that ``skembed --help`` answers at once;
 numpy, torch and the model load inside the subcommand that needs them.
 
@@ -8,7 +8,9 @@ A mistake in the command line or its input (a missing file, an unknown column, a
 input, a model that is not there) is reported as one line on stderr, ``skembed: error:
 ...``, with exit status 2; never a traceback.
 
-Adding a subcommand (``skembed eval`` will use :mod:`skembed.evaluate`): write
+``eval`` scores a model on a task's files with :mod:`skembed.evaluate`.
+
+Adding a subcommand: write
 ``_add_<name>(subparsers, common)``, which declares the arguments and sets ``run=`` to a
 ``_run_<name>(args) -> int`` that imports what it needs inside, and list it in
 ``_COMMANDS``. ``common`` holds the model options; :func:`_fitted_embedder` turns them
@@ -379,7 +381,71 @@ def _run_info(args) -> int:
     return 0
 
 
-_COMMANDS = (_add_encode, _add_search, _add_similarity, _add_tokenize, _add_info)
+# -- eval ------------------------------------------------------------------------------------
+
+_EVAL_TASKS = {
+    "sts": "sts",
+    "pairs": "pair_classification",
+    "classification": "classification",
+    "clustering": "clustering",
+    "retrieval": "retrieval",
+}
+
+
+def _add_eval(subparsers, common) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        parents=[common],
+        help="score the model on a task: sts, pairs, classification, clustering, retrieval",
+        description="Evaluate an embedder on plain files as MTEB does, print the metrics and "
+        "optionally write them as JSON. Formats: docs/quality.md and skembed.datasets.",
+    )
+    p.add_argument("task", choices=sorted(_EVAL_TASKS), help="what to measure")
+    p.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        metavar="PATH",
+        help="data file (or BEIR folder for retrieval); repeat for sts to join files",
+    )
+    p.add_argument("--layer", type=int, help="hidden-state layer to pool (default: the last)")
+    p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
+    p.set_defaults(run=_run_eval)
+
+
+def _run_eval(args) -> int:
+    import json
+
+    from . import evaluate
+
+    for path in args.data:
+        if not Path(path).exists():
+            raise UsageError(f"--data {path!r} does not exist")
+    if args.task != "sts" and len(args.data) > 1:
+        raise UsageError(f"{args.task} takes one --data path, got {len(args.data)}")
+    embedder = _embedder(args)
+    if args.layer is not None:
+        embedder.set_params(layer=args.layer)
+    data = args.data if args.task == "sts" else args.data[0]
+    metrics = getattr(evaluate, _EVAL_TASKS[args.task])(embedder, data)
+    width = max(len(k) for k in metrics)
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    if args.json:
+        record = {"task": args.task, "data": args.data, "params": _plain(embedder.get_params())}
+        Path(args.json).write_text(json.dumps({**record, "metrics": metrics}, indent=2) + "\n")
+    return 0
+
+
+def _plain(params: dict) -> dict:
+    return {
+        k: v if isinstance(v, (str, int, float, bool, type(None))) else str(v)
+        for k, v in params.items()
+    }
+
+
+_COMMANDS = (_add_encode, _add_search, _add_similarity, _add_tokenize, _add_info, _add_eval)
 
 
 # -- reading texts from files ----------------------------------------------------------------
