@@ -14,7 +14,6 @@ Spearman (short workload only).
 from __future__ import annotations
 
 import argparse
-import csv
 import gzip
 import json
 import time
@@ -50,16 +49,6 @@ def matmul_gflops(threads: int, rounds: int = 5) -> float:
     return 2 * 2048**3 / best / 1e9
 
 
-def read_stsb():
-    scores, first, second = [], [], []
-    with open(STSB_DEV, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
-            scores.append(float(row[4]))
-            first.append(row[5])
-            second.append(row[6])
-    return np.array(scores), first, second
-
-
 def read_scifact(n: int) -> list[str]:
     texts = []
     with gzip.open(SCIFACT, "rt", encoding="utf-8") as fh:
@@ -87,6 +76,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from skembed import SentenceEmbedder, models
+    from skembed.datasets import read_stsb
 
     torch.set_num_threads(args.threads)
     folder = str(models.resolve("default").path)
@@ -102,7 +92,8 @@ def main() -> None:
             m.set_params(n_threads=args.threads).fit(["warm up"])
             methods[name] = m.transform
 
-    gold, first, second = read_stsb()
+    pairs = read_stsb(STSB_DEV)
+    gold, first, second = pairs.scores, pairs.first, pairs.second
     short = list(dict.fromkeys(first + second))
     workloads = {"STS-B dev sentences": short, f"SciFact abstracts ({args.long})": None}
     workloads[f"SciFact abstracts ({args.long})"] = read_scifact(args.long)

@@ -3,7 +3,6 @@ published STS-B dev score. Marked `model`; `make test` runs them."""
 
 from __future__ import annotations
 
-import csv
 import pickle
 
 import numpy as np
@@ -11,28 +10,19 @@ import pytest
 
 from conftest import SHARED
 from skembed import SentenceEmbedder
+from skembed.datasets import read_stsb
 
 pytestmark = pytest.mark.model
 
 STSB_DEV = SHARED / "stsb" / "sts-dev.csv"
 
 
-def read_stsb(path):
-    """Return (scores, first sentences, second sentences) of an STS-B file."""
-    scores, first, second = [], [], []
-    with open(path, encoding="utf-8", newline="") as fh:
-        for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
-            scores.append(float(row[4]))
-            first.append(row[5])
-            second.append(row[6])
-    return np.array(scores), first, second
-
-
 @pytest.fixture(scope="module")
 def stsb_dev():
     if not STSB_DEV.is_file():
         pytest.fail(f"{STSB_DEV} is missing: the shared data folder must sit beside the checkout")
-    return read_stsb(STSB_DEV)
+    pairs = read_stsb(STSB_DEV)
+    return pairs.scores, pairs.first, pairs.second
 
 
 @pytest.fixture(scope="module", params=["torch", "onnx"])
@@ -43,7 +33,9 @@ def default_vectors(stsb_dev, request):
     return est.transform(first), est.transform(second)
 
 
-def test_every_stsb_dev_sentence_matches_sentence_transformers(stsb_dev, default_vectors):
+@pytest.fixture(scope="module")
+def reference_vectors(stsb_dev):
+    """STS-B dev vectors from sentence-transformers on the same folder, computed once."""
     from sentence_transformers import SentenceTransformer
 
     from skembed import models
@@ -51,8 +43,11 @@ def test_every_stsb_dev_sentence_matches_sentence_transformers(stsb_dev, default
     _, first, second = stsb_dev
     st = SentenceTransformer(str(models.resolve("default").path), device="cpu")
     assert st.max_seq_length == 256
-    for ours, texts in zip(default_vectors, (first, second), strict=True):
-        reference = st.encode(texts, batch_size=32, normalize_embeddings=True)
+    return [st.encode(texts, batch_size=32, normalize_embeddings=True) for texts in (first, second)]
+
+
+def test_every_stsb_dev_sentence_matches_sentence_transformers(default_vectors, reference_vectors):
+    for ours, reference in zip(default_vectors, reference_vectors, strict=True):
         cosine = np.sum(ours * reference, axis=1) / (
             np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
         )
