@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import datasets
-from .search import DEFAULT_CHUNK_SIZE, cosine_topk
+from .search import DEFAULT_CHUNK_SIZE, cosine_topk, embed
 
 if TYPE_CHECKING:
     from .embedder import SentenceEmbedder
@@ -530,15 +530,7 @@ def _embed_groups(embedder, *groups: list[str]) -> list[np.ndarray]:
     except NotFittedError:
         embedder = clone(embedder).fit(texts)
     logger.info("embedding %d texts with %r", len(texts), embedder)
-    X = embedder.transform(texts)
-    if hasattr(X, "toarray"):
-        X = X.toarray()
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or len(X) != len(texts):
-        raise ValueError(
-            f"the embedder returned shape {X.shape} for {len(texts)} texts; it must return "
-            "one vector (row) per text"
-        )
+    X = embed(embedder, texts)
     bounds = np.cumsum([len(g) for g in groups])[:-1]
     return np.split(X, bounds)
 
