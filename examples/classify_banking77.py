@@ -1,4 +1,5 @@
 """Classify Banking77 intents: SentenceEmbedder -> LogisticRegression, next to TF-IDF.
+===================================================================================
 
 Trains on 75% of the shipped Banking77 subset (2,000 questions, 77 intents) and scores the
 other 25%, for sentence embeddings and for a TF-IDF baseline in the same run::

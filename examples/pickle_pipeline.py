@@ -1,4 +1,5 @@
 """Pickle a fitted pipeline and load it back: same predictions, a small file.
+==========================================================================
 
 A fitted ``SentenceEmbedder -> LogisticRegression`` pipeline is saved with joblib. The file
 holds the classifier and a reference to the model with the sha256 of its weights, not the

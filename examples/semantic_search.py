@@ -1,6 +1,7 @@
 """Semantic search over Banking77 questions: index, save, load, query.
+===================================================================
 
-Embeds the shipped Banking77 questions once into a :class:`skembed.search.SemanticSearch`
+Embeds the shipped Banking77 questions once into a :class:`skembed.SemanticSearch`
 index, saves it to a folder (vectors as .npy, texts and model fingerprint as JSON), loads it
 back, and answers a few queries. It also measures how often the nearest other question has
 the same intent as the question itself, a quick check of what "near" means here::
