@@ -28,6 +28,10 @@ _EXPORTS = {
 
 _SUBMODULES = ("datasets", "evaluate")
 
+# declared for its doc comment, which Sphinx reads; the value comes from __getattr__
+#: The ``pooling=`` values that :class:`SentenceEmbedder` accepts, a tuple of str.
+POOLING_MODES: tuple[str, ...]
+
 __all__ = ["POOLING_MODES", "__version__", *_EXPORTS, *_SUBMODULES]
 
 

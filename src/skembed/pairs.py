@@ -251,7 +251,7 @@ def paraphrase_mining(
 
     The texts are embedded once, then compared exactly, all pairs, in blocks of
     ``chunk_size`` x ``chunk_size`` similarities (16 MB for the default 2048), so the
-    full n x n matrix is never built. Time grows with n², memory with ``chunk_size``² and
+    full n x n matrix is never built. Time grows with n², memory with ``chunk_size ** 2`` and
     the number of pairs found: lower thresholds find many more pairs.
 
     Parameters
