@@ -1,22 +1,28 @@
 """SemanticSearch: exact cosine search over an embedded corpus, equal to brute force at any
 chunk size; results as (scores, indices) and as hits; an index that saves, loads, and refuses
-other weights."""
+other weights. The approximate index (index="hnsw", faiss) finds at least 95% of the exact
+top 10 with exact scores, saves, loads and pickles to the same answers, and says how to
+install faiss when it is missing."""
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import FunctionTransformer
 
 from skembed import ModelMismatchError, SentenceEmbedder, models
 from skembed.search import Hit, SemanticSearch, cosine_topk
-from tiny_models import CORPUS
+from tiny_models import CORPUS, WORDS
 
 TEXTS = CORPUS + [
     "apples are my favourite fruit",
@@ -190,6 +196,203 @@ def test_a_pickled_index_is_small_and_answers_the_same(tiny_bert):
     np.testing.assert_array_equal(
         pickle.loads(blob).kneighbors(QUERIES)[1], index.kneighbors(QUERIES)[1]
     )
+
+
+# -- the approximate index: index="hnsw" --------------------------------------------------------
+
+# Vectors stand in for embeddings here: the embedder is a FunctionTransformer that maps the
+# text "c17" to corpus row 17 and "q3" to query row 3, so thousands of vectors cost nothing
+# to "embed" and exact search gives the true neighbours to compare with.
+RNG = np.random.default_rng(0)
+_CENTRES = RNG.normal(size=(40, 64))
+VECTORS = (_CENTRES[RNG.integers(0, 40, 3000)] + RNG.normal(size=(3000, 64))).astype(np.float32)
+QUERY_VECTORS = (VECTORS[RNG.integers(0, 3000, 200)] + 0.7 * RNG.normal(size=(200, 64))).astype(
+    np.float32
+)
+CORPUS_IDS = [f"c{i}" for i in range(len(VECTORS))]
+QUERY_IDS = [f"q{i}" for i in range(len(QUERY_VECTORS))]
+
+
+def lookup_vectors(ids):
+    return np.stack([(VECTORS if i[0] == "c" else QUERY_VECTORS)[int(i[1:])] for i in ids])
+
+
+def vector_search(**params) -> SemanticSearch:
+    return SemanticSearch(FunctionTransformer(lookup_vectors), **params).fit(CORPUS_IDS)
+
+
+def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
+    pairs = zip(found.tolist(), truth.tolist(), strict=True)
+    return sum(len(set(f) & set(t)) for f, t in pairs) / truth.size
+
+
+@pytest.fixture(scope="module")
+def exact_top10():
+    return vector_search().kneighbors(QUERY_IDS)
+
+
+@pytest.fixture(scope="module")
+def hnsw_search():
+    return vector_search(index="hnsw")
+
+
+def test_hnsw_finds_at_least_95_percent_of_the_exact_top_10(hnsw_search, exact_top10):
+    scores, indices = hnsw_search.kneighbors(QUERY_IDS)
+    exact_scores, exact_indices = exact_top10
+    assert indices.shape == scores.shape == (len(QUERY_IDS), 10)
+    assert recall_at_10(indices, exact_indices) >= 0.95
+    assert (indices[:, 0] == exact_indices[:, 0]).mean() >= 0.98
+
+
+def test_hnsw_scores_are_the_exact_cosine_similarities_best_first(hnsw_search):
+    scores, indices = hnsw_search.kneighbors(QUERY_IDS)
+    q = QUERY_VECTORS / np.linalg.norm(QUERY_VECTORS, axis=1, keepdims=True)
+    c = VECTORS / np.linalg.norm(VECTORS, axis=1, keepdims=True)
+    expected = np.einsum("qd,qkd->qk", q, c[indices])
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    assert all(len(set(row)) == 10 for row in indices.tolist())
+
+
+def test_a_larger_ef_search_finds_more_true_neighbours(hnsw_search, exact_top10):
+    recalls = {}
+    for ef_search in (1, 16, 128):
+        searcher = copy.copy(hnsw_search).set_params(ef_search=ef_search)  # no new graph
+        recalls[ef_search] = recall_at_10(searcher.kneighbors(QUERY_IDS)[1], exact_top10[1])
+    # ef_search=1 still keeps k=10 candidates: about 0.98 here, 0.99 at 16, 1.0 at 128
+    assert recalls[1] <= recalls[16] <= recalls[128]
+    assert recalls[1] < recalls[128] and recalls[128] >= 0.99
+
+
+def test_hnsw_params_are_kept_by_fit_and_clone(hnsw_search):
+    assert hnsw_search.get_params()["index"] == "hnsw"
+    assert hnsw_search.get_params()["ef_search"] == 64
+    assert hnsw_search.hnsw_.ntotal == len(VECTORS) and hnsw_search.hnsw_.d == 64
+    assert clone(hnsw_search).get_params()["index"] == "hnsw"
+    assert vector_search().hnsw_ is None
+
+
+def test_hnsw_returns_the_whole_corpus_when_k_exceeds_it():
+    index = SemanticSearch(FunctionTransformer(lookup_vectors), index="hnsw").fit(CORPUS_IDS[:7])
+    scores, indices = index.kneighbors(QUERY_IDS[:3], n_neighbors=50)
+    assert indices.shape == (3, 7) and all(sorted(r) == list(range(7)) for r in indices.tolist())
+    exact = SemanticSearch(FunctionTransformer(lookup_vectors)).fit(CORPUS_IDS[:7])
+    np.testing.assert_allclose(
+        scores, exact.kneighbors(QUERY_IDS[:3], n_neighbors=50)[0], atol=1e-6
+    )
+
+
+# reworded texts of CORPUS (not word swaps: a random tiny model barely sees word order)
+PARAPHRASES = {
+    "I love the apples": 0,
+    "How can I transfer money to my bank account?": 3,
+    "My card was declined at a shop": 4,
+    "What a good day; the sky is blue!": 5,
+    "Hello world, can you help me with this?": 6,
+}
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_a_paraphrase_finds_its_source_first_among_hundreds_of_texts(tiny_bert, kind):
+    rng = np.random.default_rng(1)
+    filler = [" ".join(rng.choice(WORDS, size=rng.integers(3, 9))) for _ in range(400)]
+    corpus = CORPUS + filler
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=3, index=kind)
+    hits = index.fit(corpus).search(list(PARAPHRASES))
+    assert [h[0].index for h in hits] == list(PARAPHRASES.values())
+    assert [h[0].text for h in hits] == [corpus[i] for i in PARAPHRASES.values()]
+
+
+def test_a_saved_hnsw_index_loads_and_answers_the_same(tiny_bert, tmp_path):
+    rng = np.random.default_rng(2)
+    corpus = TEXTS + [" ".join(rng.choice(WORDS, size=6)) for _ in range(300)]
+    index = SemanticSearch(
+        SentenceEmbedder(model=tiny_bert), n_neighbors=5, index="hnsw", ef_search=20
+    ).fit(corpus)
+    index.save(tmp_path / "index")
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [
+        "embeddings.npy",
+        "hnsw.faiss",
+        "index.json",
+    ]
+    loaded = SemanticSearch.load(tmp_path / "index")
+    assert (loaded.index, loaded.ef_search, loaded.n_neighbors) == ("hnsw", 20, 5)
+    assert loaded.hnsw_.ntotal == len(corpus)
+    for got, expected in zip(loaded.kneighbors(QUERIES), index.kneighbors(QUERIES), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_saving_an_exact_index_over_an_hnsw_one_removes_the_graph(tiny_bert, tmp_path):
+    embedder = SentenceEmbedder(model=tiny_bert)
+    SemanticSearch(embedder, index="hnsw").fit(TEXTS).save(tmp_path)
+    SemanticSearch(embedder).fit(TEXTS).save(tmp_path)
+    assert not (tmp_path / "hnsw.faiss").exists()
+    assert SemanticSearch.load(tmp_path).hnsw_ is None
+
+
+def test_loading_refuses_an_hnsw_graph_that_was_not_saved_with_the_texts(tiny_bert, tmp_path):
+    embedder = SentenceEmbedder(model=tiny_bert)
+    SemanticSearch(embedder, index="hnsw").fit(TEXTS).save(tmp_path / "a")
+    SemanticSearch(embedder, index="hnsw").fit(TEXTS[:5]).save(tmp_path / "b")
+    shutil.copy(tmp_path / "b" / "hnsw.faiss", tmp_path / "a" / "hnsw.faiss")
+    with pytest.raises(ValueError, match=r"hnsw.faiss' is not the file saved with .* sha256"):
+        SemanticSearch.load(tmp_path / "a")
+    (tmp_path / "a" / "hnsw.faiss").unlink()
+    with pytest.raises(FileNotFoundError, match="holds no hnsw.faiss, the graph of its index"):
+        SemanticSearch.load(tmp_path / "a")
+
+
+def test_a_folder_saved_before_hnsw_existed_loads_as_exact(tiny_bert, tmp_path):
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=3).fit(TEXTS)
+    index.save(tmp_path)
+    meta = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))
+    for key in ("index", "ef_search", "hnsw_sha256"):
+        del meta[key]
+    (tmp_path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = SemanticSearch.load(tmp_path)
+    assert loaded.index == "exact" and loaded.hnsw_ is None
+    np.testing.assert_array_equal(loaded.kneighbors(QUERIES)[1], index.kneighbors(QUERIES)[1])
+
+
+def test_a_pickled_hnsw_index_answers_the_same(hnsw_search):
+    again = pickle.loads(pickle.dumps(hnsw_search))
+    assert type(again.hnsw_) is type(hnsw_search.hnsw_)
+    for got, expected in zip(
+        again.kneighbors(QUERY_IDS), hnsw_search.kneighbors(QUERY_IDS), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_hnsw_without_faiss_says_to_install_the_ann_extra(tiny_bert, tmp_path, monkeypatch):
+    SemanticSearch(SentenceEmbedder(model=tiny_bert), index="hnsw").fit(TEXTS).save(tmp_path)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    message = r"needs faiss-cpu, which is not installed: pip install 'skembed\[ann\]'"
+    with pytest.raises(ImportError, match=message):
+        SemanticSearch(SentenceEmbedder(model=tiny_bert), index="hnsw").fit(TEXTS)
+    with pytest.raises(ImportError, match=message):
+        SemanticSearch.load(tmp_path)
+    exact = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=1).fit(TEXTS)
+    assert exact.search(["I love apples"])[0][0].index == 0  # exact search needs no faiss
+
+
+@pytest.mark.parametrize("bad", ["HNSW", "annoy", None, 1])
+def test_an_unknown_index_kind_names_the_two_that_exist(bad):
+    with pytest.raises(ValueError) as info:
+        vector_search(index=bad)
+    assert str(info.value).startswith(f"index={bad!r} is not an index kind; pass index='exact'")
+    assert "index='hnsw'" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True])
+def test_a_bad_ef_search_names_the_parameter(bad):
+    with pytest.raises(ValueError, match=rf"ef_search={bad!r} must be a positive int"):
+        vector_search(index="hnsw", ef_search=bad)
+
+
+def test_import_skembed_and_its_search_module_do_not_import_faiss():
+    code = "import sys, skembed, skembed.search; print('faiss' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.model

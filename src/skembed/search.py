@@ -1,12 +1,20 @@
-"""Exact nearest neighbours by cosine similarity, in chunks so memory stays bounded.
+"""Nearest neighbours by cosine similarity: exact in chunks, or approximate through HNSW.
 
-No index and no approximation: every query is scored against every corpus row. The corpus
+Exact search (:func:`cosine_topk`) scores every query against every corpus row. The corpus
 is read ``chunk_size`` rows at a time and only the best ``k`` per query are kept between
 chunks, so the memory used is about ``n_queries * (chunk_size + 2 * k)`` scores whatever
 the size of the corpus.
 
-:func:`cosine_topk` works on vectors; :class:`SemanticSearch` wraps it for texts: it embeds
-and holds a corpus, answers queries with ``Hit(text, score, index)``, and saves to a folder.
+Approximate search walks an HNSW graph of the unit corpus vectors built with faiss-cpu
+(the ``ann`` extra, imported only when ``index="hnsw"`` is used): time per query grows
+with the logarithm of the corpus size instead of linearly. faiss was chosen over usearch
+and hnswlib by ``benchmarks/ann_recall.py`` (docs/applications.md has the table). The
+candidates it returns are scored again exactly, so a hit's score is its cosine similarity
+as exact search gives it; only which rows are found is approximate.
+
+:func:`cosine_topk` works on vectors; :class:`SemanticSearch` wraps both for texts: it
+embeds and holds a corpus, answers queries with ``Hit(text, score, index)``, and saves to a
+folder.
 """
 
 from __future__ import annotations
@@ -24,6 +32,13 @@ from sklearn.utils.validation import check_is_fitted
 from ._input import check_texts
 
 DEFAULT_CHUNK_SIZE = 8192
+INDEX_KINDS = ("exact", "hnsw")
+# faiss "HNSW32" with a deeper construction search than faiss's default of 40: on the
+# benchmark's 100,000 vectors efConstruction 40 reached recall@10 0.96 at ef_search 64, 80
+# reached 0.999 (docs/applications.md)
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+DEFAULT_EF_SEARCH = 64
 
 
 def cosine_topk(
@@ -121,6 +136,7 @@ INDEX_FORMAT = "skembed.SemanticSearch"
 INDEX_VERSION = 1
 _VECTORS_FILE = "embeddings.npy"
 _META_FILE = "index.json"
+_HNSW_FILE = "hnsw.faiss"
 
 
 class Hit(NamedTuple):
@@ -132,13 +148,18 @@ class Hit(NamedTuple):
 
 
 class SemanticSearch(BaseEstimator):
-    """Find the corpus texts closest in meaning to each query: exact cosine search.
+    """Find the corpus texts closest in meaning to each query, by cosine similarity.
 
     ``fit`` embeds the corpus once; ``kneighbors`` and ``search`` embed the queries with the
-    same fitted embedder and score them against every corpus vector with
-    :func:`cosine_topk`, ``chunk_size`` corpus rows at a time, so memory for the scores
-    stays bounded whatever the size of the corpus. The corpus vectors themselves are held
-    in memory (``embeddings_``, float32, 1.5 KB per text for a 384-dimension model).
+    same fitted embedder. With ``index="exact"`` (the default) they score the queries
+    against every corpus vector with :func:`cosine_topk`, ``chunk_size`` corpus rows at a
+    time, so memory for the scores stays bounded whatever the size of the corpus. With
+    ``index="hnsw"``, ``fit`` also builds an approximate index (an HNSW graph, through
+    faiss-cpu: ``pip install 'skembed[ann]'``) and queries walk it: much faster on large
+    corpora, at the price of sometimes missing a true neighbour (recall@10 about 0.99 at
+    the default ``ef_search``). The corpus vectors themselves are held in memory
+    (``embeddings_``, float32, 1.5 KB per text for a 384-dimension model); the HNSW index
+    holds a second, unit-length copy and its graph, about 1.8 KB more per text.
 
     Parameters
     ----------
@@ -150,7 +171,17 @@ class SemanticSearch(BaseEstimator):
         Results per query when ``kneighbors``/``search`` are not told otherwise. A corpus
         smaller than that returns all of its texts.
     chunk_size : int, default=8192
-        Corpus rows scored at a time.
+        Corpus rows scored at a time by exact search.
+    index : {"exact", "hnsw"}, default="exact"
+        ``"exact"`` scores every corpus vector; ``"hnsw"`` searches an approximate
+        nearest-neighbour graph (faiss ``IndexHNSWFlat``, M=32, efConstruction=80), built
+        by ``fit``. Its candidates are scored again exactly, so scores are the same cosine
+        similarities as exact search gives; only which rows are found is approximate.
+    ef_search : int, default=64
+        For ``index="hnsw"``: how many candidates a query keeps while walking the graph
+        (at least ``n_neighbors`` are kept). Higher finds more of the true neighbours and
+        is slower. It can be changed after ``fit`` with ``set_params``; ignored by exact
+        search.
 
     Attributes
     ----------
@@ -162,6 +193,9 @@ class SemanticSearch(BaseEstimator):
         The corpus vectors.
     n_samples_fit_ : int
         Number of indexed texts.
+    hnsw_ : faiss.IndexHNSWFlat or None
+        The approximate index of the unit corpus vectors (row ``i`` of ``embeddings_`` is
+        its id ``i``); None when ``index="exact"``.
 
     Examples
     --------
@@ -172,10 +206,19 @@ class SemanticSearch(BaseEstimator):
     ['A kitten is resting', 'The cat sits on the mat']
     """
 
-    def __init__(self, embedder=None, n_neighbors: int = 10, chunk_size: int = DEFAULT_CHUNK_SIZE):
+    def __init__(
+        self,
+        embedder=None,
+        n_neighbors: int = 10,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        index: str = "exact",
+        ef_search: int = DEFAULT_EF_SEARCH,
+    ):
         self.embedder = embedder
         self.n_neighbors = n_neighbors
         self.chunk_size = chunk_size
+        self.index = index
+        self.ef_search = ef_search
 
     def fit(self, X, y=None):
         """Embed and index the corpus X.
@@ -192,10 +235,16 @@ class SemanticSearch(BaseEstimator):
         -------
         self : SemanticSearch
         """
-        _check_positive_int(n_neighbors=self.n_neighbors, chunk_size=self.chunk_size)
+        _check_positive_int(
+            n_neighbors=self.n_neighbors, chunk_size=self.chunk_size, ef_search=self.ef_search
+        )
+        _check_index(self.index)
+        if self.index == "hnsw":
+            _import_faiss()  # before the corpus is embedded, which may take long
         texts = check_texts(X)
         self.embedder_ = fit_embedder(self.embedder, texts)
         self.embeddings_ = embed(self.embedder_, texts)
+        self.hnsw_ = build_hnsw(self.embeddings_) if self.index == "hnsw" else None
         self.corpus_ = texts
         self.n_samples_fit_ = len(texts)
         return self
@@ -205,7 +254,8 @@ class SemanticSearch(BaseEstimator):
 
         Shaped as :meth:`sklearn.neighbors.NearestNeighbors.kneighbors` returns
         ``(distances, indices)``, but with similarities: higher is closer, best first.
-        Equal scores are ordered by corpus row.
+        Equal scores are ordered by corpus row. With ``index="hnsw"`` the rows are those
+        the approximate index found, with their exact cosine similarities.
 
         Parameters
         ----------
@@ -225,7 +275,10 @@ class SemanticSearch(BaseEstimator):
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         _check_positive_int(n_neighbors=k)
         queries = embed(self.embedder_, check_texts(X))
-        return cosine_topk(queries, self.embeddings_, k, chunk_size=self.chunk_size)
+        if getattr(self, "hnsw_", None) is None:  # also a pickle from before hnsw_ existed
+            return cosine_topk(queries, self.embeddings_, k, chunk_size=self.chunk_size)
+        _check_positive_int(ef_search=self.ef_search)
+        return hnsw_topk(self.hnsw_, self.embeddings_, queries, k, ef_search=self.ef_search)
 
     def search(self, X, n_neighbors: int | None = None) -> list[list[Hit]]:
         """Return, per query, its nearest corpus texts as ``Hit(text, score, index)``, best first.
@@ -255,14 +308,15 @@ class SemanticSearch(BaseEstimator):
 
         ``index.json`` holds the texts, the search parameters, and the embedder's
         parameters and weights fingerprint, so :meth:`load` can rebuild the embedder and
-        check it is the same model. Only a :class:`~skembed.SentenceEmbedder` can be
-        described this way; for another embedder (e.g. a Pipeline) pickle the whole
-        ``SemanticSearch`` with ``joblib.dump`` instead.
+        check it is the same model. With ``index="hnsw"`` the graph is saved too, as
+        ``hnsw.faiss``, so that loading does not build it again. Only a
+        :class:`~skembed.SentenceEmbedder` can be described this way; for another embedder
+        (e.g. a Pipeline) pickle the whole ``SemanticSearch`` with ``joblib.dump`` instead.
 
         Parameters
         ----------
         path : str or path-like
-            A folder; created if missing, its two files overwritten.
+            A folder; created if missing, its files overwritten.
         """
         check_is_fitted(self)
         from .embedder import SentenceEmbedder
@@ -281,6 +335,11 @@ class SemanticSearch(BaseEstimator):
             )
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / _VECTORS_FILE, self.embeddings_)
+        hnsw = getattr(self, "hnsw_", None)
+        if hnsw is not None:
+            _import_faiss().write_index(hnsw, str(folder / _HNSW_FILE))
+        elif (folder / _HNSW_FILE).is_file():
+            (folder / _HNSW_FILE).unlink()  # left by an earlier save; this index is exact
         params = {
             key: _jsonable(value) for key, value in self.embedder_.get_params(deep=False).items()
         }
@@ -289,12 +348,15 @@ class SemanticSearch(BaseEstimator):
             "version": INDEX_VERSION,
             "n_neighbors": self.n_neighbors,
             "chunk_size": self.chunk_size,
+            "index": "exact" if hnsw is None else "hnsw",
+            "ef_search": self.ef_search,
             "embedder": {
                 "params": params,
                 "fingerprint": self.embedder_.fingerprint_,
                 "embedding_dim": self.embedder_.embedding_dim_,
             },
             "embeddings_sha256": _sha256(folder / _VECTORS_FILE),
+            "hnsw_sha256": None if hnsw is None else _sha256(folder / _HNSW_FILE),
             "texts": self.corpus_,
         }
         with open(folder / _META_FILE, "w", encoding="utf-8") as fh:
@@ -307,7 +369,9 @@ class SemanticSearch(BaseEstimator):
         The model is found again from the saved ``model`` parameter and its weights are
         checked against the saved fingerprint, as for an unpickled SentenceEmbedder:
         different weights raise :class:`~skembed.ModelMismatchError` rather than query
-        vectors from another model being compared with the saved corpus vectors.
+        vectors from another model being compared with the saved corpus vectors. An
+        ``index="hnsw"`` index loads its saved graph (this needs faiss-cpu, as building it
+        did) and answers exactly as it did before it was saved.
 
         Parameters
         ----------
@@ -338,11 +402,24 @@ class SemanticSearch(BaseEstimator):
                 f"(format {meta.get('format')!r}, version {meta.get('version')!r}); "
                 "save the index again with this version of skembed"
             )
-        if _sha256(vectors_path) != meta["embeddings_sha256"]:
-            raise ValueError(
-                f"{str(vectors_path)!r} is not the file saved with {str(meta_path)!r} "
-                "(its sha256 differs); save the index again"
-            )
+        kind = meta.get("index", "exact")  # folders saved before hnsw existed are exact
+        _check_index(kind)
+        hnsw_path = folder / _HNSW_FILE
+        if kind == "hnsw":
+            faiss = _import_faiss()
+            if not hnsw_path.is_file():
+                raise FileNotFoundError(
+                    f"{str(folder)!r} holds no {_HNSW_FILE}, the graph of its index='hnsw'; "
+                    "pass the whole folder written by SemanticSearch.save()"
+                )
+        checked = [(vectors_path, "embeddings_sha256")]
+        checked += [(hnsw_path, "hnsw_sha256")] if kind == "hnsw" else []
+        for file, key in checked:
+            if _sha256(file) != meta[key]:
+                raise ValueError(
+                    f"{str(file)!r} is not the file saved with {str(meta_path)!r} "
+                    "(its sha256 differs); save the index again"
+                )
         saved = meta["embedder"]
         params = dict(saved["params"])
         if isinstance(params.get("layer"), list):
@@ -360,9 +437,12 @@ class SemanticSearch(BaseEstimator):
             embedder=SentenceEmbedder(**params),
             n_neighbors=meta["n_neighbors"],
             chunk_size=meta["chunk_size"],
+            index=kind,
+            ef_search=meta.get("ef_search", DEFAULT_EF_SEARCH),
         )
         index.embedder_ = embedder
         index.embeddings_ = np.load(vectors_path)
+        index.hnsw_ = faiss.read_index(str(hnsw_path)) if kind == "hnsw" else None
         index.corpus_ = texts
         index.n_samples_fit_ = len(texts)
         if index.embeddings_.shape != (len(texts), saved["embedding_dim"]):
@@ -370,7 +450,31 @@ class SemanticSearch(BaseEstimator):
                 f"{str(vectors_path)!r} has shape {index.embeddings_.shape} but the index "
                 f"holds {len(texts)} texts of dimension {saved['embedding_dim']}; save it again"
             )
+        if index.hnsw_ is not None and (index.hnsw_.ntotal, index.hnsw_.d) != (
+            len(texts),
+            saved["embedding_dim"],
+        ):
+            raise ValueError(
+                f"{str(hnsw_path)!r} holds {index.hnsw_.ntotal} vectors of dimension "
+                f"{index.hnsw_.d} but the index {len(texts)} texts of dimension "
+                f"{saved['embedding_dim']}; save it again"
+            )
         return index
+
+    # -- pickling: faiss objects do not pickle, their serialized bytes do -------------------
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("hnsw_") is not None:
+            # a new dict: the state may be self.__dict__ itself, which must keep the index
+            graph = _SerializedHnsw(_import_faiss().serialize_index(state["hnsw_"]))
+            state = {**state, "hnsw_": graph}
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("hnsw_"), _SerializedHnsw):
+            state = {**state, "hnsw_": _import_faiss().deserialize_index(state["hnsw_"].data)}
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -378,6 +482,107 @@ class SemanticSearch(BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+class _SerializedHnsw(NamedTuple):
+    """A faiss index as faiss.serialize_index bytes (a uint8 array), inside a pickle."""
+
+    data: np.ndarray
+
+
+# -- approximate search: an HNSW graph through faiss ---------------------------------------
+
+
+def build_hnsw(vectors, block_size: int = 65536):
+    """Return a faiss ``IndexHNSWFlat`` (inner product) of the unit-length rows of vectors.
+
+    Row ``i`` gets id ``i``. Rows are normalized and added ``block_size`` at a time, so
+    that only one block of normalized copies exists at once besides the index.
+    """
+    faiss = _import_faiss()
+    n, dim = np.shape(vectors)
+    graph = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    for start in range(0, n, block_size):
+        graph.add(_unit_rows(vectors[start : start + block_size], "corpus"))
+    return graph
+
+
+def hnsw_topk(
+    graph, corpus: np.ndarray, queries, k: int, ef_search: int = DEFAULT_EF_SEARCH
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the k corpus rows the HNSW graph finds for each query, scored exactly, best first.
+
+    ``graph`` is :func:`build_hnsw` of ``corpus``. The candidates are scored again as
+    cosine similarities against ``corpus`` and ordered as :func:`cosine_topk` orders them
+    (score descending, then row); a query for which the graph finds fewer than k rows is
+    answered by exact search instead.
+
+    Parameters
+    ----------
+    graph : faiss.IndexHNSWFlat
+        The index of ``corpus``'s unit rows, id = row.
+    corpus : ndarray of shape (n_corpus, dim)
+        The corpus vectors the graph was built from.
+    queries : array-like of shape (n_queries, dim)
+        Query vectors.
+    k : int
+        Neighbours per query, capped at ``n_corpus``.
+    ef_search : int, default=64
+        Candidates kept while walking the graph (at least k).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_queries, min(k, n_corpus)), dtype float32
+        Cosine similarities, descending along each row.
+    indices : ndarray of shape (n_queries, min(k, n_corpus)), dtype int64
+        The corpus rows those scores belong to.
+    """
+    faiss = _import_faiss()
+    q = _unit_rows(queries, "queries")
+    if q.shape[1] != graph.d:
+        raise ValueError(
+            f"queries have {q.shape[1]} dimensions and corpus rows {graph.d}; "
+            "embed both with the same model"
+        )
+    k = min(int(k), graph.ntotal)
+    params = faiss.SearchParametersHNSW(efSearch=max(int(ef_search), k))
+    _, found = graph.search(q, k, params=params)
+    found = found.astype(np.int64)
+    scores = np.empty(found.shape, dtype=np.float32)
+    for start in range(0, len(q), 1024):  # bounds the (queries, k, dim) block of candidates
+        rows = found[start : start + 1024]
+        candidates = corpus[np.maximum(rows, 0)].astype(np.float32)
+        norms = np.linalg.norm(candidates, axis=2)
+        dots = np.einsum("qd,qkd->qk", q[start : start + 1024], candidates)
+        scores[start : start + 1024] = dots / np.where(norms == 0, 1, norms)
+    order = np.lexsort((found, -scores), axis=1)
+    scores, found = np.take_along_axis(scores, order, 1), np.take_along_axis(found, order, 1)
+    short = np.flatnonzero((found < 0).any(axis=1))  # -1: the graph found fewer than k
+    if len(short):
+        scores[short], found[short] = cosine_topk(q[short], corpus, k)
+    return scores, found
+
+
+def _import_faiss():
+    """Return the faiss module, or say how to install it."""
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError(
+            "SemanticSearch(index='hnsw') needs faiss-cpu, which is not installed: "
+            "pip install 'skembed[ann]' (or pip install faiss-cpu), or use index='exact'"
+        ) from exc
+    return faiss
+
+
+def _check_index(index) -> None:
+    if not (isinstance(index, str) and index in INDEX_KINDS):
+        raise ValueError(
+            f"index={index!r} is not an index kind; pass index='exact' (every corpus vector "
+            "is scored) or index='hnsw' (approximate, faster on large corpora, needs "
+            "pip install 'skembed[ann]')"
+        )
 
 
 # -- embedders: any transformer from texts to vectors ---------------------------------------
