@@ -138,6 +138,72 @@ def test_every_input_format_gives_the_vectors_of_the_text_file(tiny_bert, tmp_pa
     np.testing.assert_allclose(np.load(tmp_path / "X.npy"), np.load(tmp_path / "Y.npy"), atol=1e-6)
 
 
+def test_encode_writes_float16_npy_that_rounds_transform(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, _, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert,
+        "--dtype", "float16", "--chunk-size", 4,
+    )  # fmt: skip
+    assert code == 0
+    assert err == f"skembed: wrote {len(TEXTS)} vectors of 32 float16 to {tmp_path / 'X.npy'}\n"
+    X = np.load(tmp_path / "X.npy")
+    expected = SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS)
+    assert X.dtype == np.float16 and X.shape == expected.shape
+    # float16 keeps 11 significant bits: each value within 2**-11 of float32, relatively
+    np.testing.assert_allclose(X.astype(np.float32), expected, rtol=2**-11, atol=1e-7)
+    assert (tmp_path / "X.npy").stat().st_size == 128 + len(TEXTS) * 32 * 2  # header, 2 B each
+
+
+def test_encode_writes_float16_parquet(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, _, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.parquet", "--model", tiny_bert,
+        "--dtype", "float16",
+    )  # fmt: skip
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "X.parquet")
+    assert table.schema.field("embedding").type == pa.list_(pa.float16(), 32)
+    assert table.column("text").to_pylist() == TEXTS
+    X = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    expected = SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS)
+    assert X.dtype == np.float16
+    np.testing.assert_allclose(X.astype(np.float32), expected, rtol=2**-11, atol=1e-7)
+
+
+def cosines(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    A = A / np.linalg.norm(A, axis=1, keepdims=True)
+    B = B / np.linalg.norm(B, axis=1, keepdims=True)
+    return np.einsum("ij,ij->i", A, B)
+
+
+def test_encode_with_int8_precision_runs_onnx_close_to_fp32(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS[:-1])  # no empty text: cosine needs a norm
+    for precision in ("fp32", "int8"):
+        code, _, err = skembed(
+            capsys, "encode", source, "-o", tmp_path / f"{precision}.npy", "--model", tiny_bert,
+            "--precision", precision,
+        )  # fmt: skip
+        assert code == 0, err
+    fp32, int8 = np.load(tmp_path / "fp32.npy"), np.load(tmp_path / "int8.npy")
+    expected = SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS).transform(TEXTS[:-1])
+    np.testing.assert_allclose(int8, expected, atol=1e-5)
+    similarity = cosines(int8, fp32)
+    assert not np.allclose(int8, fp32, atol=1e-4)  # quantized: not the fp32 vectors
+    assert similarity.min() > 0.98, similarity
+
+
+def test_encode_on_the_onnx_backend_gives_the_fp32_vectors(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS[:-1])
+    for backend in ("torch", "onnx"):
+        code, _, err = skembed(
+            capsys, "encode", source, "-o", tmp_path / f"{backend}.npy", "--model", tiny_bert,
+            "--backend", backend,
+        )  # fmt: skip
+        assert code == 0, err
+    similarity = cosines(np.load(tmp_path / "onnx.npy"), np.load(tmp_path / "torch.npy"))
+    assert similarity.min() > 0.9999, similarity
+
+
 def test_encode_shows_a_progress_bar_when_asked(tiny_bert, tmp_path, capsys):
     source = write_lines(tmp_path / "texts.txt", TEXTS)
     code, _, err = skembed(
@@ -196,6 +262,24 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "bad pooling": ([ok, "-o", out, "--pooling", "avg"], r"pooling='avg' is not one of"),
         "bad max length": ([ok, "-o", out, "--max-length", "0"], "'0' must be 1 or more"),
         "missing -o": ([ok], "the following arguments are required: -o/--output"),
+        "bad backend": (
+            [ok, "-o", out, "--backend", "tensorflow"],
+            r"argument --backend: invalid choice: '?tensorflow'? \(choose from '?auto'?, "
+            r"'?torch'?, '?onnx'?\)",
+        ),
+        "bad precision": (
+            [ok, "-o", out, "--precision", "fp16"],
+            r"argument --precision: invalid choice: '?fp16'? \(choose from '?fp32'?, '?int8'?\)",
+        ),
+        "bad dtype": (
+            [ok, "-o", out, "--dtype", "float64"],
+            r"argument --dtype: invalid choice: '?float64'? \(choose from '?float32'?, "
+            r"'?float16'?\)",
+        ),
+        "int8 on torch": (
+            [ok, "-o", out, "--backend", "torch", "--precision", "int8"],
+            r"precision='int8' runs on ONNX Runtime; use backend='onnx' or 'auto'",
+        ),
     }
 
 
@@ -246,6 +330,49 @@ def test_search_saves_an_index_and_answers_the_same_from_it(tiny_bert, tmp_path,
     assert code == 0 and "saved the index of 10 texts" in err
     code, again, _ = skembed(capsys, "search", tmp_path / "idx", *argv)
     assert code == 0 and again == first and first.count("query: ") == 2
+
+
+def test_search_with_an_hnsw_index_saves_it_and_answers_as_exact_search(
+    tiny_bert, tmp_path, capsys
+):
+    corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
+    argv = ["The dog chased the cat", "money", "-k", 4, "--model", tiny_bert]
+    code, exact, _ = skembed(capsys, "search", corpus, *argv)
+    assert code == 0
+    code, approximate, err = skembed(
+        capsys, "search", corpus, *argv, "--index", "hnsw", "--ef-search", 8,
+        "--save-index", tmp_path / "idx",
+    )  # fmt: skip
+    assert code == 0, err
+    assert approximate == exact  # ten texts: the graph finds every true neighbour
+    meta = json.loads((tmp_path / "idx" / "index.json").read_text(encoding="utf-8"))
+    assert (meta["index"], meta["ef_search"]) == ("hnsw", 8)
+    code, again, _ = skembed(capsys, "search", tmp_path / "idx", *argv[:4], "--ef-search", 32)
+    assert code == 0 and again == exact
+
+
+def test_search_index_mistakes_are_one_line(tiny_bert, tmp_path, capsys, monkeypatch):
+    corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
+    skembed(capsys, "search", corpus, "a", "--model", tiny_bert, "--save-index", tmp_path / "idx")
+    cases = {
+        ("--index", "annoy"): r"argument --index: invalid choice: '?annoy'? \(choose from",
+        ("--ef-search", 16): "--ef-search applies to --index hnsw; this search is exact",
+        ("--index", "hnsw", "--ef-search", 0): "argument --ef-search: '0' must be 1 or more",
+    }
+    for options, message in cases.items():
+        code, out, err = skembed(capsys, "search", corpus, "a", "--model", tiny_bert, *options)
+        assert code == 2 and out == "" and err.count("\n") == 1, err
+        assert re.search(message, err), err
+    code, _, err = skembed(capsys, "search", tmp_path / "idx", "a", "--index", "hnsw")
+    assert code == 2
+    assert err == (
+        f"skembed: error: the index saved in {str(tmp_path / 'idx')!r} is 'exact'; --index hnsw "
+        "applies when the corpus is a file of texts: drop it, or pass the corpus file\n"
+    )
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss-cpu were not installed
+    code, _, err = skembed(capsys, "search", corpus, "a", "--model", tiny_bert, "--index", "hnsw")
+    assert code == 2 and err.count("\n") == 1
+    assert "needs faiss-cpu, which is not installed: pip install 'skembed[ann]'" in err
 
 
 def test_search_without_queries_says_how_to_give_them(tiny_bert, tmp_path, capsys):

@@ -38,8 +38,10 @@ class UsageError(Exception):
 
 
 # Exceptions that mean "the user asked for something that cannot be done", reported in one
-# line. ModelNotFoundError is a FileNotFoundError (OSError), ModelMismatchError a ValueError.
-_USER_ERRORS = (UsageError, OSError, ValueError, TypeError)
+# line. ModelNotFoundError is a FileNotFoundError (OSError), ModelMismatchError a ValueError;
+# ImportError is an optional library that is missing (faiss for --index hnsw, ONNX Runtime
+# for --precision int8), and its message says what to install.
+_USER_ERRORS = (UsageError, OSError, ValueError, TypeError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="texts per encoder call (default: SentenceEmbedder's)",
     )
     model.add_argument("--device", help="auto (default: CUDA if present), cpu, cuda, cuda:1, ...")
+    model.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        help="what runs the encoder: auto (default: PyTorch for fp32, ONNX Runtime for int8), "
+        "torch, or onnx (ONNX Runtime, CPU)",
+    )
+    model.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        help="fp32 (default) or int8: a quantized graph on ONNX Runtime, faster, vectors "
+        "close to fp32 (needs pip install 'skembed[onnx]')",
+    )
     subparsers = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for add in _COMMANDS:
         add(subparsers, common)
@@ -132,9 +146,16 @@ def _add_encode(subparsers, common) -> None:
         "--output",
         required=True,
         metavar="OUTPUT",
-        help=".npy (float32 array, n_texts x dim) or .parquet (columns text, embedding)",
+        help=".npy (array, n_texts x dim) or .parquet (columns text, embedding)",
     )
     p.add_argument("--column", help=_COLUMN_HELP)
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="type of the written vectors; float16 halves the file, to about 1e-3 of float32 "
+        "(default: %(default)s)",
+    )
     p.add_argument(
         "--chunk-size",
         type=_positive_int,
@@ -163,24 +184,22 @@ def _run_encode(args) -> int:
     partial = output.with_name(output.name + ".partial")
     try:
         with _TruncationCount(embedder.max_length_) as truncation, _progress(n, args) as bar:
-            if output.suffix.lower() == ".npy":
-                _encode_npy(embedder, source, partial, n, dim, args.chunk_size, bar, truncation)
-            else:
-                _encode_parquet(embedder, source, partial, dim, args.chunk_size, bar, truncation)
+            write = _encode_npy if output.suffix.lower() == ".npy" else _encode_parquet
+            write(embedder, source, partial, n, dim, args, bar, truncation)
         os.replace(partial, output)
     finally:
         if partial.exists():
             partial.unlink()
-    print(f"skembed: wrote {n:,} vectors of {dim} float32 to {output}", file=sys.stderr)
+    print(f"skembed: wrote {n:,} vectors of {dim} {args.dtype} to {output}", file=sys.stderr)
     return 0
 
 
-def _encode_npy(embedder, source, path, n, dim, chunk_size, bar, truncation) -> None:
+def _encode_npy(embedder, source, path, n, dim, args, bar, truncation) -> None:
     import numpy as np
 
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, dim))
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=args.dtype, shape=(n, dim))
     start = 0
-    for chunk in source.chunks(chunk_size):
+    for chunk in source.chunks(args.chunk_size):
         if start + len(chunk) > n:
             raise UsageError(f"{source.name} changed while it was read; run encode again")
         out[start : start + len(chunk)] = truncation.transform(embedder, chunk)
@@ -192,14 +211,13 @@ def _encode_npy(embedder, source, path, n, dim, chunk_size, bar, truncation) -> 
     del out  # close the memory map before the file is renamed
 
 
-def _encode_parquet(embedder, source, path, dim, chunk_size, bar, truncation) -> None:
+def _encode_parquet(embedder, source, path, n, dim, args, bar, truncation) -> None:
     pa, pq = _pyarrow("writing Parquet")
-    schema = pa.schema(
-        [("text", pa.string()), ("embedding", pa.list_(pa.float32(), list_size=dim))]
-    )
+    value_type = pa.float16() if args.dtype == "float16" else pa.float32()
+    schema = pa.schema([("text", pa.string()), ("embedding", pa.list_(value_type, list_size=dim))])
     with pq.ParquetWriter(path, schema) as writer:
-        for chunk in source.chunks(chunk_size):
-            vectors = truncation.transform(embedder, chunk)
+        for chunk in source.chunks(args.chunk_size):
+            vectors = truncation.transform(embedder, chunk).astype(args.dtype, copy=False)
             embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)
             writer.write_table(pa.table([pa.array(chunk, pa.string()), embedding], schema=schema))
             bar.update(len(chunk))
@@ -228,6 +246,19 @@ def _add_search(subparsers, common) -> None:
         "-k", type=_positive_int, default=5, metavar="K", help="results per query (default: 5)"
     )
     p.add_argument(
+        "--index",
+        choices=("exact", "hnsw"),
+        help="exact (default: every corpus text is scored) or hnsw (approximate, much faster "
+        "on large corpora; needs pip install 'skembed[ann]'); a saved index keeps its own",
+    )
+    p.add_argument(
+        "--ef-search",
+        type=_positive_int,
+        metavar="N",
+        help="for --index hnsw: candidates kept per query, more finds more of the true "
+        "neighbours and is slower (default: 64)",
+    )
+    p.add_argument(
         "--save-index", metavar="FOLDER", help="also save the index here, to search it again"
     )
     p.set_defaults(run=_run_search)
@@ -242,13 +273,26 @@ def _run_search(args) -> int:
     if not queries:
         raise UsageError("no queries: give them as arguments or in a file with --queries FILE")
     corpus = Path(args.corpus)
+    texts = None
     if corpus.is_dir():
         index = SemanticSearch.load(corpus)
+        if args.index not in (None, index.index):
+            raise UsageError(
+                f"the index saved in {args.corpus!r} is {index.index!r}; --index {args.index} "
+                "applies when the corpus is a file of texts: drop it, or pass the corpus file"
+            )
     else:
         texts = TextFile(args.corpus, args.column).read()
         if not texts:
             raise UsageError(f"corpus {args.corpus!r} holds no texts; nothing to search")
-        index = SemanticSearch(embedder=_embedder(args), n_neighbors=args.k)
+        index = SemanticSearch(
+            embedder=_embedder(args), n_neighbors=args.k, index=args.index or "exact"
+        )
+    if args.ef_search is not None:
+        if index.index != "hnsw":
+            raise UsageError("--ef-search applies to --index hnsw; this search is exact")
+        index.set_params(ef_search=args.ef_search)  # a query-time setting, also when loaded
+    if texts is not None:
         index.fit(texts)
     if args.save_index:
         index.save(args.save_index)
@@ -622,7 +666,7 @@ def _embedder(args):
 
     options = {
         name: getattr(args, name)
-        for name in ("pooling", "max_length", "batch_size", "device")
+        for name in ("pooling", "max_length", "batch_size", "device", "backend", "precision")
         if getattr(args, name) is not None
     }
     # the process cache helps estimators that re-embed the same texts; a command does not
