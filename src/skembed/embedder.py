@@ -192,7 +192,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return self
 
     def transform(self, X) -> np.ndarray:
-        """Return one float32 vector per text, shape (n_texts, embedding_dim_).
+        """Return one float32 vector per text, shape (n_texts, ``embedding_dim_``).
 
         Parameters
         ----------
@@ -201,7 +201,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         Returns
         -------
-        X_new : ndarray of shape (n_texts, embedding_dim_), dtype float32
+        X_new : ndarray of shape (n_texts, ``embedding_dim_``), dtype float32
         """
         check_is_fitted(self)
         return self._embed(check_texts(X), memory=self.cache)
@@ -226,7 +226,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         Yields
         ------
-        X_new : ndarray of shape (n_chunk, embedding_dim_)
+        X_new : ndarray of shape (n_chunk, ``embedding_dim_``)
         """
         check_is_fitted(self)
         if dtype not in ("float32", "float16"):
