@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from skembed import SentenceEmbedder
+from skembed import encoding
 from skembed.encoding import Batching, length_sorted_batches
 
 TEXTS = [
@@ -30,6 +31,19 @@ def test_batches_are_sized_by_padded_tokens_longest_first():
 def test_a_text_longer_than_the_budget_still_gets_a_batch_of_one():
     batches = list(length_sorted_batches(np.array([300, 300]), Batching(64, 256)))
     assert [b.tolist() for b in batches] == [[0], [1]]
+
+
+def test_tokenizing_in_slices_gives_the_ids_and_truncation_flags_of_one_call(
+    tiny_bert, monkeypatch
+):
+    embedder = SentenceEmbedder(model=tiny_bert, max_length=8).fit(TEXTS)
+    texts = TEXTS  # "" and "hello" fit 8 tokens, the others are cut
+    whole = encoding.tokenize(embedder._model(), texts, 8)
+    monkeypatch.setattr(encoding, "TOKENIZE_SLICE", 3)  # 35 texts: 11 full slices and 2 texts
+    sliced = encoding.tokenize(embedder._model(), texts, 8)
+    assert [a.tolist() for a in sliced.ids] == [a.tolist() for a in whole.ids]
+    assert sliced.truncated.tolist() == whole.truncated.tolist()
+    assert 0 < whole.truncated.sum() < len(texts)  # both kinds of text are in the test
 
 
 def test_batch_limits_do_not_change_the_vectors(tiny_model):
