@@ -8,8 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder
-from skembed import encoding
+from skembed import SentenceEmbedder, encoding
 from skembed.encoding import Batching, length_sorted_batches
 
 TEXTS = [
