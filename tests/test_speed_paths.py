@@ -74,6 +74,33 @@ def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
         SentenceEmbedder(model=tiny_bert, backend="torch", precision="int8").fit(TEXTS)
 
 
+def test_auto_backend_is_onnx_runtime_on_the_cpu_when_installed_and_torch_on_a_gpu(
+    tiny_bert, monkeypatch
+):
+    from skembed import backends
+
+    pytest.importorskip("onnxruntime")
+    assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "onnx"
+    assert backends.resolve("auto", "fp32", "cuda") == "torch"
+    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)  # as if not installed
+    assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "torch"
+
+
+def test_the_onnx_graph_is_exported_with_eager_attention_and_named_by_its_version(tiny_bert):
+    import onnx
+
+    from skembed import backends
+
+    pytest.importorskip("onnxruntime")
+    embedder = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)
+    embedder.transform(TEXTS)
+    path = backends.onnx_file(embedder._model(), "fp32")
+    assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v2-fp32.onnx"
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Softmax" in ops and "IsNaN" not in ops  # fused attention exports IsNaN/Where
+    assert embedder._model().encoder.config._attn_implementation == "sdpa"  # restored
+
+
 def test_n_threads_is_applied_and_restored(tiny_bert):
     import torch
 

@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--backend",
         choices=("auto", "torch", "onnx"),
-        help="what runs the encoder: auto (default: PyTorch for fp32, ONNX Runtime for int8), "
-        "torch, or onnx (ONNX Runtime, CPU)",
+        help="what runs the encoder: auto (default: ONNX Runtime on the CPU when installed, "
+        "else PyTorch), torch, or onnx (ONNX Runtime, CPU)",
     )
     model.add_argument(
         "--precision",

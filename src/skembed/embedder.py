@@ -80,9 +80,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Also keep encoder output in this folder, shared by processes (``n_jobs>1``
         searches) and by later runs.
     backend : {"auto", "torch", "onnx"}, default="auto"
-        What runs the encoder. ``"auto"`` is PyTorch for fp32 and ONNX Runtime
-        (``pip install 'skembed[onnx]'``) for int8; ``"onnx"`` runs fp32 on ONNX Runtime
-        too (same vectors to cosine 0.9999).
+        What runs the encoder. ``"auto"`` is ONNX Runtime on the CPU when it is installed
+        (``pip install 'skembed[onnx]'``; faster) and PyTorch otherwise or on a GPU; int8
+        always runs on ONNX Runtime. Both give the same fp32 vectors to cosine 0.9999.
     precision : {"fp32", "int8"}, default="fp32"
         ``"int8"`` runs a per-channel int8-quantized graph on ONNX Runtime: faster, with
         vectors close to but not equal to fp32 (see the speed page of the docs).
