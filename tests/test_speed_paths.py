@@ -63,6 +63,26 @@ def test_onnx_runtime_and_torch_give_the_same_vectors(tiny_model, pooling):
     )
 
 
+def test_onnx_runtime_statistics_equal_pytorch_pooling_of_every_layer(tiny_model):
+    import torch
+
+    from skembed import backends
+    from skembed.pooling import layer_statistics
+
+    pytest.importorskip("onnxruntime")
+    embedder = SentenceEmbedder(model=tiny_model).fit(TEXTS)
+    loaded = embedder._model()
+    token_ids = encoding.tokenize(loaded, TEXTS[:5], 64)
+    ids, mask = encoding.pad(token_ids.ids, 0)  # 5 lengths, padded to the longest
+    ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
+    onnx = backends.forward_for(loaded, "onnx", "fp32", 1)(ids, mask, "statistics")[0]
+    with torch.inference_mode():
+        hidden = backends.forward_for(loaded, "torch", "fp32", 1)(ids, mask, "all")
+        expected = layer_statistics(hidden, mask)
+    assert onnx.shape == (5, loaded.n_layers, 5, loaded.dim)
+    np.testing.assert_allclose(onnx.numpy(), expected.numpy(), atol=1e-5)
+
+
 def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
     pytest.importorskip("onnxruntime")
     fp32 = SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS)
@@ -86,7 +106,7 @@ def test_auto_backend_is_onnx_runtime_on_the_cpu_when_installed_and_torch_on_a_g
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "torch"
 
 
-def test_the_onnx_graph_is_exported_with_eager_attention_and_named_by_its_version(tiny_bert):
+def test_the_onnx_graph_has_eager_attention_statistics_and_its_version_in_its_name(tiny_bert):
     import onnx
 
     from skembed import backends
@@ -95,9 +115,11 @@ def test_the_onnx_graph_is_exported_with_eager_attention_and_named_by_its_versio
     embedder = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)
     embedder.transform(TEXTS)
     path = backends.onnx_file(embedder._model(), "fp32")
-    assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v2-fp32.onnx"
-    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v3-fp32.onnx"
+    graph = onnx.load(str(path)).graph
+    ops = {node.op_type for node in graph.node}
     assert "Softmax" in ops and "IsNaN" not in ops  # fused attention exports IsNaN/Where
+    assert [o.name for o in graph.output] == ["hidden_0", "hidden_1", "hidden_2", "statistics"]
     assert embedder._model().encoder.config._attn_implementation == "sdpa"  # restored
 
 

@@ -1,9 +1,10 @@
 """Where the encoder runs: PyTorch, or ONNX Runtime (fp32, or int8 for speed).
 
-Each backend is a *forward* function ``forward(ids, mask, all_layers) -> hidden states``:
-a tuple of (batch, tokens, dim) tensors, every layer from the embedding output on when
-``all_layers`` is true, else only the last. The rest of skembed pools those states the
-same way whatever ran them.
+Each backend is a *forward* function ``forward(ids, mask, output) -> tensors``: for
+``output="last"`` the last layer's (batch, tokens, dim) states, for ``"all"`` every layer's
+from the embedding output on, for ``"statistics"`` one (batch, n_layers, statistics, dim)
+tensor of each layer's pooled statistics (:func:`skembed.pooling.layer_statistics`, what the
+encoder cache keeps). The rest of skembed pools them the same way whatever ran them.
 
 ONNX Runtime (``pip install 'skembed[onnx]'``) runs ``backend="onnx"``, ``precision="int8"``
 and ``backend="auto"`` on the CPU when it is installed: ``torch.onnx.export`` of the loaded
@@ -24,20 +25,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .bundle import cache_home
+from .pooling import layer_statistics
 
 if TYPE_CHECKING:
     from torch import Tensor
 
     from .models import LoadedModel
 
-Forward = Callable[["Tensor", "Tensor", bool], tuple["Tensor", ...]]
+Forward = Callable[["Tensor", "Tensor", str], tuple["Tensor", ...]]
+OUTPUTS = ("last", "all", "statistics")
 
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("fp32", "int8")
 OPSET = 17
 # part of the cached file's name: a change to what _export writes must change it, or graphs
-# exported by an older skembed would be reused. v2: eager attention (see _export)
-GRAPH_VERSION = "v2"
+# exported by an older skembed would be reused. v2: eager attention; v3: statistics output
+GRAPH_VERSION = "v3"
 
 _sessions: dict[tuple, Forward] = {}
 _sessions_lock = threading.Lock()
@@ -90,12 +93,13 @@ def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: in
 def _torch_forward(loaded: LoadedModel) -> Forward:
     encoder = loaded.encoder
 
-    def forward(ids: Tensor, mask: Tensor, all_layers: bool) -> tuple[Tensor, ...]:
-        if not all_layers:
+    def forward(ids: Tensor, mask: Tensor, output: str) -> tuple[Tensor, ...]:
+        if output == "last":
             return (encoder(input_ids=ids, attention_mask=mask).last_hidden_state,)
-        return tuple(
-            encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        )
+        hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        if output == "all":
+            return tuple(hidden.hidden_states)
+        return (layer_statistics(hidden.hidden_states, mask),)
 
     return forward
 
@@ -110,11 +114,12 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
+    # the graph's outputs: hidden_0 ... hidden_<n-1>, then statistics
+    wanted = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
 
-    def forward(ids: Tensor, mask: Tensor, all_layers: bool) -> tuple[Tensor, ...]:
-        wanted = names if all_layers else names[-1:]
+    def forward(ids: Tensor, mask: Tensor, output: str) -> tuple[Tensor, ...]:
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
-        return tuple(torch.from_numpy(h) for h in session.run(wanted, feeds))
+        return tuple(torch.from_numpy(h) for h in session.run(wanted[output], feeds))
 
     return forward
 
@@ -150,7 +155,7 @@ def _export(loaded: LoadedModel, target: Path) -> None:
 
     import torch
 
-    class AllLayers(torch.nn.Module):
+    class Outputs(torch.nn.Module):
         def __init__(self, encoder):
             super().__init__()
             self.encoder = encoder
@@ -159,14 +164,17 @@ def _export(loaded: LoadedModel, target: Path) -> None:
             out = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
             )
-            return tuple(out.hidden_states)
+            # the statistics in the graph: ONNX Runtime pools while the states are in its
+            # memory, instead of PyTorch pooling 35 small tensors per batch afterwards
+            return (*out.hidden_states, layer_statistics(out.hidden_states, attention_mask))
 
     # a padded batch, so that the traced graph keeps the attention-mask path
     ids = torch.tensor([[1, 2, 3, 4], [1, 2, 0, 0]]) % loaded.encoder.config.vocab_size
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    names = [f"hidden_{i}" for i in range(loaded.n_layers)]
+    names = [f"hidden_{i}" for i in range(loaded.n_layers)] + ["statistics"]
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-    axes.update({n: {0: "batch", 1: "tokens"} for n in names})
+    axes.update({n: {0: "batch", 1: "tokens"} for n in names[:-1]})
+    axes["statistics"] = {0: "batch"}
     # eager attention exports as MatMul, Softmax, MatMul; PyTorch's fused attention exports
     # with extra masking passes (IsNaN, Where) over the scores, which made ONNX Runtime 21%
     # slower on 256-token texts and 5% on short ones (measured on 2 threads)
@@ -179,7 +187,7 @@ def _export(loaded: LoadedModel, target: Path) -> None:
     ):
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
         torch.onnx.export(
-            AllLayers(loaded.encoder).eval(),
+            Outputs(loaded.encoder).eval(),
             (ids, mask),
             str(target),
             dynamo=False,

@@ -258,8 +258,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             "batching": encoding.Batching(self.batch_size, self.batch_tokens),
             "show_progress": self.show_progress,
         }
-        cached = (memory or self.cache_dir is not None) and self.pooling not in STATIC_MODES
-        if cached and (len(layers) == 1 or self.pooling in LINEAR_MODES):
+        from_statistics = self.pooling not in STATIC_MODES and (
+            len(layers) == 1 or self.pooling in LINEAR_MODES
+        )
+        cached = memory or self.cache_dir is not None
+        # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
+        # faster than PyTorch pooling its states afterwards
+        if from_statistics and (cached or backend == "onnx"):
             key = cache.model_key(
                 self.fingerprint_, self.max_length_, f"{loaded.device}-{backend}-{self.precision}"
             )

@@ -19,7 +19,6 @@ from .pooling import (
     POOLING_FUNCTIONS,
     STATIC_MODES,
     STATISTICS,
-    layer_statistics,
     pool_statistics,
 )
 
@@ -133,8 +132,8 @@ def token_states(
         # float64 so that the sum does not depend on token order: a bag of words is a bag
         return loaded.encoder.get_input_embeddings()(ids).double()
     if layers == (loaded.n_layers - 1,):
-        return forward(ids, mask, False)[0]
-    hidden = forward(ids, mask, True)
+        return forward(ids, mask, "last")[0]
+    hidden = forward(ids, mask, "all")
     if len(layers) == 1:
         return hidden[layers[0]]
     return sum(hidden[i] for i in layers) / len(layers)
@@ -243,7 +242,7 @@ def _statistics(
     with torch.inference_mode():
         for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
             _trace(idx, token_ids)
-            stats = layer_statistics(forward(ids, mask, True), mask).float().cpu().numpy()
+            stats = forward(ids, mask, "statistics")[0].float().cpu().numpy()
             entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
             entries[:, :-1] = stats.reshape(len(idx), -1)
             entries[:, -1] = token_ids.lengths[idx]

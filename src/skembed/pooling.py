@@ -107,8 +107,14 @@ def layer_statistics(hidden: Sequence[Tensor], mask: Tensor) -> Tensor:
     """Return (batch, n_layers, len(STATISTICS), dim): each statistic of each layer."""
     import torch
 
-    functions = [POOLING_FUNCTIONS[name] for name in STATISTICS]
-    return torch.stack([torch.stack([f(h, mask) for f in functions], 1) for h in hidden], 1)
+    # all layers at once: (batch * n_layers, tokens, dim) rows, each with its text's mask;
+    # 5 vectorized reductions instead of 5 per layer (35 for a 6-layer model)
+    states = torch.stack(tuple(hidden), 1)
+    n_layers = states.shape[1]
+    rows = states.flatten(0, 1)
+    row_mask = mask.repeat_interleave(n_layers, 0)
+    pooled = [POOLING_FUNCTIONS[name](rows, row_mask) for name in STATISTICS]
+    return torch.stack(pooled, 1).unflatten(0, (-1, n_layers))
 
 
 def pool_statistics(
