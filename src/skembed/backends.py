@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from .models import LoadedModel
 
 Forward = Callable[["Tensor", "Tensor", str], tuple["Tensor", ...]]
-OUTPUTS = ("last", "all", "statistics")
 
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("fp32", "int8")
@@ -56,9 +55,10 @@ def onnxruntime_available() -> bool:
 def resolve(backend: str, precision: str, device: str) -> str:
     """Return the backend that will run: 'torch' or 'onnx'."""
     if backend == "auto":
-        # ONNX Runtime on the CPU when it is installed: measured on 2 threads, its graph ran
-        # 1.58x sentence-transformers on short texts where PyTorch ran 1.44x (same vectors to
-        # cosine 0.9999); PyTorch on a GPU or without ONNX Runtime
+        # ONNX Runtime on the CPU when it is installed: in two runs of
+        # benchmarks/throughput.py (2 threads, STS-B dev) it ran 1.45x and 1.46x
+        # sentence-transformers where PyTorch ran 1.36x and 1.31x, same vectors to cosine
+        # 0.9999; PyTorch on a GPU or without ONNX Runtime
         use_onnx = device == "cpu" and onnxruntime_available()
         backend = "onnx" if precision == "int8" or use_onnx else "torch"
     if backend == "torch" and precision != "fp32":
@@ -178,12 +178,11 @@ def _export(loaded: LoadedModel, target: Path) -> None:
     # eager attention exports as MatMul, Softmax, MatMul; PyTorch's fused attention exports
     # with extra masking passes (IsNaN, Where) over the scores, which made ONNX Runtime 21%
     # slower on 256-token texts and 5% on short ones (measured on 2 threads)
-    encoder = loaded.encoder
     with (
         warnings.catch_warnings(),
         torch.inference_mode(False),
         torch.no_grad(),
-        _attention(encoder, "eager"),
+        _attention(loaded.encoder, "eager"),
     ):
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
         torch.onnx.export(
