@@ -35,9 +35,8 @@ limited to ``--threads`` for every method (BLAS included) so that the comparison
     python benchmarks/ann_recall.py [--n 50000] [--queries 1000] [--rounds 3] [--threads 2]
         [--settings matched,defaults]
 
-The defaults take about 3 minutes on 2 idle cores (14 CPU-minutes at ``--n 100000``; the
-HNSW builds dominate, each repeated every round). The table in docs/applications.md is
-from ``--n 100000``.
+The defaults took 2 min 35 s on 2 idle cores (the HNSW builds dominate, each repeated
+every round). The table in docs/applications.md is from the defaults.
 
 Needs faiss-cpu, usearch and hnswlib: ``pip install faiss-cpu usearch hnswlib`` (hnswlib
 0.8.0 installed here from its source archive, with a C++ compiler: it had no wheel).
