@@ -1,38 +1,39 @@
 """Where the encoder runs: PyTorch, or ONNX Runtime (fp32, or int8 for speed).
 
-Each backend is a *forward* function ``forward(ids, mask, output) -> tensors``: for
-``output="last"`` the last layer's (batch, tokens, dim) states, for ``"all"`` every layer's
-from the embedding output on, for ``"statistics"`` one (batch, n_layers, statistics, dim)
-tensor of each layer's pooled statistics (:func:`skembed.pooling.layer_statistics`, what the
-encoder cache keeps). The rest of skembed pools them the same way whatever ran them.
+Each backend is a *forward* function ``forward(ids, mask, output)`` taking the padded
+(batch, tokens) id and mask arrays: for ``output="last"`` it returns the last layer's
+(batch, tokens, dim) states, for ``"all"`` every layer's from the embedding output on (torch
+tensors, what pooling works on), for ``"statistics"`` one (batch, n_layers, statistics, dim)
+float32 array of each layer's pooled statistics (:func:`skembed.pooling.layer_statistics`,
+what the encoder cache keeps). The rest of skembed pools them the same way whatever ran them.
 
 ONNX Runtime (``pip install 'skembed[onnx]'``) runs ``backend="onnx"``, ``precision="int8"``
 and ``backend="auto"`` on the CPU when it is installed: ``torch.onnx.export`` of the loaded
 encoder with eager attention (opset 17, dynamic batch and sequence axes), cached on disk
 under ``<skembed home>/onnx/`` keyed by the weights' sha256, written atomically and
-re-created when missing. ``precision="int8"`` quantizes that graph's weights per channel
-(ONNX Runtime dynamic quantization).
+re-created when missing, beside the model's description (:func:`skembed.models.describe`).
+With both on disk, the statistics path imports neither torch nor transformers.
+``precision="int8"`` quantizes that graph's weights per channel (ONNX Runtime dynamic
+quantization).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .bundle import cache_home
+from .models import cache_home, save_description, write_atomically
 from .pooling import layer_statistics
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    import numpy as np
 
     from .models import LoadedModel
 
-Forward = Callable[["Tensor", "Tensor", str], tuple["Tensor", ...]]
+Forward = Callable[["np.ndarray", "np.ndarray", str], tuple]
 
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("fp32", "int8")
@@ -79,6 +80,41 @@ def resolve(backend: str, precision: str, device: str) -> str:
     return backend
 
 
+@contextmanager
+def threads(backend: str, n_threads: int | None):
+    """Run with n_threads intra-op threads (restored afterwards); yield the count in use.
+
+    The default (None) is PyTorch's own count for PyTorch, which follows OMP_NUM_THREADS
+    (set by joblib's loky workers, so ``n_jobs>1`` does not oversubscribe); for ONNX Runtime
+    the same rule without importing torch: OMP_NUM_THREADS, else the physical cores.
+    """
+    if backend == "onnx":
+        yield n_threads or _default_threads()
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    if n_threads is None or n_threads == before:
+        yield before
+        return
+    torch.set_num_threads(n_threads)
+    try:
+        yield n_threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def _default_threads() -> int:
+    import os
+
+    from joblib import cpu_count
+
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return cpu_count(only_physical_cores=True)
+
+
 def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: int) -> Forward:
     """Return the forward function of a resolved backend for a loaded model."""
     if backend == "torch":
@@ -91,22 +127,26 @@ def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: in
 
 
 def _torch_forward(loaded: LoadedModel) -> Forward:
-    encoder = loaded.encoder
+    import torch
 
-    def forward(ids: Tensor, mask: Tensor, output: str) -> tuple[Tensor, ...]:
+    encoder = loaded.encoder
+    device = loaded.device
+
+    @torch.inference_mode()
+    def forward(ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
+        ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
         if output == "last":
             return (encoder(input_ids=ids, attention_mask=mask).last_hidden_state,)
         hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         if output == "all":
             return tuple(hidden.hidden_states)
-        return (layer_statistics(hidden.hidden_states, mask),)
+        return (layer_statistics(hidden.hidden_states, mask).float().cpu().numpy(),)
 
     return forward
 
 
 def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forward:
     import onnxruntime as ort
-    import torch
 
     path = onnx_file(loaded, precision)
     options = ort.SessionOptions()
@@ -117,9 +157,13 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
     # the graph's outputs: hidden_0 ... hidden_<n-1>, then statistics
     wanted = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
 
-    def forward(ids: Tensor, mask: Tensor, output: str) -> tuple[Tensor, ...]:
-        feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
-        return tuple(torch.from_numpy(h) for h in session.run(wanted[output], feeds))
+    def forward(ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
+        outputs = session.run(wanted[output], {"input_ids": ids, "attention_mask": mask})
+        if output == "statistics":
+            return tuple(outputs)
+        import torch  # token states are pooled by PyTorch
+
+        return tuple(torch.from_numpy(h) for h in outputs)
 
     return forward
 
@@ -131,23 +175,14 @@ def onnx_file(loaded: LoadedModel, precision: str) -> Path:
     stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}"
     fp32 = folder / f"{stem}-fp32.onnx"
     if not fp32.is_file():
-        _atomic(fp32, lambda tmp: _export(loaded, tmp))
+        write_atomically(fp32, lambda tmp: _export(loaded, tmp))
+    save_description(loaded)  # the next process loads the model without PyTorch
     if precision == "fp32":
         return fp32
     int8 = folder / f"{stem}-int8.onnx"
     if not int8.is_file():
-        _atomic(int8, lambda tmp: _quantize(fp32, tmp))
+        write_atomically(int8, lambda tmp: _quantize(fp32, tmp))
     return int8
-
-
-def _atomic(target: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _export(loaded: LoadedModel, target: Path) -> None:

@@ -12,33 +12,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .models import WEIGHT_FILES, ModelMismatchError, weight_files
-
-# Files a tokenizer or encoder may read; weights are added from weight_files()
-_READ_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")
-_SKIPPED = {"README.md", "modules.json", "data_config.json"} | {
-    name + ".index.json" for name in WEIGHT_FILES
-}
+from .models import WEIGHT_FILES, ModelMismatchError, cache_home, config_files, weight_files
 
 
 def pack(path: Path) -> dict[str, bytes]:
     """Return the files needed to load the model in path, as {file name: content}."""
-    names = [
-        p.name
-        for p in sorted(path.iterdir())
-        if p.is_file() and p.suffix in _READ_SUFFIXES and p.name not in _SKIPPED
-    ]
-    names += [p.name for p in weight_files(path)]
-    index = [n + ".index.json" for n in WEIGHT_FILES if (path / (n + ".index.json")).is_file()]
-    return {name: (path / name).read_bytes() for name in names + index}
-
-
-def cache_home() -> Path:
-    """Return the folder where skembed keeps unpacked models ($SKEMBED_HOME overrides)."""
-    if os.environ.get("SKEMBED_HOME"):
-        return Path(os.environ["SKEMBED_HOME"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "skembed"
+    files = config_files(path) + weight_files(path)
+    return {f.name: f.read_bytes() for f in files}
 
 
 def unpack(files: dict[str, bytes], expected_fingerprint: str) -> Path:

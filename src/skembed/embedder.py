@@ -6,7 +6,6 @@ import itertools
 import os
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -245,8 +244,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         token_ids = encoding.tokenize(loaded, unique, self.max_length_)
         self._warn_truncated(token_ids.truncated[inverse])
         layers = _layer_indices(self.layer, loaded.n_layers)
-        with _torch_threads(self.n_threads) as n_threads:
-            backend = backends.resolve(self.backend, self.precision, loaded.device)
+        backend = backends.resolve(self.backend, self.precision, loaded.device)
+        with backends.threads(backend, self.n_threads) as n_threads:
             forward = backends.forward_for(loaded, backend, self.precision, n_threads)
             vectors = self._encode(loaded, forward, unique, token_ids, layers, backend, memory)
         return encoding.finish(vectors, token_ids, self.normalize)[inverse]
@@ -297,9 +296,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         texts = check_texts(X)
         loaded = self._model()
         token_ids = encoding.tokenize(loaded, texts, self.max_length_)
-        convert = loaded.tokenizer.convert_ids_to_tokens
+        token = loaded.tokenizer.id_to_token
         return [
-            Tokenization(text, convert(ids.tolist()), ids.tolist(), bool(cut))
+            Tokenization(text, [token(i) for i in ids.tolist()], ids.tolist(), bool(cut))
             for text, ids, cut in zip(texts, token_ids.ids, token_ids.truncated, strict=True)
         ]
 
@@ -314,7 +313,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         loaded = self._model()
         token_ids = encoding.tokenize(loaded, texts, self.max_length_)
         backend = backends.resolve(self.backend, self.precision, loaded.device)
-        with _torch_threads(self.n_threads) as n_threads:
+        with backends.threads(backend, self.n_threads) as n_threads:
             forward = backends.forward_for(loaded, backend, self.precision, n_threads)
             return encoding.token_vectors(
                 loaded,
@@ -415,22 +414,6 @@ def _check_params(est: SentenceEmbedder) -> None:
         raise ValueError(f"n_threads={est.n_threads!r} must be None or a positive int")
     if not isinstance(est.device, str):
         raise TypeError(f"device={est.device!r} must be a string such as 'auto', 'cpu', 'cuda'")
-
-
-@contextmanager
-def _torch_threads(n_threads: int | None):
-    """Run with n_threads intra-op threads (restored afterwards); yield the count in use."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n_threads is None or n_threads == before:
-        yield before
-        return
-    torch.set_num_threads(n_threads)
-    try:
-        yield n_threads
-    finally:
-        torch.set_num_threads(before)
 
 
 def _is_int(value) -> bool:

