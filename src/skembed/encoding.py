@@ -157,6 +157,29 @@ def encode(
     return out
 
 
+def encode_last_layer(
+    loaded: LoadedModel,
+    forward: Forward,
+    token_ids: TokenIds,
+    *,
+    pooling: str,
+    batching: Batching,
+    show_progress: bool = False,
+) -> np.ndarray:
+    """Return one pooled float32 vector per text (not normalized) from the last layer.
+
+    The uncached path for the last layer: the encoder returns that layer's statistics only
+    (ONNX Runtime's smaller "last" graph), and the pooling mode is read from them.
+    """
+    out = np.empty((len(token_ids.ids), loaded.dim), dtype=np.float32)
+    lengths = token_ids.lengths
+    for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
+        _trace(idx, token_ids)
+        stats = forward(ids, mask, "last_statistics")[0]
+        out[idx] = pool_statistics(stats, lengths[idx], pooling, (0,))
+    return out
+
+
 def encode_cached(
     loaded: LoadedModel,
     forward: Forward,
@@ -176,27 +199,23 @@ def encode_cached(
     Texts found in the process cache or the disk cache are pooled from their stored layer
     statistics; the others go through the encoder once, and their statistics are stored.
     """
-    entries: list[np.ndarray | None] = [None] * len(texts)
-    for i, text in enumerate(texts):
-        entries[i] = _lookup(text, memory, disk, key)
-    missing = [i for i, e in enumerate(entries) if e is None]
-    if missing:
+    width = loaded.n_layers * len(STATISTICS) * loaded.dim + 1
+    table = np.empty((len(texts), width), dtype=np.float32)  # filled in place, no stacking
+    missing = _fill_from_caches(table, range(len(texts)), texts, memory, disk, key)
+    if len(missing):
         with disk.locked() if disk is not None else nullcontext():
             if disk is not None:  # another process may have encoded them while we waited
-                for i in missing:
-                    entries[i] = _lookup(texts[i], memory, disk, key)
-                missing = [i for i in missing if entries[i] is None]
+                missing = _fill_from_caches(table, missing, texts, memory, disk, key)
             subset = TokenIds([token_ids.ids[i] for i in missing], token_ids.truncated[missing])
             batches = _statistics(loaded, forward, subset, batching, show_progress)
-            for local_idx, stats in batches:
-                for j, entry in zip(local_idx, stats, strict=True):
-                    i = missing[j]
-                    entries[i] = entry
+            for local_idx, entries in batches:
+                rows = missing[local_idx]
+                table[rows] = entries
+                for i, entry in zip(rows, entries, strict=True):
                     if memory is not None:
                         memory.put(key, texts[i], entry)
                     if disk is not None:
                         disk.put(texts[i], entry)
-    table = np.stack(entries)
     stats = table[:, :-1].reshape(len(texts), loaded.n_layers, len(STATISTICS), loaded.dim)
     return pool_statistics(stats, table[:, -1], pooling, layers)
 
@@ -208,6 +227,18 @@ def finish(vectors: np.ndarray, token_ids: TokenIds, normalize: bool) -> np.ndar
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.maximum(norms, 1e-12)
     return vectors
+
+
+def _fill_from_caches(table: np.ndarray, rows, texts, memory, disk, key: str) -> np.ndarray:
+    """Copy the cached entries of texts[rows] into table; return the rows not found."""
+    missing = []
+    for i in rows:
+        entry = _lookup(texts[i], memory, disk, key)
+        if entry is None:
+            missing.append(i)
+        else:
+            table[i] = entry
+    return np.asarray(missing, dtype=np.int64)
 
 
 def _lookup(text: str, memory, disk, key: str) -> np.ndarray | None:
@@ -227,12 +258,13 @@ def _statistics(
     show_progress: bool,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices, entries): per text, its flattened layer statistics and token count."""
+    lengths = token_ids.lengths
     for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
         _trace(idx, token_ids)
         stats = forward(ids, mask, "statistics")[0]
         entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
         entries[:, :-1] = stats.reshape(len(idx), -1)
-        entries[:, -1] = token_ids.lengths[idx]
+        entries[:, -1] = lengths[idx]
         yield idx, entries
 
 

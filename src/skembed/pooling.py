@@ -104,17 +104,30 @@ the pooled layers. ``max`` does not, so a tuple of layers with ``max`` needs tok
 
 
 def layer_statistics(hidden: Sequence[Tensor], mask: Tensor) -> Tensor:
-    """Return (batch, n_layers, len(STATISTICS), dim): each statistic of each layer."""
+    """Return (batch, n_layers, len(STATISTICS), dim): each statistic of each layer.
+
+    The same values as the pooling functions above, computed with fewer passes over the
+    states (this runs inside the ONNX graph, on every layer of every batch): both means
+    are one batched matrix product with the (batch, 2, tokens) weights, where the
+    functions above multiply and sum in two passes each.
+    """
     import torch
 
-    # all layers at once: (batch * n_layers, tokens, dim) rows, each with its text's mask;
-    # 5 vectorized reductions instead of 5 per layer (35 for a 6-layer model)
-    states = torch.stack(tuple(hidden), 1)
-    n_layers = states.shape[1]
-    rows = states.flatten(0, 1)
-    row_mask = mask.repeat_interleave(n_layers, 0)
-    pooled = [POOLING_FUNCTIONS[name](rows, row_mask) for name in STATISTICS]
-    return torch.stack(pooled, 1).unflatten(0, (-1, n_layers))
+    m = mask.to(hidden[0].dtype)
+    positions = torch.arange(1, m.shape[1] + 1, device=m.device, dtype=m.dtype)
+    weights = torch.stack((m, m * positions), 1)  # (batch, 2, tokens): mean, weighted_mean
+    weights = weights / weights.sum(-1, keepdim=True).clamp(min=1e-9)
+    rows = torch.arange(m.shape[0], device=m.device)
+    last_index = torch.where(mask.bool(), torch.arange(m.shape[1], device=m.device), 0).max(1)
+    padding = ~mask.bool().unsqueeze(-1)
+    per_layer = []
+    for states in hidden:
+        means = torch.bmm(weights, states)  # (batch, 2, dim)
+        first = states[:, 0]
+        last = states[rows, last_index.values]
+        peak = states.masked_fill(padding, -1e9).max(1).values
+        per_layer.append(torch.stack((means[:, 0], means[:, 1], first, last, peak), 1))
+    return torch.stack(per_layer, 1)
 
 
 def pool_statistics(
