@@ -84,6 +84,39 @@ def test_onnx_runtime_statistics_equal_pytorch_pooling_of_every_layer(tiny_model
     np.testing.assert_allclose(torch_stats, expected.numpy(), atol=1e-6)
 
 
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls", "last", "weighted_mean"])
+def test_uncached_runs_use_the_last_layer_graph_and_give_the_same_vectors(tiny_model, pooling):
+    import onnx
+
+    from skembed import backends, models
+
+    pytest.importorskip("onnxruntime")
+    expected = SentenceEmbedder(model=tiny_model, backend="torch", pooling=pooling, cache=False)
+    onnx_run = SentenceEmbedder(model=tiny_model, backend="onnx", pooling=pooling, cache=False)
+    np.testing.assert_allclose(
+        onnx_run.fit(TEXTS).transform(TEXTS), expected.fit(TEXTS).transform(TEXTS), atol=1e-5
+    )
+    path = models.cache_home() / "onnx" / f"{onnx_run.fingerprint_[:32]}-opset17-v4-last-fp32.onnx"
+    assert path.is_file()  # transform exported it: the uncached run used the last graph
+    assert backends.onnx_file(onnx_run._model(), "fp32", "last") == path
+    assert [o.name for o in onnx.load(str(path)).graph.output] == ["statistics"]
+
+
+def test_the_last_layer_statistics_are_the_last_layer_of_all_statistics(tiny_bert):
+    from skembed import backends
+
+    pytest.importorskip("onnxruntime")
+    loaded = SentenceEmbedder(model=tiny_bert).fit(TEXTS)._model()
+    ids, mask = encoding.pad(encoding.tokenize(loaded, TEXTS[:5], 64).ids, 0)
+    for backend in ("torch", "onnx"):
+        forward = backends.forward_for(loaded, backend, "fp32", 1)
+        last = forward(ids, mask, "last_statistics")[0]
+        assert last.shape == (5, 1, 5, loaded.dim)
+        np.testing.assert_allclose(
+            last[:, 0], forward(ids, mask, "statistics")[0][:, -1], atol=1e-5
+        )
+
+
 def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
     pytest.importorskip("onnxruntime")
     fp32 = SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS)
@@ -116,7 +149,7 @@ def test_the_onnx_graph_has_eager_attention_statistics_and_its_version_in_its_na
     embedder = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)
     embedder.transform(TEXTS)
     path = backends.onnx_file(embedder._model(), "fp32")
-    assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v3-fp32.onnx"
+    assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v4-fp32.onnx"
     graph = onnx.load(str(path)).graph
     ops = {node.op_type for node in graph.node}
     assert "Softmax" in ops and "IsNaN" not in ops  # fused attention exports IsNaN/Where

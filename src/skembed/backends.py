@@ -5,15 +5,18 @@ Each backend is a *forward* function ``forward(ids, mask, output)`` taking the p
 (batch, tokens, dim) states, for ``"all"`` every layer's from the embedding output on (torch
 tensors, what pooling works on), for ``"statistics"`` one (batch, n_layers, statistics, dim)
 float32 array of each layer's pooled statistics (:func:`skembed.pooling.layer_statistics`,
-what the encoder cache keeps). The rest of skembed pools them the same way whatever ran them.
+what the encoder cache keeps), for ``"last_statistics"`` the same for the last layer only,
+(batch, 1, statistics, dim). The rest of skembed pools them the same way whatever ran them.
 
 ONNX Runtime (``pip install 'skembed[onnx]'``) runs ``backend="onnx"``, ``precision="int8"``
 and ``backend="auto"`` on the CPU when it is installed: ``torch.onnx.export`` of the loaded
 encoder with eager attention (opset 17, dynamic batch and sequence axes), cached on disk
 under ``<skembed home>/onnx/`` keyed by the weights' sha256, written atomically and
 re-created when missing, beside the model's description (:func:`skembed.models.describe`).
-With both on disk, the statistics path imports neither torch nor transformers.
-``precision="int8"`` quantizes that graph's weights per channel (ONNX Runtime dynamic
+With both on disk, the statistics paths import neither torch nor transformers. Two graphs
+per model, each exported on first use: the full one (every layer's states and statistics)
+and a smaller one for ``"last_statistics"`` (see :func:`onnx_file`).
+``precision="int8"`` quantizes a graph's weights per channel (ONNX Runtime dynamic
 quantization).
 """
 
@@ -39,8 +42,11 @@ BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("fp32", "int8")
 OPSET = 17
 # part of the cached file's name: a change to what _export writes must change it, or graphs
-# exported by an older skembed would be reused. v2: eager attention; v3: statistics output
-GRAPH_VERSION = "v3"
+# exported by an older skembed would be reused. v2: eager attention; v3: statistics output;
+# v4: statistics with one matrix product for both means
+GRAPH_VERSION = "v4"
+GRAPHS = {"full": "", "last": "-last"}
+"""The two graphs of a model and what their file names add (see :func:`onnx_file`)."""
 
 _sessions: dict[tuple, Forward] = {}
 _sessions_lock = threading.Lock()
@@ -135,8 +141,11 @@ def _torch_forward(loaded: LoadedModel) -> Forward:
     @torch.inference_mode()
     def forward(ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
         ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
-        if output == "last":
-            return (encoder(input_ids=ids, attention_mask=mask).last_hidden_state,)
+        if output in ("last", "last_statistics"):
+            last = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            if output == "last":
+                return (last,)
+            return (layer_statistics((last,), mask).float().cpu().numpy(),)
         hidden = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         if output == "all":
             return tuple(hidden.hidden_states)
@@ -148,18 +157,28 @@ def _torch_forward(loaded: LoadedModel) -> Forward:
 def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forward:
     import onnxruntime as ort
 
-    path = onnx_file(loaded, precision)
     options = ort.SessionOptions()
     options.intra_op_num_threads = n_threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    # the graph's outputs: hidden_0 ... hidden_<n-1>, then statistics
-    wanted = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
+    sessions: dict[str, tuple] = {}
+    lock = threading.Lock()
+
+    def session(graph: str) -> tuple:
+        """Return (session, {output kind: its output names}), opening the graph once."""
+        with lock:
+            if graph not in sessions:
+                path = str(onnx_file(loaded, precision, graph))
+                opened = ort.InferenceSession(path, options, ["CPUExecutionProvider"])
+                # full: hidden_0 ... hidden_<n-1>, then statistics; last: statistics
+                names = [o.name for o in opened.get_outputs()]
+                kinds = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
+                sessions[graph] = opened, {**kinds, "last_statistics": names}
+            return sessions[graph]
 
     def forward(ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
-        outputs = session.run(wanted[output], {"input_ids": ids, "attention_mask": mask})
-        if output == "statistics":
+        opened, names = session("last" if output == "last_statistics" else "full")
+        outputs = opened.run(names[output], {"input_ids": ids, "attention_mask": mask})
+        if output.endswith("statistics"):
             return tuple(outputs)
         import torch  # token states are pooled by PyTorch
 
@@ -168,14 +187,20 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
     return forward
 
 
-def onnx_file(loaded: LoadedModel, precision: str) -> Path:
-    """Return the cached ONNX graph of a model, exporting (and quantizing) it when missing."""
+def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
+    """Return a cached ONNX graph of a model, exporting (and quantizing) it when missing.
+
+    ``graph="full"`` outputs every layer's states and statistics (what the encoder cache
+    keeps); ``graph="last"`` outputs only the last layer's statistics, shape (batch, 1,
+    statistics, dim): no per-layer outputs and a seventh of the pooling, for runs that
+    need nothing else.
+    """
     folder = cache_home() / "onnx"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}"
+    stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
     fp32 = folder / f"{stem}-fp32.onnx"
     if not fp32.is_file():
-        write_atomically(fp32, lambda tmp: _export(loaded, tmp))
+        write_atomically(fp32, lambda tmp: _export(loaded, tmp, graph))
     save_description(loaded)  # the next process loads the model without PyTorch
     if precision == "fp32":
         return fp32
@@ -185,7 +210,7 @@ def onnx_file(loaded: LoadedModel, precision: str) -> Path:
     return int8
 
 
-def _export(loaded: LoadedModel, target: Path) -> None:
+def _export(loaded: LoadedModel, target: Path, graph: str) -> None:
     import warnings
 
     import torch
@@ -196,6 +221,9 @@ def _export(loaded: LoadedModel, target: Path) -> None:
             self.encoder = encoder
 
         def forward(self, input_ids, attention_mask):
+            if graph == "last":
+                out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+                return layer_statistics((out.last_hidden_state,), attention_mask)
             out = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
             )
@@ -206,7 +234,9 @@ def _export(loaded: LoadedModel, target: Path) -> None:
     # a padded batch, so that the traced graph keeps the attention-mask path
     ids = torch.tensor([[1, 2, 3, 4], [1, 2, 0, 0]]) % loaded.encoder.config.vocab_size
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    names = [f"hidden_{i}" for i in range(loaded.n_layers)] + ["statistics"]
+    names = ["statistics"]
+    if graph == "full":
+        names = [f"hidden_{i}" for i in range(loaded.n_layers)] + names
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
     axes.update({n: {0: "batch", 1: "tokens"} for n in names[:-1]})
     axes["statistics"] = {0: "batch"}

@@ -253,7 +253,6 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _encode(self, loaded, forward, texts, token_ids, layers, backend, memory) -> np.ndarray:
         options = {
             "pooling": self.pooling,
-            "layers": layers,
             "batching": encoding.Batching(self.batch_size, self.batch_tokens),
             "show_progress": self.show_progress,
         }
@@ -262,7 +261,11 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         )
         cached = memory or self.cache_dir is not None
         # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
-        # faster than PyTorch pooling its states afterwards
+        # faster than PyTorch pooling its states afterwards; with no cache to fill, the
+        # last layer alone comes from a graph that computes nothing else
+        last_only = layers == (loaded.n_layers - 1,)
+        if from_statistics and backend == "onnx" and not cached and last_only:
+            return encoding.encode_last_layer(loaded, forward, token_ids, **options)
         if from_statistics and (cached or backend == "onnx"):
             key = cache.model_key(
                 self.fingerprint_, self.max_length_, f"{loaded.device}-{backend}-{self.precision}"
@@ -272,13 +275,14 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 forward,
                 texts,
                 token_ids,
+                layers=layers,
                 memory=cache.PROCESS_CACHE if memory else None,
                 disk=cache.DiskCache(self.cache_dir, key) if self.cache_dir is not None else None,
                 key=key,
                 **options,
             )
         # static modes need no encoder; max over several layers needs token states
-        return encoding.encode(loaded, forward, token_ids, **options)
+        return encoding.encode(loaded, forward, token_ids, layers=layers, **options)
 
     # -- introspection -------------------------------------------------------------------
 
