@@ -51,7 +51,22 @@ def test_the_description_holds_the_sizes_and_limits_of_the_model(tiny_bert):
     assert description["n_layers"] == config.num_hidden_layers + 1 == 3
     assert (description["limit"], description["capacity"]) == (64, 64)
     assert (description["pad_id"], description["truncation_side"]) == (0, "right")
-    assert json.loads(description["tokenizer"])["truncation"] is None  # set per call
+    assert json.loads(description["tokenizer_json"])["truncation"] is None  # set per call
+    assert set(description) == set(models.DESCRIPTION_FIELDS)
+
+
+def test_a_damaged_or_older_description_is_read_again_with_transformers(tiny_bert, tmp_path):
+    folder = shutil.copytree(tiny_bert, tmp_path / "copy")
+    digest = models.fingerprint(folder)
+    stored = models.description_file(folder, digest)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    for content in ("{not json", json.dumps({"tokenizer": "{}", "dim": 32})):
+        stored.write_text(content)
+        models.clear_registry()
+        loaded = models.load(models.resolve(folder), "cpu")
+        assert loaded.dim == 32
+        models.save_description(loaded)  # what an ONNX Runtime run does: it mends the file
+        assert json.loads(stored.read_text()) == loaded.description
 
 
 def test_onnx_runtime_loads_a_described_model_without_torch_or_transformers(tiny_bert):

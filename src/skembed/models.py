@@ -194,6 +194,18 @@ def model_limits(path: Path, tokenizer: Any, config: Any) -> tuple[int, int]:
     return capacity, capacity
 
 
+DESCRIPTION_FIELDS = (
+    "dim",
+    "n_layers",
+    "limit",
+    "capacity",
+    "pad_id",
+    "truncation_side",
+    "tokenizer_json",
+)
+"""What :func:`describe` reads of a model besides its weights (fields of LoadedModel)."""
+
+
 @dataclass
 class LoadedModel:
     """A model's tokenizer and sizes, shared by all estimators in a process.
@@ -207,7 +219,13 @@ class LoadedModel:
     path: Path
     fingerprint: str
     device: str
-    description: dict = field(repr=False)
+    dim: int  # the size of the encoder's hidden states
+    n_layers: int  # hidden-state layers, counting the embedding output as 0
+    limit: int  # the model's own input length in tokens (see model_limits)
+    capacity: int  # the most tokens the model can take (see model_limits)
+    pad_id: int  # pads short texts in a batch (masked out by the encoder)
+    truncation_side: str
+    tokenizer_json: str = field(repr=False)  # the tokenizer as transformers sets it up
     tokenizer: Any = field(init=False, repr=False)  # a tokenizers.Tokenizer
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _encoder: Any = field(default=None, init=False, repr=False)
@@ -216,32 +234,12 @@ class LoadedModel:
     def __post_init__(self):
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_str(self.description["tokenizer"])
+        self.tokenizer = Tokenizer.from_str(self.tokenizer_json)
 
     @property
-    def dim(self) -> int:
-        """Return the size of the encoder's hidden states."""
-        return int(self.description["dim"])
-
-    @property
-    def n_layers(self) -> int:
-        """Return the number of hidden-state layers, counting the embedding output as 0."""
-        return int(self.description["n_layers"])
-
-    @property
-    def limit(self) -> int:
-        """Return the model's own input length in tokens (see :func:`model_limits`)."""
-        return int(self.description["limit"])
-
-    @property
-    def capacity(self) -> int:
-        """Return the most tokens the model can take (see :func:`model_limits`)."""
-        return int(self.description["capacity"])
-
-    @property
-    def pad_id(self) -> int:
-        """Return the id that pads short texts in a batch (masked out by the encoder)."""
-        return int(self.description["pad_id"])
+    def description(self) -> dict:
+        """Return what :func:`describe` read: every field but the path, weights and device."""
+        return {name: getattr(self, name) for name in DESCRIPTION_FIELDS}
 
     @property
     def encoder(self) -> Any:
@@ -267,7 +265,7 @@ class LoadedModel:
                 max_length,
                 stride=0,
                 strategy="longest_first",
-                direction=self.description["truncation_side"],
+                direction=self.truncation_side,
             )
             return self.tokenizer.encode_batch(texts, add_special_tokens=True)
 
@@ -296,12 +294,8 @@ def load(source: ModelSource, device: str, expected_fingerprint: str | None = No
     with _registry_lock:
         loaded = _registry.get(key)
         if loaded is None:
-            stored = description_file(source.path, digest)
-            try:
-                description = json.loads(stored.read_text())
-            except (OSError, ValueError):  # not written yet, or unreadable: describe again
-                description = describe(source.path)
-            loaded = LoadedModel(source.path, digest, device, description)
+            description = _stored_description(source.path, digest) or describe(source.path)
+            loaded = LoadedModel(source.path, digest, device, **description)
             load_count += 1
             _registry[key] = loaded
     return loaded
@@ -329,15 +323,24 @@ def describe(path: Path) -> dict:
     backend.no_truncation()
     backend.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
     return {
-        "tokenizer": backend.to_str(),
-        "truncation_side": tokenizer.truncation_side,
-        # GPT-2 style tokenizers have no pad token; padded positions are masked out anyway
-        "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
         "dim": int(config.hidden_size),
         "n_layers": int(config.num_hidden_layers) + 1,
         "limit": limit,
         "capacity": capacity,
+        # GPT-2 style tokenizers have no pad token; padded positions are masked out anyway
+        "pad_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        "truncation_side": tokenizer.truncation_side,
+        "tokenizer_json": backend.to_str(),
     }
+
+
+def _stored_description(path: Path, digest: str) -> dict | None:
+    """Return the description saved by an earlier ONNX Runtime run, or None."""
+    try:
+        stored = json.loads(description_file(path, digest).read_text())
+    except (OSError, ValueError):  # not written yet, or unreadable: describe again
+        return None
+    return stored if isinstance(stored, dict) and set(stored) == set(DESCRIPTION_FIELDS) else None
 
 
 def description_file(path: Path, digest: str) -> Path:
@@ -349,13 +352,13 @@ def description_file(path: Path, digest: str) -> Path:
     key = hashlib.sha256(digest.encode())
     for f in config_files(path):
         key.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return cache_home() / "onnx" / f"{key.hexdigest()[:32]}-description-v1.json"
+    return cache_home() / "onnx" / f"{key.hexdigest()[:32]}-description-v2.json"
 
 
 def save_description(loaded: LoadedModel) -> None:
     """Keep a loaded model's description on disk, for loads without PyTorch."""
     target = description_file(loaded.path, loaded.fingerprint)
-    if not target.is_file():
+    if _stored_description(loaded.path, loaded.fingerprint) is None:  # missing or damaged
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, lambda tmp: tmp.write_text(json.dumps(loaded.description)))
 
