@@ -126,6 +126,7 @@ def layer_statistics(hidden: Sequence[Tensor], mask: Tensor) -> Tensor:
         first = states[:, 0]
         last = states[rows, last_index.values]
         peak = states.masked_fill(padding, -1e9).max(1).values
+        # in the order of STATISTICS: mean, weighted_mean, cls, last, max
         per_layer.append(torch.stack((means[:, 0], means[:, 1], first, last, peak), 1))
     return torch.stack(per_layer, 1)
 
