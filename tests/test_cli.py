@@ -176,15 +176,21 @@ def cosines(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", A, B)
 
 
-def test_encode_with_int8_precision_runs_onnx_close_to_fp32(tiny_bert, tmp_path, capsys):
+def encode_each(capsys, tmp_path, model: str, option: str, values) -> dict[str, np.ndarray]:
+    """Run `skembed encode` once per value of an option; return the vectors of each."""
     source = write_lines(tmp_path / "texts.txt", TEXTS[:-1])  # no empty text: cosine needs a norm
-    for precision in ("fp32", "int8"):
+    for value in values:
         code, _, err = skembed(
-            capsys, "encode", source, "-o", tmp_path / f"{precision}.npy", "--model", tiny_bert,
-            "--precision", precision,
+            capsys, "encode", source, "-o", tmp_path / f"{value}.npy", "--model", model,
+            option, value,
         )  # fmt: skip
         assert code == 0, err
-    fp32, int8 = np.load(tmp_path / "fp32.npy"), np.load(tmp_path / "int8.npy")
+    return {value: np.load(tmp_path / f"{value}.npy") for value in values}
+
+
+def test_encode_with_int8_precision_runs_onnx_close_to_fp32(tiny_bert, tmp_path, capsys):
+    vectors = encode_each(capsys, tmp_path, tiny_bert, "--precision", ("fp32", "int8"))
+    fp32, int8 = vectors["fp32"], vectors["int8"]
     expected = SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS).transform(TEXTS[:-1])
     np.testing.assert_allclose(int8, expected, atol=1e-5)
     similarity = cosines(int8, fp32)
@@ -193,14 +199,8 @@ def test_encode_with_int8_precision_runs_onnx_close_to_fp32(tiny_bert, tmp_path,
 
 
 def test_encode_on_the_onnx_backend_gives_the_fp32_vectors(tiny_bert, tmp_path, capsys):
-    source = write_lines(tmp_path / "texts.txt", TEXTS[:-1])
-    for backend in ("torch", "onnx"):
-        code, _, err = skembed(
-            capsys, "encode", source, "-o", tmp_path / f"{backend}.npy", "--model", tiny_bert,
-            "--backend", backend,
-        )  # fmt: skip
-        assert code == 0, err
-    similarity = cosines(np.load(tmp_path / "onnx.npy"), np.load(tmp_path / "torch.npy"))
+    vectors = encode_each(capsys, tmp_path, tiny_bert, "--backend", ("torch", "onnx"))
+    similarity = cosines(vectors["onnx"], vectors["torch"])
     assert similarity.min() > 0.9999, similarity
 
 
