@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, encoding
+from skembed import SentenceEmbedder, clear_cache, encoding
 from skembed.encoding import Batching, length_sorted_batches
 
 TEXTS = [
@@ -155,6 +155,72 @@ def test_the_onnx_graph_has_eager_attention_statistics_and_its_version_in_its_na
     assert "Softmax" in ops and "IsNaN" not in ops  # fused attention exports IsNaN/Where
     assert [o.name for o in graph.output] == ["hidden_0", "hidden_1", "hidden_2", "statistics"]
     assert embedder._model().encoder.config._attn_implementation == "sdpa"  # restored
+
+
+def _streamed(forward, batches, output):
+    return list(forward.map(iter(batches), output, len(batches)))
+
+
+def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
+    import threading
+
+    from skembed import backends
+    from skembed.backends import Forward
+
+    pytest.importorskip("onnxruntime")
+    loaded = SentenceEmbedder(model=tiny_model).fit(TEXTS)._model()
+    token_ids = encoding.tokenize(loaded, TEXTS, 64)
+    batches = list(encoding._batches(loaded, token_ids, Batching(4, 1024), False))
+    onnx = backends.forward_for(loaded, "onnx", "fp32", 2)
+    assert (onnx.threads, onnx.streams) == (2, 2)
+    assert backends.forward_for(loaded, "torch", "fp32", 2).streams == 1
+    both_running = threading.Barrier(2, timeout=30)  # the first two batches must overlap
+    calls = []
+
+    def run(ids, mask, output, threads):
+        calls.append((threading.current_thread().name, threads))
+        if len(calls) <= 2 and threads == 1:
+            both_running.wait()
+        return onnx.run(ids, mask, output, threads)
+
+    streamed = _streamed(Forward(run, threads=2, streams=2), batches, "statistics")
+    assert len(batches) == 9 and len(calls) == 9
+    assert {threads for _, threads in calls} == {1}  # one thread each
+    assert all(name.startswith("skembed") for name, _ in calls)
+    for (idx, (stats,)), (expected_idx, ids, mask) in zip(streamed, batches, strict=True):
+        assert idx is expected_idx  # in the order of the batches
+        np.testing.assert_allclose(stats, onnx(ids, mask, "statistics")[0], atol=1e-6)
+    # a lone batch runs on the calling thread with every thread
+    calls.clear()
+    _streamed(Forward(run, threads=2, streams=2), batches[:1], "statistics")
+    assert calls == [(threading.current_thread().name, 2)]
+
+
+def test_an_error_in_a_streamed_batch_reaches_the_caller(tiny_bert):
+    from skembed.backends import Forward
+
+    loaded = SentenceEmbedder(model=tiny_bert).fit(TEXTS)._model()
+    token_ids = encoding.tokenize(loaded, TEXTS, 64)
+    batches = list(encoding._batches(loaded, token_ids, Batching(4, 1024), False))
+
+    def run(ids, mask, output, threads):
+        if len(ids) < 4:  # the last batch
+            raise RuntimeError("out of memory in batch 9")
+        return (ids,)
+
+    with pytest.raises(RuntimeError, match="out of memory in batch 9"):
+        _streamed(Forward(run, threads=2, streams=2), batches, "statistics")
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_streams_give_the_vectors_of_one_thread(tiny_model, cache):
+    pytest.importorskip("onnxruntime")
+    options = {"model": tiny_model, "backend": "onnx", "batch_size": 2, "cache": cache}
+    one = SentenceEmbedder(n_threads=1, **options).fit(TEXTS).transform(TEXTS)
+    clear_cache()  # the second run encodes again
+    np.testing.assert_allclose(
+        SentenceEmbedder(n_threads=3, **options).fit(TEXTS).transform(TEXTS), one, atol=1e-6
+    )
 
 
 def test_n_threads_is_applied_and_restored(tiny_bert):

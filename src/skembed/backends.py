@@ -1,12 +1,13 @@
 """Where the encoder runs: PyTorch, or ONNX Runtime (fp32, or int8 for speed).
 
-Each backend is a *forward* function ``forward(ids, mask, output)`` taking the padded
-(batch, tokens) id and mask arrays: for ``output="last"`` it returns the last layer's
-(batch, tokens, dim) states, for ``"all"`` every layer's from the embedding output on (torch
-tensors, what pooling works on), for ``"statistics"`` one (batch, n_layers, statistics, dim)
-float32 array of each layer's pooled statistics (:func:`skembed.pooling.layer_statistics`,
-what the encoder cache keeps), for ``"last_statistics"`` the same for the last layer only,
-(batch, 1, statistics, dim). The rest of skembed pools them the same way whatever ran them.
+Each backend is a :class:`Forward`: ``forward(ids, mask, output)`` runs one padded
+(batch, tokens) pair of id and mask arrays (``forward.map`` a stream of them): for
+``output="last"`` it returns the last layer's (batch, tokens, dim) states, for ``"all"``
+every layer's from the embedding output on (torch tensors, what pooling works on), for
+``"statistics"`` one (batch, n_layers, statistics, dim) float32 array of each layer's pooled
+statistics (:func:`skembed.pooling.layer_statistics`, what the encoder cache keeps), for
+``"last_statistics"`` the same for the last layer only, (batch, 1, statistics, dim). The
+rest of skembed pools them the same way whatever ran them.
 
 ONNX Runtime (``pip install 'skembed[onnx]'``) runs ``backend="onnx"``, ``precision="int8"``
 and ``backend="auto"`` on the CPU when it is installed: ``torch.onnx.export`` of the loaded
@@ -17,14 +18,16 @@ With both on disk, the statistics paths import neither torch nor transformers. T
 per model, each exported on first use: the full one (every layer's states and statistics)
 and a smaller one for ``"last_statistics"`` (see :func:`onnx_file`).
 ``precision="int8"`` quantizes a graph's weights per channel (ONNX Runtime dynamic
-quantization).
+quantization). ONNX Runtime runs a stream of batches several at a time, one thread each
+(see :meth:`Forward.map`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,8 +39,6 @@ if TYPE_CHECKING:
 
     from .models import LoadedModel
 
-Forward = Callable[["np.ndarray", "np.ndarray", str], tuple]
-
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("fp32", "int8")
 OPSET = 17
@@ -47,6 +48,53 @@ OPSET = 17
 GRAPH_VERSION = "v4"
 GRAPHS = {"full": "", "last": "-last"}
 """The two graphs of a model and what their file names add (see :func:`onnx_file`)."""
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The encoder of a resolved backend, for one thread budget.
+
+    ``run(ids, mask, output, threads)`` runs one batch on ``threads`` intra-op threads.
+    ``streams`` is how many batches may run at once: ONNX Runtime runs one batch per
+    thread, each on its own (fewer pauses to split every small matrix product between
+    threads); PyTorch runs one batch at a time on all of them.
+    """
+
+    run: Callable[[np.ndarray, np.ndarray, str, int], tuple]
+    threads: int
+    streams: int = 1
+
+    def __call__(self, ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
+        """Run one batch on every thread."""
+        return self.run(ids, mask, output, self.threads)
+
+    def map(
+        self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], output: str, count: int
+    ) -> Iterator[tuple[np.ndarray, tuple]]:
+        """Yield (indices, outputs) for (indices, ids, mask) batches, in their order.
+
+        Up to ``streams`` batches (no more than ``count``, how many there are) run at once,
+        sharing the threads; at most two per stream are waiting, so memory stays flat.
+        """
+        streams = min(self.streams, count)
+        if streams <= 1:
+            for idx, ids, mask in batches:
+                yield idx, self(ids, mask, output)
+            return
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = self.threads // streams
+        with ThreadPoolExecutor(streams, thread_name_prefix="skembed") as pool:
+            pending: deque = deque()
+            for idx, ids, mask in batches:
+                pending.append((idx, pool.submit(self.run, ids, mask, output, threads)))
+                if len(pending) == 2 * streams:
+                    idx, future = pending.popleft()
+                    yield idx, future.result()
+            for idx, future in pending:
+                yield idx, future.result()
+
 
 _sessions: dict[tuple, Forward] = {}
 _sessions_lock = threading.Lock()
@@ -139,7 +187,8 @@ def _torch_forward(loaded: LoadedModel) -> Forward:
     device = loaded.device
 
     @torch.inference_mode()
-    def forward(ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
+    def run(ids: np.ndarray, mask: np.ndarray, output: str, threads: int) -> tuple:
+        # threads: set for the whole call by threads(), one batch at a time
         ids, mask = torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
         if output in ("last", "last_statistics"):
             last = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -151,32 +200,36 @@ def _torch_forward(loaded: LoadedModel) -> Forward:
             return tuple(hidden.hidden_states)
         return (layer_statistics(hidden.hidden_states, mask).float().cpu().numpy(),)
 
-    return forward
+    return Forward(run, threads=torch.get_num_threads())
 
 
 def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forward:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = n_threads
-    options.inter_op_num_threads = 1
-    sessions: dict[str, tuple] = {}
+    sessions: dict[tuple[str, int], tuple] = {}
     lock = threading.Lock()
 
-    def session(graph: str) -> tuple:
-        """Return (session, {output kind: its output names}), opening the graph once."""
+    def session(graph: str, threads: int) -> tuple:
+        """Return (session, {output kind: its output names}), opening the graph once.
+
+        One session per thread count: the one-thread session runs a batch per stream
+        (ONNX Runtime sessions take concurrent runs), the all-threads one a lone batch.
+        """
         with lock:
-            if graph not in sessions:
+            if (graph, threads) not in sessions:
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
                 path = str(onnx_file(loaded, precision, graph))
                 opened = ort.InferenceSession(path, options, ["CPUExecutionProvider"])
                 # full: hidden_0 ... hidden_<n-1>, then statistics; last: statistics
                 names = [o.name for o in opened.get_outputs()]
                 kinds = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
-                sessions[graph] = opened, {**kinds, "last_statistics": names}
-            return sessions[graph]
+                sessions[graph, threads] = opened, {**kinds, "last_statistics": names}
+            return sessions[graph, threads]
 
-    def forward(ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
-        opened, names = session("last" if output == "last_statistics" else "full")
+    def run(ids: np.ndarray, mask: np.ndarray, output: str, threads: int) -> tuple:
+        opened, names = session("last" if output == "last_statistics" else "full", threads)
         outputs = opened.run(names[output], {"input_ids": ids, "attention_mask": mask})
         if output.endswith("statistics"):
             return tuple(outputs)
@@ -184,7 +237,7 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
 
         return tuple(torch.from_numpy(h) for h in outputs)
 
-    return forward
+    return Forward(run, threads=n_threads, streams=n_threads)
 
 
 def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:

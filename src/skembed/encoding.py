@@ -173,9 +173,9 @@ def encode_last_layer(
     """
     out = np.empty((len(token_ids.ids), loaded.dim), dtype=np.float32)
     lengths = token_ids.lengths
-    for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
-        _trace(idx, token_ids)
-        stats = forward(ids, mask, "last_statistics")[0]
+    for idx, (stats,) in _run(
+        loaded, forward, token_ids, batching, show_progress, "last_statistics"
+    ):
         out[idx] = pool_statistics(stats, lengths[idx], pooling, (0,))
     return out
 
@@ -259,9 +259,7 @@ def _statistics(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (indices, entries): per text, its flattened layer statistics and token count."""
     lengths = token_ids.lengths
-    for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
-        _trace(idx, token_ids)
-        stats = forward(ids, mask, "statistics")[0]
+    for idx, (stats,) in _run(loaded, forward, token_ids, batching, show_progress, "statistics"):
         entries = np.empty((len(idx), stats[0].size + 1), dtype=np.float32)
         entries[:, :-1] = stats.reshape(len(idx), -1)
         entries[:, -1] = lengths[idx]
@@ -271,8 +269,28 @@ def _statistics(
 def _batches(loaded: LoadedModel, token_ids: TokenIds, batching: Batching, show_progress: bool):
     """Yield (indices, ids, mask) arrays for length-sorted padded batches."""
     batches = list(length_sorted_batches(token_ids.lengths, batching))
+    yield from _padded(loaded, token_ids, batches, show_progress)
+
+
+def _padded(loaded: LoadedModel, token_ids: TokenIds, batches: list, show_progress: bool):
     for idx in _progress(batches, show_progress):
         yield (idx, *pad([token_ids.ids[i] for i in idx], loaded.pad_id))
+
+
+def _run(
+    loaded: LoadedModel,
+    forward: Forward,
+    token_ids: TokenIds,
+    batching: Batching,
+    show_progress: bool,
+    output: str,
+) -> Iterator[tuple[np.ndarray, tuple]]:
+    """Yield (indices, encoder outputs) per length-sorted batch, several running at once."""
+    batches = list(length_sorted_batches(token_ids.lengths, batching))
+    padded = _padded(loaded, token_ids, batches, show_progress)
+    for idx, outputs in forward.map(padded, output, len(batches)):
+        _trace(idx, token_ids)
+        yield idx, outputs
 
 
 def _trace(idx: np.ndarray, token_ids: TokenIds) -> None:
