@@ -59,12 +59,12 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     max_length : int or None, default=None
         Tokens per text, counting special tokens. None is the model's own limit (256 for
         the default model). Longer texts are truncated, with one warning per call.
-    batch_size : int, default=64
+    batch_size : int, default=32
         Most texts per encoder call. Texts are sorted by length first so batches pad
         little.
-    batch_tokens : int, default=1024
-        Most padded tokens per encoder call: short texts go 64 at a time, 256-token texts
-        4 at a time, so memory stays flat and the CPU's caches stay warm.
+    batch_tokens : int, default=512
+        Most padded tokens per encoder call: short texts go 32 at a time, 256-token texts
+        2 at a time, so memory stays flat and the CPU's caches stay warm.
     device : str, default="auto"
         Torch device: ``"auto"`` picks CUDA when present. Resolved when the model is loaded,
         so a model fitted on a GPU machine runs on a CPU-only one.
@@ -87,7 +87,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         vectors close to but not equal to fp32 (see the speed page of the docs).
     n_threads : int or None, default=None
         Threads for the encoder. None keeps PyTorch's setting, which follows the physical
-        cores and the ``OMP_NUM_THREADS`` limit that joblib/loky set in its workers.
+        cores and the ``OMP_NUM_THREADS`` limit that joblib/loky set in its workers (ONNX
+        Runtime follows the same rule without importing PyTorch). ONNX Runtime runs up to
+        ``n_threads`` batches at once, one thread each; PyTorch one batch on all of them.
     pickle_weights : bool, default=False
         Store the weights and tokenizer files inside the pickle (about the size of the
         weights) instead of a reference to the model (under 1 MB). Use it when the machine
@@ -127,8 +129,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         layer: int | tuple[int, ...] = -1,
         normalize: bool = True,
         max_length: int | None = None,
-        batch_size: int = 64,
-        batch_tokens: int = 1024,
+        batch_size: int = 32,
+        batch_tokens: int = 512,
         device: str = "auto",
         show_progress: bool = False,
         cache: bool = True,

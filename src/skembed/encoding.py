@@ -76,8 +76,8 @@ class Batching:
     (always at least one text), so long texts make small batches and memory stays flat.
     """
 
-    max_texts: int = 64
-    max_tokens: int = 1024
+    max_texts: int = 32
+    max_tokens: int = 512
 
 
 def length_sorted_batches(lengths: np.ndarray, batching: Batching) -> Iterator[np.ndarray]:
