@@ -110,10 +110,10 @@ def onnxruntime_available() -> bool:
 def resolve(backend: str, precision: str, device: str) -> str:
     """Return the backend that will run: 'torch' or 'onnx'."""
     if backend == "auto":
-        # ONNX Runtime on the CPU when it is installed: in two runs of
-        # benchmarks/throughput.py (2 threads, STS-B dev) it ran 1.45x and 1.46x
-        # sentence-transformers where PyTorch ran 1.36x and 1.31x, same vectors to cosine
-        # 0.9999; PyTorch on a GPU or without ONNX Runtime
+        # ONNX Runtime on the CPU when it is installed: in three runs of
+        # benchmarks/throughput.py (2 threads, STS-B dev) it ran 1.80x, 1.79x and 1.67x
+        # sentence-transformers where PyTorch ran 1.21x, 1.42x and 1.29x, same vectors to
+        # cosine 0.9999; PyTorch on a GPU or without ONNX Runtime
         use_onnx = device == "cpu" and onnxruntime_available()
         backend = "onnx" if precision == "int8" or use_onnx else "torch"
     if backend == "torch" and precision != "fp32":
