@@ -17,6 +17,12 @@ def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
     a single-column pandas or polars DataFrame (or a 2-D array with one column), a polars
     Series, or any other iterable of str. An empty string is valid text. ``offset`` is
     added to the index in messages, for chunks of a longer input.
+
+    A text holding a lone surrogate (U+D800 to U+DFFF on its own, as left by decoding with
+    ``errors="surrogateescape"`` or by broken JSON escapes) is not valid Unicode: it raises
+    ValueError naming the item and the character, e.g. ``X[1] has a lone surrogate (U+D800)
+    at character 2 ...``, rather than being altered silently. Repair such texts first, e.g.
+    ``text.encode("utf-8", "replace").decode("utf-8")``.
     """
     texts = _as_list(X, name)
     if not texts:
@@ -25,11 +31,33 @@ def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
         )
     # Fast path: a list of plain str is by far the common case.
     if all(type(t) is str for t in texts):
+        _check_unicode(texts, name, offset)
         return texts
     for i, t in enumerate(texts):
         if not isinstance(t, str):
+            _check_unicode(texts[:i], name, offset)  # the first bad item is the one named
             raise _bad_item(name, i + offset, t)
-    return [str(t) for t in texts]  # str subclasses such as numpy.str_ become plain str
+    texts = [str(t) for t in texts]  # str subclasses such as numpy.str_ become plain str
+    _check_unicode(texts, name, offset)
+    return texts
+
+
+def _check_unicode(texts: list[str], name: str, offset: int) -> None:
+    """Raise ValueError naming the first text that holds a lone surrogate."""
+    # Runs on every text of every call, so it stays in C where it can: isascii() reads a
+    # flag of the string (no scan), and encoding fails exactly on lone surrogates.
+    if all(map(str.isascii, texts)):
+        return
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise ValueError(
+                f"{name}[{i + offset}] has a lone surrogate (U+{ord(text[error.start]):04X}) "
+                f"at character {error.start}, which is not valid Unicode and cannot be "
+                'tokenized; repair the text first, e.g. text.encode("utf-8", "replace")'
+                '.decode("utf-8")'
+            ) from None
 
 
 def _as_list(X: object, name: str) -> list:
