@@ -253,6 +253,12 @@ def build_st_model(path: Path, hf_folder: Path, pipeline: str, *, seed: int = 0)
         modules = [transformer, Pooling(dim, pooling_mode="lasttoken"), Normalize()]
     else:
         raise ValueError(f"pipeline={pipeline!r}; expected one of {PIPELINES}")
-    model = SentenceTransformer(modules=modules, prompts=prompts, device="cpu")
+    model = SentenceTransformer(
+        modules=modules,
+        prompts=prompts,
+        device="cpu",
+        trust_remote_code=False,
+        local_files_only=True,
+    )
     model.save(str(path), create_model_card=False)
     return path
