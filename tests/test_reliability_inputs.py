@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder
+from skembed import SentenceEmbedder, encoding
 from skembed._input import check_texts
 
 FIX = 'repair the text first, e.g. text.encode("utf-8", "replace").decode("utf-8")'
@@ -69,3 +71,117 @@ def test_transform_iter_names_the_index_in_the_whole_iterable(tiny_bert):
     with pytest.raises(ValueError) as info:
         next(chunks)
     assert str(info.value) == surrogate_message("X[7]", "DC80", 4)
+
+
+# -- long texts: a prefix is tokenized, with exactly the whole text's ids and flag ------------
+
+# pieces that make cuts awkward: multi-byte and astral characters, an emoji ZWJ sequence,
+# CJK without spaces, combining accents, upper case that BERT lower-cases, punctuation,
+# control characters, long words, runs of mixed whitespace
+PIECES = [
+    "word",
+    "héllo",
+    "ÉTÉ",
+    "日本語のテキスト",
+    "👩\u200d👩\u200d👧",
+    "😀😀😀",
+    "e\u0301\u0301",
+    "\u0301",
+    "transfer,money.",
+    "it's",
+    "a" * 150,
+    "x\x00y\x07z",
+    "مرحبا",
+    "\u200bzero\u200dwidth",
+]
+SEPARATORS = [" ", "  ", "\n", "\t", " \n ", "", "\u3000", "\xa0"]
+
+
+def awkward_text(seed: int, n_chars: int) -> str:
+    rng = np.random.default_rng(seed)
+    parts, total = [], 0
+    while total < n_chars:
+        part = PIECES[rng.integers(len(PIECES))] + SEPARATORS[rng.integers(len(SEPARATORS))]
+        parts.append(part)
+        total += len(part)
+    return "".join(parts)
+
+
+def straddling(piece: str, at: int, shift: int, filler: str) -> str:
+    """Return filler up to `shift` characters before `at`, then piece, then words."""
+    head = (filler * (at // len(filler) + 1))[: at - shift]
+    return head + piece + " dog" * 1500
+
+
+CUT = encoding.PREFIX_MIN_CHARS  # where the first prefix of a text ends, for small max_length
+# fillers without tokens (for BERT: spaces, control characters) bring the kept tokens up to
+# the cut, so that a wrong cut would change them
+STRADDLING = [
+    straddling(piece, at, shift, filler)
+    for piece in ["a" * 300, "é日👩\u200d👩\u200d👧" * 40, "日本語" * 200, "transfer", "  \n\t  "]
+    for shift in (0, 1, 2, 3, 5, 150)
+    for at, filler in [(CUT, "the cat "), (CUT, " "), (2 * CUT, "\x07 "), (4 * CUT, "\n")]
+]
+SPECIAL = {
+    "no-whitespace": "x" * 5000,
+    "no-whitespace-cjk": "日本語のテキスト" * 700,
+    "only-other-spaces": "word\u3000" * 1500,
+    "whitespace-then-words": " " * 5000 + "the cat " * 500,
+    "words-then-no-spaces": "the cat " * 100 + "y" * 5000,
+    "one-word-per-cut": ("z" * 1023 + " ") * 6,
+    "emoji-only": "👩\u200d👩\u200d👧 " * 1000,
+    "combining-after-space": "e \u0301" * 2000,
+}
+TEXTS = STRADDLING + list(SPECIAL.values()) + [awkward_text(seed, 7000) for seed in range(12)]
+
+
+def whole_text_tokenization(loaded, text: str, max_length: int) -> tuple[list[int], bool]:
+    (whole,) = loaded.encode_texts([text], max_length)
+    return whole.ids, bool(whole.overflowing)
+
+
+@pytest.mark.parametrize("max_length", [4, 16, 62, 300])
+def test_long_texts_get_the_whole_texts_ids_and_truncation_flag(tiny_model, max_length):
+    loaded = SentenceEmbedder(model=tiny_model).fit(["x"])._model()
+    got = encoding.tokenize(loaded, TEXTS, max_length)
+    for i, text in enumerate(TEXTS):
+        ids, truncated = whole_text_tokenization(loaded, text, max_length)
+        assert (got.ids[i].tolist(), bool(got.truncated[i])) == (ids, truncated), i
+
+
+def test_a_long_text_that_fits_is_not_flagged(tiny_bert):
+    loaded = SentenceEmbedder(model=tiny_bert).fit(["x"])._model()
+    text = " " * 5000 + "the cat chased the dog" + "\n" * 5000
+    got = encoding.tokenize(loaded, [text], 62)
+    assert (got.ids[0].tolist(), bool(got.truncated[0])) == whole_text_tokenization(
+        loaded, text, 62
+    )
+    assert not got.truncated[0]
+
+
+def test_a_left_truncating_model_keeps_the_end_of_a_long_text(tiny_bert):
+    loaded = SentenceEmbedder(model=tiny_bert).fit(["x"])._model()
+    left = dataclasses.replace(loaded, truncation_side="left")
+    text = "the cat " * 1000 + "hello world"
+    got = encoding.tokenize(left, [text], 6)
+    assert left.tokenizer.decode(got.ids[0].tolist()) == "the cat hello world"
+    assert got.truncated[0]
+
+
+def test_ten_megabytes_of_words_are_read_from_a_prefix(tiny_model):
+    loaded = SentenceEmbedder(model=tiny_model).fit(["x"])._model()
+    big = "word " * 2_000_000
+    size = encoding.PREFIX_CHARS_PER_TOKEN * 256
+    cut = encoding._prefix_cut(big, size)
+    (head,) = loaded.encode_texts([big[:cut]], 256)
+    assert (size, cut) == (2048, 2044)  # the end of the last whole word within 2,048
+    assert encoding._prefix_is_enough(head, big, cut)
+
+
+def test_embedding_a_ten_megabyte_text_gives_the_prefix_vector_and_one_warning(tiny_bert):
+    embedder = SentenceEmbedder(model=tiny_bert).fit(["x"])
+    big = "word " * 2_000_000
+    with pytest.warns(UserWarning, match="^1 of 1 texts were longer than 64 tokens"):
+        X = embedder.transform([big])
+    # 62 words and [CLS], [SEP]: the 64 tokens kept of the big text, not truncated
+    np.testing.assert_array_equal(X, embedder.transform(["word " * 62]))

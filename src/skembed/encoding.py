@@ -49,7 +49,12 @@ TOKENIZE_SLICE = 1024
 
 
 def tokenize(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> TokenIds:
-    """Tokenize texts in batched calls, truncating each to max_length tokens."""
+    """Tokenize texts in batched calls, truncating each to max_length tokens.
+
+    A long text costs time in proportion to max_length, not to its length: only a prefix of
+    it is tokenized when that provably gives the same ids and truncation flag as the whole
+    text (see :func:`_tokenize_slice`).
+    """
     ids: list[np.ndarray] = []
     truncated = np.zeros(len(texts), dtype=bool)
     for start in range(0, len(texts), TOKENIZE_SLICE):
@@ -60,12 +65,81 @@ def tokenize(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> Toke
     return TokenIds(ids=ids, truncated=truncated)
 
 
+# A text longer than twice this many characters per kept token is tokenized from a prefix:
+# 8 is generous (English runs about 4-5 characters per WordPiece token), so the first
+# prefix is almost always long enough
+PREFIX_CHARS_PER_TOKEN = 8
+PREFIX_MIN_CHARS = 1024
+# where a prefix may end: before a run of whitespace that every pre-tokenizer splits at
+# (WordPiece's, byte-level BPE's regex, Metaspace); no other Unicode spaces, whose
+# handling differs between tokenizers
+_CUT_SPACES = " \t\n\r"
+
+
 def _tokenize_slice(
     loaded: LoadedModel, texts: list[str], max_length: int
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    encodings = loaded.encode_texts(texts, max_length)
+    """Return the ids and truncation flags of texts, tokenizing long texts from a prefix.
+
+    Tokenizing 10 MB to keep 256 tokens took tens of seconds. A long text is first cut
+    after about ``PREFIX_CHARS_PER_TOKEN * max_length`` characters, at the start of a
+    whitespace run (no word, multi-byte character or byte-level "space + word" token is
+    split). Its prefix is used only when the prefix overflows max_length and the token
+    after the kept ones ends before a further whitespace, so that a whole word separates
+    every kept token from the cut; otherwise the prefix is doubled, up to the whole text.
+    Texts without whitespace, and models that truncate on the left (which keep the end of
+    the text), are tokenized whole.
+    """
+    encodings: list = [None] * len(texts)
+    size = max(PREFIX_CHARS_PER_TOKEN * max_length, PREFIX_MIN_CHARS)
+    pending: dict[int, int] = {}  # index of a long text -> characters of its next prefix
+    whole = []
+    for i, text in enumerate(texts):
+        if len(text) > 2 * size and loaded.truncation_side == "right":
+            pending[i] = size
+        else:
+            whole.append(i)
+    whole_encodings = loaded.encode_texts([texts[i] for i in whole], max_length)
+    for i, encoding in zip(whole, whole_encodings, strict=True):
+        encodings[i] = encoding
+    while pending:
+        cuts = {i: _prefix_cut(texts[i], n) for i, n in pending.items()}
+        cuts = {i: cut for i, cut in cuts.items() if cut}  # no whitespace yet: a longer one
+        heads = loaded.encode_texts([texts[i][:cut] for i, cut in cuts.items()], max_length)
+        retry = {}
+        for (i, cut), encoding in zip(cuts.items(), heads, strict=True):
+            if cut == len(texts[i]) or _prefix_is_enough(encoding, texts[i], cut):
+                encodings[i] = encoding
+            else:
+                retry[i] = 2 * pending[i]
+        retry.update((i, 2 * n) for i, n in pending.items() if i not in cuts)
+        pending = retry
     ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
     return ids, np.fromiter((bool(e.overflowing) for e in encodings), bool, len(encodings))
+
+
+def _prefix_cut(text: str, size: int) -> int:
+    """Return where a prefix of about size characters may end, 0 if nowhere, or len(text)."""
+    if 2 * size >= len(text):
+        return len(text)
+    head = text[:size]
+    space = max(head.rfind(c) for c in _CUT_SPACES)
+    return len(head[: max(space, 0)].rstrip(_CUT_SPACES))
+
+
+def _prefix_is_enough(encoding, text: str, cut: int) -> bool:
+    """Tell whether a prefix's truncated encoding is the whole text's (see _tokenize_slice)."""
+    if not encoding.overflowing:
+        return False  # the whole text may still overflow, or the kept tokens may change
+    after = encoding.overflowing[0]
+    content = [
+        end
+        for (_, end), special in zip(after.offsets, after.special_tokens_mask, strict=True)
+        if not special
+    ]
+    if not content:
+        return False
+    return any(text.find(c, content[0], cut) >= 0 for c in _CUT_SPACES)
 
 
 @dataclass(frozen=True)
