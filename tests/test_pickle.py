@@ -1,4 +1,4 @@
-"""Pickles: small by-reference by default, checked against the weights' sha256 on load;
+"""Pickles: small by-reference by default, checked against the model's files on load;
 self-contained with pickle_weights=True; pickle, joblib and skops all work."""
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_missing_model_after_unpickling_says_what_was_expected(tiny_bert, tmp_pa
     with pytest.raises(ModelNotFoundError) as info:
         loaded.transform(TEXTS)
     message = str(info.value)
-    assert f"weights sha256 {est.fingerprint_}" in message
+    assert f"(fingerprint {est.fingerprint_})" in message
     assert "pickle it with pickle_weights=True" in message
 
 
@@ -96,8 +96,9 @@ def test_different_weights_after_unpickling_are_refused(tiny_bert, tmp_path):
     with pytest.raises(ModelMismatchError) as info:
         pickle.loads(blob).transform(TEXTS)
     message = str(info.value)
-    assert f"this estimator was fitted with sha256 {est.fingerprint_}" in message
-    assert models.fingerprint(folder) in message
+    assert "is not the model this estimator was fitted with" in message
+    assert f"fingerprint {models.fingerprint(folder)}, expected {est.fingerprint_}" in message
+    assert "model.safetensors changed" in message
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

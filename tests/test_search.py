@@ -165,8 +165,10 @@ def test_loading_an_index_built_with_other_weights_is_refused(tiny_bert, tmp_pat
     with pytest.raises(ModelMismatchError) as info:
         SemanticSearch.load(tmp_path / "index")
     message = str(info.value)
-    assert f"weights sha256 {index.embedder_.fingerprint_}" in message
+    assert f"the index in {str(tmp_path / 'index')!r} was built with" in message
+    assert f"expected {index.embedder_.fingerprint_}" in message
     assert models.fingerprint(folder) in message and "build the index again" in message
+    assert "model.safetensors changed" in message
 
 
 def test_loading_refuses_vectors_that_were_not_saved_with_the_texts(tiny_bert, tmp_path):

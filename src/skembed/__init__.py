@@ -16,6 +16,7 @@ _EXPORTS = {
     "TruncationWarning": "embedder",
     "ModelMismatchError": "models",
     "ModelNotFoundError": "models",
+    "LegacyFingerprintWarning": "identity",
     "cache_info": "cache",
     "clear_cache": "cache",
     "set_cache_limit": "cache",

