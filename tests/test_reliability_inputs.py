@@ -1,14 +1,17 @@
-"""Every text gets a vector or a clear error: lone surrogates, very long texts."""
+"""Every text gets a vector or a clear error: lone surrogates, very long texts, damaged caches."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, encoding
+import skembed
+from skembed import SentenceEmbedder, cache, encoding
 from skembed._input import check_texts
+from skembed.pooling import STATISTICS
 
 FIX = 'repair the text first, e.g. text.encode("utf-8", "replace").decode("utf-8")'
 
@@ -185,3 +188,66 @@ def test_embedding_a_ten_megabyte_text_gives_the_prefix_vector_and_one_warning(t
         X = embedder.transform([big])
     # 62 words and [CLS], [SEP]: the 64 tokens kept of the big text, not truncated
     np.testing.assert_array_equal(X, embedder.transform(["word " * 62]))
+
+
+# -- damaged files in cache_dir are never served ---------------------------------------------
+
+CACHED = ["I love apples", "The dog chased the cat", "hello world", "my card was declined"]
+
+
+def damage(path: Path, how: str) -> None:
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "garbage":
+        path.write_bytes(b"not a numpy file at all")
+    elif how == "2-d":
+        np.save(path, np.zeros((3, 5), dtype=np.float32))
+    elif how == "nan":
+        entry = np.load(path)
+        entry[0] = np.nan
+        np.save(path, entry)
+
+
+def cached_files(embedder, cache_dir: Path) -> list[Path]:
+    (folder,) = [p for p in cache_dir.iterdir() if p.is_dir()]
+    disk = cache.DiskCache(cache_dir, folder.name)
+    return [disk._path(text) for text in CACHED]
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "2-d", "nan"])
+def test_a_damaged_cache_file_is_ignored_with_a_warning_recomputed_and_rewritten(
+    tiny_bert, tmp_path, monkeypatch, how
+):
+    embedder = SentenceEmbedder(model=tiny_bert, cache_dir=tmp_path).fit(["x"])
+    expected = embedder.transform(CACHED)
+    files = cached_files(embedder, tmp_path)
+    good = np.load(files[1])
+    damage(files[1], how)
+    skembed.clear_cache()  # the process cache would answer before the disk
+    log = tmp_path / "encoder.log"
+    monkeypatch.setenv("SKEMBED_ENCODER_LOG", str(log))
+    with pytest.warns(cache.DamagedCacheWarning) as record:
+        X = embedder.transform(CACHED)
+    assert len(record) == 1
+    assert str(record[0].message).startswith(f"skembed cache file {files[1]} is damaged (")
+    assert str(record[0].message).endswith(
+        "); it was ignored and deleted, and the text is encoded again"
+    )
+    np.testing.assert_allclose(X, expected, atol=1e-6)
+    assert len(log.read_text().splitlines()) == 1  # only the damaged text was encoded
+    np.testing.assert_array_equal(np.load(files[1]), good)  # and its file written anew
+
+
+def test_an_entry_of_the_wrong_width_is_not_served(tiny_bert, tmp_path):
+    embedder = SentenceEmbedder(model=tiny_bert, cache_dir=tmp_path).fit(["x"])
+    embedder.transform(CACHED)
+    files = cached_files(embedder, tmp_path)
+    width = embedder.n_layers_ * len(STATISTICS) * embedder.embedding_dim_ + 1
+    np.save(files[2], np.ones(width - 1, dtype=np.float32))  # a model with another dim
+    disk = cache.DiskCache(tmp_path, files[2].parent.parent.name, entry_width=width)
+    with pytest.warns(cache.DamagedCacheWarning, match=rf"\(shape \({width - 1},\) instead of"):
+        assert disk.get(CACHED[2]) is None
+    assert not files[2].exists()
+    assert disk.get(CACHED[3]).shape == (width,)  # sound files are served

@@ -22,6 +22,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,23 +117,67 @@ def cache_info() -> dict[str, int]:
     return PROCESS_CACHE.info()
 
 
-class DiskCache:
-    """One .npy file per text under cache_dir/<model key>/, written atomically."""
+class DamagedCacheWarning(UserWarning):
+    """A file of an on-disk cache was damaged (truncated, empty, wrong shape) and ignored."""
 
-    def __init__(self, cache_dir: str | os.PathLike, model_key: str):
+
+class DiskCache:
+    """One .npy file per text under cache_dir/<model key>/, written atomically.
+
+    A file that cannot be an entry (empty, truncated, not a 1-D float32 array of
+    ``entry_width`` finite values) is never served: :meth:`get` warns once naming it
+    (:class:`DamagedCacheWarning`), deletes it and returns None, so the text is encoded
+    again and its entry written anew. ``entry_width=None`` checks all but the width.
+    """
+
+    def __init__(
+        self, cache_dir: str | os.PathLike, model_key: str, entry_width: int | None = None
+    ):
         self.folder = Path(cache_dir) / model_key
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.entry_width = entry_width
 
     def _path(self, text: str) -> Path:
         digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
         return self.folder / digest[:2] / f"{digest}.npy"
 
     def get(self, text: str) -> np.ndarray | None:
-        """Return the stored entry for a text, or None."""
+        """Return the stored entry for a text, or None (also for a damaged file, dropped)."""
+        path = self._path(text)
         try:
-            return np.load(self._path(text), allow_pickle=False)
-        except (FileNotFoundError, ValueError, EOFError):
+            entry = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
             return None
+        except (ValueError, EOFError, OSError) as error:
+            # np.load says "No data left in file" for an empty file, "cannot reshape array"
+            # or "EOF" for a truncated one, "the magic string is not correct" for others
+            return self._drop(path, f"unreadable: {error}")
+        problem = self._problem(entry)
+        if problem is not None:
+            return self._drop(path, problem)
+        return entry
+
+    def _problem(self, entry: np.ndarray) -> str | None:
+        if entry.ndim != 1 or (self.entry_width is not None and len(entry) != self.entry_width):
+            expected = "1-D" if self.entry_width is None else f"({self.entry_width},)"
+            return f"shape {entry.shape} instead of {expected}"
+        if entry.dtype != np.float32:
+            return f"dtype {entry.dtype} instead of float32"
+        if not np.isfinite(entry).all():
+            return "values that are not finite"
+        return None
+
+    def _drop(self, path: Path, problem: str) -> None:
+        # deleted rather than left for put() to overwrite: the caller looks a text up twice
+        # (before and after taking the lock), and one damaged file should warn once
+        path.unlink(missing_ok=True)
+        warnings.warn(
+            f"skembed cache file {path} is damaged ({problem}); it was ignored and deleted, "
+            "and the text is encoded again",
+            DamagedCacheWarning,
+            stacklevel=4,
+        )
+        return None
 
     def put(self, text: str, entry: np.ndarray) -> None:
         """Store an entry: write a temporary file, then rename it into place."""
