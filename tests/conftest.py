@@ -31,6 +31,30 @@ def tiny_model(request) -> str:
     return request.getfixturevalue(f"tiny_{request.param}")
 
 
+@pytest.fixture(scope="session")
+def st_folders(tmp_path_factory):
+    """Return get(architecture, pipeline): a tiny sentence-transformers folder, built once.
+
+    Saved by sentence-transformers itself (tests/tiny_st_models.py), for every architecture
+    of ``tiny_st_models.ARCHITECTURES`` and pipeline of ``tiny_st_models.PIPELINES``.
+    """
+    from tiny_st_models import build_hf_encoder, build_st_model
+
+    root = tmp_path_factory.mktemp("st-folders")
+    built: dict[tuple[str, str], Path] = {}
+
+    def get(architecture: str, pipeline: str) -> Path:
+        hf = root / f"hf-{architecture}"
+        if not hf.exists():
+            build_hf_encoder(hf, architecture)
+        key = (architecture, pipeline)
+        if key not in built:
+            built[key] = build_st_model(root / f"{architecture}-{pipeline}", hf, pipeline)
+        return built[key]
+
+    return get
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_skembed_home(tmp_path_factory):
     """Unpacked pickles and ONNX exports go to a folder of this run, never the user's cache."""

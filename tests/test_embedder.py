@@ -188,12 +188,12 @@ def test_folder_without_config_is_refused(tmp_path):
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"pooling": "median"}, "pooling='median' is not one of"),
+        ({"pooling": "median"}, "pooling='median' is not 'auto' or one of"),
         ({"layer": "last"}, "layer='last' must be an int or a non-empty tuple of ints"),
         ({"layer": ()}, r"layer=\(\) must be an int or a non-empty tuple of ints"),
         ({"batch_size": 0}, "batch_size=0 must be a positive int"),
         ({"max_length": -1}, "max_length=-1 must be None or a positive int"),
-        ({"normalize": "yes"}, "normalize='yes' must be True or False"),
+        ({"normalize": "yes"}, "normalize='yes' must be True, False or 'auto'"),
     ],
 )
 def test_bad_parameters_fail_at_fit(tiny_bert, params, message):

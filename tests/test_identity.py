@@ -15,6 +15,7 @@ from skembed import (
     LegacyFingerprintWarning,
     ModelMismatchError,
     SentenceEmbedder,
+    UnsupportedFolderError,
     bundle,
     cache,
     identity,
@@ -255,13 +256,13 @@ def test_a_legacy_pickle_with_other_weights_is_refused():
 def test_a_folder_that_needs_remote_code_is_refused(tiny_bert, tmp_path):
     folder = Path(shutil.copytree(tiny_bert, tmp_path / "remote"))
     _edit_json(folder / "config.json", auto_map={"AutoModel": "modeling_custom.CustomModel"})
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(UnsupportedFolderError) as info:
         SentenceEmbedder(model=str(folder)).fit(TEXTS)
     assert str(info.value) == (
-        f"the model in {folder} needs code of its own: config.json has auto_map "
-        "{'AutoModel': 'modeling_custom.CustomModel'}. skembed never runs code from a model "
-        "folder (trust_remote_code is always False); use a model whose architecture "
-        "transformers ships, or convert this one to such an architecture"
+        f"{folder}: config.json has an auto_map entry "
+        "({'AutoModel': 'modeling_custom.CustomModel'}): the model needs Python code shipped "
+        "in its folder, and skembed never runs code from a model folder (trust_remote_code "
+        "is never set); use a model whose architecture transformers ships"
     )
 
 

@@ -27,7 +27,7 @@ from skembed.st_folder import (
     prompt_length,
     read_pipeline,
 )
-from tiny_st_models import ARCHITECTURES, PIPELINES, PROMPTS, build_hf_encoder, build_st_model
+from tiny_st_models import ARCHITECTURES, PIPELINES, PROMPTS
 
 TEXTS = [
     "I love apples",
@@ -36,24 +36,6 @@ TEXTS = [
     "My card was declined at the shop",
 ]
 LOCAL = {"trust_remote_code": False, "local_files_only": True, "device": "cpu"}
-
-
-@pytest.fixture(scope="module")
-def st_folders(tmp_path_factory):
-    """Build each (architecture, pipeline) folder once, on first use."""
-    root = tmp_path_factory.mktemp("st-folders")
-    built: dict[tuple[str, str], Path] = {}
-
-    def get(architecture: str, pipeline: str) -> Path:
-        hf = root / f"hf-{architecture}"
-        if not hf.exists():
-            build_hf_encoder(hf, architecture)
-        key = (architecture, pipeline)
-        if key not in built:
-            built[key] = build_st_model(root / f"{architecture}-{pipeline}", hf, pipeline)
-        return built[key]
-
-    return get
 
 
 def _sentence_transformer(folder: Path, truncate_dim: int | None = None):
@@ -146,16 +128,11 @@ def test_read_pipeline_reads_the_files_sentence_transformers_6_writes(
 
 
 def _parity_params():
+    # qwen3 x cls: ST 6 takes the first *real* token (after the left padding), as
+    # skembed.pooling.cls does
     for architecture in ARCHITECTURES:
         for pipeline in PIPELINES:
-            marks = ()
-            if architecture == "qwen3" and pipeline == "cls_dense_normalize":
-                # ST 6 takes the first *real* token for "cls" (after the left padding);
-                # skembed.pooling.cls takes position 0, a pad token in the shorter rows
-                marks = pytest.mark.xfail(
-                    strict=True, reason="skembed.pooling.cls ignores left padding; ST 6 does not"
-                )
-            yield pytest.param(architecture, pipeline, marks=marks)
+            yield pytest.param(architecture, pipeline)
 
 
 @pytest.mark.parametrize("architecture, pipeline", list(_parity_params()))

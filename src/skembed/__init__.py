@@ -17,6 +17,7 @@ _EXPORTS = {
     "ModelMismatchError": "models",
     "ModelNotFoundError": "models",
     "LegacyFingerprintWarning": "identity",
+    "UnsupportedFolderError": "st_folder",
     "cache_info": "cache",
     "clear_cache": "cache",
     "set_cache_limit": "cache",

