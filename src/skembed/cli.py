@@ -168,6 +168,8 @@ def _add_encode(subparsers, common) -> None:
 
 
 def _run_encode(args) -> int:
+    from . import outputs
+
     output = Path(args.output)
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UsageError(
@@ -181,46 +183,23 @@ def _run_encode(args) -> int:
         raise UsageError(f"{source.name} holds no texts; nothing to encode")
     embedder = _fitted_embedder(args, ["load the model"])
     dim = embedder.embedding_dim_
-    partial = output.with_name(output.name + ".partial")
-    try:
+    with outputs.atomic_output(output) as partial:
+        if output.suffix.lower() == ".npy":
+            writer = outputs.NpyWriter(partial, n, dim, args.dtype)
+        else:
+            _pyarrow("writing Parquet")
+            writer = outputs.ParquetWriter(partial, dim, args.dtype)
         with _TruncationCount(embedder.max_length_) as truncation, _progress(n, args) as bar:
-            write = _encode_npy if output.suffix.lower() == ".npy" else _encode_parquet
-            write(embedder, source, partial, n, dim, args, bar, truncation)
-        os.replace(partial, output)
-    finally:
-        if partial.exists():
-            partial.unlink()
+            for chunk in source.chunks(args.chunk_size):
+                if writer.rows + len(chunk) > n:
+                    raise UsageError(f"{source.name} changed while it was read; run encode again")
+                writer.write(chunk, truncation.transform(embedder, chunk))
+                bar.update(len(chunk))
+        if writer.rows != n:
+            raise UsageError(f"{source.name} changed while it was read; run encode again")
+        writer.close()
     print(f"skembed: wrote {n:,} vectors of {dim} {args.dtype} to {output}", file=sys.stderr)
     return 0
-
-
-def _encode_npy(embedder, source, path, n, dim, args, bar, truncation) -> None:
-    import numpy as np
-
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=args.dtype, shape=(n, dim))
-    start = 0
-    for chunk in source.chunks(args.chunk_size):
-        if start + len(chunk) > n:
-            raise UsageError(f"{source.name} changed while it was read; run encode again")
-        out[start : start + len(chunk)] = truncation.transform(embedder, chunk)
-        start += len(chunk)
-        bar.update(len(chunk))
-    if start != n:
-        raise UsageError(f"{source.name} changed while it was read; run encode again")
-    out.flush()
-    del out  # close the memory map before the file is renamed
-
-
-def _encode_parquet(embedder, source, path, n, dim, args, bar, truncation) -> None:
-    pa, pq = _pyarrow("writing Parquet")
-    value_type = pa.float16() if args.dtype == "float16" else pa.float32()
-    schema = pa.schema([("text", pa.string()), ("embedding", pa.list_(value_type, list_size=dim))])
-    with pq.ParquetWriter(path, schema) as writer:
-        for chunk in source.chunks(args.chunk_size):
-            vectors = truncation.transform(embedder, chunk).astype(args.dtype, copy=False)
-            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)
-            writer.write_table(pa.table([pa.array(chunk, pa.string()), embedding], schema=schema))
-            bar.update(len(chunk))
 
 
 # -- search ----------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Files that ``skembed encode`` writes: .npy and Parquet, complete or not at all.
+
+A file is written under a temporary name beside the output (``.<name>.<random>.partial``)
+and renamed to the output only once complete, so that whatever reads the output never
+sees half a file: an exception or Ctrl-C deletes the temporary; a process killed outright
+(SIGKILL, power loss) leaves at most the temporary, never a file at the output path. A
+full disk or a file-size limit is reported as :class:`OutputSpaceError`, naming the output.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class OutputSpaceError(OSError):
+    """The output did not fit: no space left on the device, a quota or a file-size limit."""
+
+
+@contextmanager
+def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside output; rename it to output when the block completes.
+
+    The temporary is deleted if the block raises (KeyboardInterrupt included). An error of
+    space (ENOSPC, EFBIG, EDQUOT) becomes OutputSpaceError naming the output.
+    """
+    output = Path(output)
+    partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
+    try:
+        yield partial
+        os.replace(partial, output)
+    except OSError as error:
+        if error.errno in _NO_SPACE:
+            space = OutputSpaceError(
+                f"cannot write {output}: no space left on the device or file too large "
+                f"({os.strerror(error.errno)}); free some space or write it elsewhere. "
+                f"Nothing was written to {output}"
+            )
+            space.errno = error.errno
+            raise space from error
+        raise
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+class NpyWriter:
+    """Write an (n, dim) array to a .npy file through a memory map, rows in order."""
+
+    def __init__(self, path: Path, n: int, dim: int, dtype: str):
+        self.path, self.n, self.rows = path, n, 0
+        self._out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, dim))
+        _reserve(path)
+
+    def write(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Write the next rows; raise ValueError beyond the n rows announced."""
+        if self.rows + len(vectors) > self.n:
+            raise ValueError(f"more than the {self.n:,} rows announced")
+        self._out[self.rows : self.rows + len(vectors)] = vectors
+        self.rows += len(vectors)
+
+    def close(self) -> None:
+        """Flush the rows to the file and close the memory map."""
+        self._out.flush()
+        del self._out  # the memory map is closed before the file is renamed
+
+
+class ParquetWriter:
+    """Write columns text and embedding (fixed-size lists) to a Parquet file."""
+
+    def __init__(self, path: Path, dim: int, dtype: str):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._pa, self.dim, self.dtype, self.rows = pa, dim, dtype, 0
+        value_type = pa.float16() if dtype == "float16" else pa.float32()
+        self._schema = pa.schema(
+            [("text", pa.string()), ("embedding", pa.list_(value_type, list_size=dim))]
+        )
+        self._writer = pq.ParquetWriter(path, self._schema)
+
+    def write(self, texts: list[str], vectors: np.ndarray) -> None:
+        """Write the next rows: the texts and their vectors."""
+        pa = self._pa
+        vectors = vectors.astype(self.dtype, copy=False)
+        embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), self.dim)
+        table = pa.table([pa.array(texts, pa.string()), embedding], schema=self._schema)
+        self._writer.write_table(table)
+        self.rows += len(texts)
+
+    def close(self) -> None:
+        """Write the Parquet footer and close the file."""
+        self._writer.close()
+
+
+def _reserve(path: Path) -> None:
+    """Allocate the file's blocks now, so that a full disk fails here with ENOSPC.
+
+    Writing through a memory map into a sparse file on a full disk would kill the process
+    with SIGBUS later, instead of raising an error that names the output.
+    """
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as error:
+        if error.errno in _NO_SPACE:
+            raise
+        # file systems without fallocate (EOPNOTSUPP, EINVAL): the map still works
+    finally:
+        os.close(fd)
