@@ -259,7 +259,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
         ),
         "column on text": ([ok, "--column", "text", "-o", out], "--column applies to CSV"),
         "missing model": ([ok, "-o", out, "--model", tmp_path / "nomodel"], "was not found"),
-        "bad pooling": ([ok, "-o", out, "--pooling", "avg"], r"pooling='avg' is not one of"),
+        "bad pooling": (
+            [ok, "-o", out, "--pooling", "avg"],
+            r"pooling='avg' is not 'auto' or one of",
+        ),
         "bad max length": ([ok, "-o", out, "--max-length", "0"], "'0' must be 1 or more"),
         "missing -o": ([ok], "the following arguments are required: -o/--output"),
         "bad backend": (

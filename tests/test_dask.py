@@ -83,6 +83,15 @@ def test_dask_array_gives_array_of_vectors_equal_to_local_rows(client, embedder)
     np.testing.assert_allclose(_compute(client, vectors), embedder.transform(texts), atol=1e-6)
 
 
+def test_an_own_sentence_transformers_folder_with_a_prompt_runs_on_the_workers(client, st_folders):
+    folder = st_folders("mpnet", "mean_prompts")  # prompts left out of pooling
+    own = SentenceEmbedder(model=str(folder), prompt_name="query").fit(["warm up"])
+    texts = _texts(23)
+    vectors = transform(own, da.from_array(np.array(texts, dtype=object), chunks=10))
+    assert vectors.shape == (23, 32)
+    np.testing.assert_allclose(_compute(client, vectors), own.transform(texts), atol=1e-6)
+
+
 def test_single_column_dask_array_gives_the_same_vectors(client, embedder):
     texts = _texts(25)
     x = da.from_array(np.array(texts, dtype=object)[:, None], chunks=(10, 1))

@@ -73,7 +73,7 @@ def test_ctrl_c_mid_run_leaves_neither_output_nor_temporary(big_input, tiny_bert
     wait_for_partial(process, tmp_path)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130
+    assert process.returncode == 130, err
     assert err.rstrip().endswith("skembed: interrupted")
     assert sorted(tmp_path.iterdir()) == []
 

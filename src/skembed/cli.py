@@ -69,11 +69,28 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as exc:  # --help and --version exit through argparse
             return exc.code if isinstance(exc.code, int) else 0
         except _USER_ERRORS as exc:
-            print(f"skembed: error: {_one_line(exc)}", file=sys.stderr)
-            return EXIT_USAGE
+            if not _interrupted(exc):
+                print(f"skembed: error: {_one_line(exc)}", file=sys.stderr)
+                return EXIT_USAGE
+            print("skembed: interrupted", file=sys.stderr)
+            return 130
         except KeyboardInterrupt:
             print("skembed: interrupted", file=sys.stderr)
             return 130
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Return True when Ctrl-C caused exc: a library turned the KeyboardInterrupt into it.
+
+    (An import interrupted half-way raises ImportError, for example.)
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     # None leaves SentenceEmbedder's own default in place, so the two never disagree
     model.add_argument(
         "--pooling",
-        help="mean (default), max, cls, static_mean, mean_sqrt_len, weighted_mean or last",
+        help="auto (default: the folder's own pooling, else mean), mean, max, cls, "
+        "static_mean, mean_sqrt_len, weighted_mean or last",
+    )
+    model.add_argument(
+        "--prompt", help="a string put before every text, e.g. 'query: ' (default: none)"
+    )
+    model.add_argument(
+        "--prompt-name",
+        metavar="NAME",
+        help="one of the model's own prompts, e.g. query or document (skembed info lists "
+        "them; default: the model's default prompt, if any)",
+    )
+    model.add_argument(
+        "--truncate-dim",
+        type=_positive_int,
+        metavar="K",
+        help="keep the first K dimensions of each vector (Matryoshka models)",
     )
     model.add_argument(
         "--max-length",
@@ -378,7 +411,8 @@ def _add_info(subparsers, common) -> None:
     p = subparsers.add_parser(
         "info",
         parents=[common],
-        help="show the model: folder, dimension, max length, fingerprint, device",
+        help="show the model: folder, architecture, pooling, prompts, dense layers, "
+        "normalisation, dimension, max length, fingerprint, device",
         description="Load the model chosen by the model options and describe it.",
     )
     p.set_defaults(run=_run_info)
@@ -388,20 +422,43 @@ def _run_info(args) -> int:
     from .models import resolve_device
 
     embedder = _fitted_embedder(args, ["info"])
+    pipeline = embedder._model().pipeline
+    include = "" if pipeline.include_prompt else ", prompt tokens left out"
+    dense = [f"{d.weight.shape[1]} -> {d.out_features} {d.activation}" for d in pipeline.dense]
     rows = [
         ("model", args.model),
         ("folder", embedder.model_path_),
         ("found as", embedder.model_origin_),
+        ("architecture", _architecture(Path(embedder.model_path_))),
         ("dimension", embedder.embedding_dim_),
         ("max length", f"{embedder.max_length_} tokens"),
         ("layers", f"{embedder.n_layers_} (0 is the embedding output)"),
-        ("pooling", embedder.pooling),
+        ("pooling", f"{embedder.pooling_}{include}"),
+        ("dense", "; ".join(dense) or "none"),
+        ("normalize", "unit length" if embedder.normalize_ else "no"),
+        ("prompt", repr(embedder.prompt_) if embedder.prompt_ else "none"),
+        (
+            "prompts",
+            ", ".join(f"{k}={v!r}" for k, v in sorted(embedder.prompts_.items())) or "none",
+        ),
         ("fingerprint", f"sha256 {embedder.fingerprint_}"),
         ("device", resolve_device(embedder.device)),
     ]
     for key, value in rows:
-        print(f"{key:<12} {value}")
+        print(f"{key:<13} {value}")
     return 0
+
+
+def _architecture(folder: Path) -> str:
+    """Return the model type and class named by a folder's config.json, e.g. 'bert (BertModel)'."""
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    classes = ", ".join(config.get("architectures") or [])
+    return f"{config.get('model_type', 'unknown')}" + (f" ({classes})" if classes else "")
 
 
 # -- eval ------------------------------------------------------------------------------------
@@ -645,8 +702,18 @@ def _embedder(args):
 
     options = {
         name: getattr(args, name)
-        for name in ("pooling", "max_length", "batch_size", "device", "backend", "precision")
-        if getattr(args, name) is not None
+        for name in (
+            "pooling",
+            "max_length",
+            "prompt",
+            "prompt_name",
+            "truncate_dim",
+            "batch_size",
+            "device",
+            "backend",
+            "precision",
+        )
+        if getattr(args, name, None) is not None
     }
     # the process cache helps estimators that re-embed the same texts; a command does not
     return SentenceEmbedder(model=args.model, cache=False, **options)

@@ -357,7 +357,11 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 token_ids,
                 layers=layers,
                 memory=cache.PROCESS_CACHE if memory else None,
-                disk=cache.DiskCache(self.cache_dir, key) if self.cache_dir is not None else None,
+                disk=(
+                    cache.DiskCache(self.cache_dir, key, entry_width=encoding.entry_width(loaded))
+                    if self.cache_dir is not None
+                    else None
+                ),
                 key=key,
                 **options,
             )

@@ -297,8 +297,7 @@ def encode_cached(
     Texts found in the process cache or the disk cache are pooled from their stored layer
     statistics; the others go through the encoder once, and their statistics are stored.
     """
-    width = loaded.n_layers * len(STATISTICS) * loaded.dim + 1
-    table = np.empty((len(texts), width), dtype=np.float32)  # filled in place, no stacking
+    table = np.empty((len(texts), entry_width(loaded)), dtype=np.float32)  # filled in place
     missing = _fill_from_caches(table, range(len(texts)), texts, memory, disk, key)
     if len(missing):
         with disk.locked() if disk is not None else nullcontext():
@@ -325,6 +324,11 @@ class Head:
     dense: tuple = ()  # skembed.st_folder.DenseLayer, applied in order
     truncate_dim: int | None = None
     normalize: bool = True
+
+
+def entry_width(loaded: LoadedModel) -> int:
+    """Return the length of a cache entry: every layer's statistics, then the token count."""
+    return loaded.n_layers * len(STATISTICS) * loaded.dim + 1
 
 
 def finish(vectors: np.ndarray, token_ids: TokenIds, head: Head) -> np.ndarray:

@@ -182,6 +182,15 @@ class SemanticSearch(BaseEstimator):
         (at least ``n_neighbors`` are kept). Higher finds more of the true neighbours and
         is slower. It can be changed after ``fit`` with ``set_params``; ignored by exact
         search.
+    query_prompt : str, None or "auto", default="auto"
+        The prompt put before each query. ``"auto"``: the model's ``"query"`` prompt when a
+        :class:`~skembed.SentenceEmbedder` without a ``prompt``/``prompt_name`` of its own
+        embeds a sentence-transformers folder that defines one (asymmetric retrieval models
+        such as e5, bge, gte), else none. None: the embedder's own prompt. A string: that
+        prompt (a SentenceEmbedder only).
+    corpus_prompt : str, None or "auto", default="auto"
+        The same for the corpus texts: ``"auto"`` is the model's ``"document"`` prompt, or
+        its ``"passage"`` prompt.
 
     Attributes
     ----------
@@ -196,6 +205,10 @@ class SemanticSearch(BaseEstimator):
     hnsw_ : faiss.IndexHNSWFlat or None
         The approximate index of the unit corpus vectors (row ``i`` of ``embeddings_`` is
         its id ``i``); None when ``index="exact"``.
+    query_prompt_ : str or None
+        The prompt the queries get (None: the embedder's own).
+    corpus_prompt_ : str or None
+        The prompt the corpus texts got (None: the embedder's own).
 
     Examples
     --------
@@ -213,12 +226,16 @@ class SemanticSearch(BaseEstimator):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         index: str = "exact",
         ef_search: int = DEFAULT_EF_SEARCH,
+        query_prompt: str | None = "auto",
+        corpus_prompt: str | None = "auto",
     ):
         self.embedder = embedder
         self.n_neighbors = n_neighbors
         self.chunk_size = chunk_size
         self.index = index
         self.ef_search = ef_search
+        self.query_prompt = query_prompt
+        self.corpus_prompt = corpus_prompt
 
     def fit(self, X, y=None):
         """Embed and index the corpus X.
@@ -243,7 +260,11 @@ class SemanticSearch(BaseEstimator):
             _import_faiss()  # before the corpus is embedded, which may take long
         texts = check_texts(X)
         self.embedder_ = fit_embedder(self.embedder, texts)
-        self.embeddings_ = embed(self.embedder_, texts)
+        self.query_prompt_ = role_prompt(self.embedder_, self.query_prompt, ("query",))
+        self.corpus_prompt_ = role_prompt(
+            self.embedder_, self.corpus_prompt, ("document", "passage")
+        )
+        self.embeddings_ = embed(self.embedder_, texts, self.corpus_prompt_)
         self.hnsw_ = build_hnsw(self.embeddings_) if self.index == "hnsw" else None
         self.corpus_ = texts
         self.n_samples_fit_ = len(texts)
@@ -274,7 +295,7 @@ class SemanticSearch(BaseEstimator):
         check_is_fitted(self)
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         _check_positive_int(n_neighbors=k)
-        queries = embed(self.embedder_, check_texts(X))
+        queries = embed(self.embedder_, check_texts(X), getattr(self, "query_prompt_", None))
         if getattr(self, "hnsw_", None) is None:  # also a pickle from before hnsw_ existed
             return cosine_topk(queries, self.embeddings_, k, chunk_size=self.chunk_size)
         _check_positive_int(ef_search=self.ef_search)
@@ -350,6 +371,8 @@ class SemanticSearch(BaseEstimator):
             "chunk_size": self.chunk_size,
             "index": "exact" if hnsw is None else "hnsw",
             "ef_search": self.ef_search,
+            "query_prompt": self.query_prompt_,
+            "corpus_prompt": self.corpus_prompt_,
             "embedder": {
                 "params": params,
                 "fingerprint": self.embedder_.fingerprint_,
@@ -441,8 +464,12 @@ class SemanticSearch(BaseEstimator):
             chunk_size=meta["chunk_size"],
             index=kind,
             ef_search=meta.get("ef_search", DEFAULT_EF_SEARCH),
+            query_prompt=meta.get("query_prompt"),
+            corpus_prompt=meta.get("corpus_prompt"),
         )
         index.embedder_ = embedder
+        index.query_prompt_ = meta.get("query_prompt")  # indexes of 0.1.0: no prompts
+        index.corpus_prompt_ = meta.get("corpus_prompt")
         index.embeddings_ = np.load(vectors_path)
         index.hnsw_ = faiss.read_index(str(hnsw_path)) if kind == "hnsw" else None
         index.corpus_ = texts
@@ -604,9 +631,33 @@ def fit_embedder(embedder, texts: list[str]):
     return clone(embedder).fit(texts)
 
 
-def embed(embedder, texts: list[str]) -> np.ndarray:
-    """Return the fitted embedder's vectors of texts as a dense 2-D float32 array."""
-    X = embedder.transform(texts)
+def role_prompt(embedder, prompt, roles: tuple[str, ...]) -> str | None:
+    """Return the prompt for queries or corpus texts (see SemanticSearch), None for none.
+
+    ``"auto"`` takes the first of ``roles`` that the fitted SentenceEmbedder's model names
+    among its prompts, unless the embedder was given a prompt of its own.
+    """
+    from .embedder import SentenceEmbedder
+
+    is_ours = isinstance(embedder, SentenceEmbedder)
+    if prompt == "auto":
+        if not is_ours or embedder.prompt is not None or embedder.prompt_name is not None:
+            return None
+        return next((embedder.prompts_[r] for r in roles if embedder.prompts_.get(r)), None)
+    if prompt is not None and not (is_ours and isinstance(prompt, str)):
+        raise TypeError(
+            f"a prompt of {prompt!r} needs a SentenceEmbedder as the embedder and a string; "
+            f"got {type(embedder).__name__}: use None, or 'auto'"
+        )
+    return prompt
+
+
+def embed(embedder, texts: list[str], prompt: str | None = None) -> np.ndarray:
+    """Return the fitted embedder's vectors of texts as a dense 2-D float32 array.
+
+    ``prompt`` (a SentenceEmbedder only) replaces the embedder's own prompt for this call.
+    """
+    X = embedder.transform(texts) if prompt is None else embedder.transform(texts, prompt=prompt)
     if hasattr(X, "toarray"):  # e.g. a TfidfVectorizer as the embedder
         X = X.toarray()
     X = np.asarray(X, dtype=np.float32)
