@@ -31,7 +31,8 @@ _EXPORTS = {
 _SUBMODULES = ("datasets", "evaluate")
 
 # declared for its doc comment, which Sphinx reads; the value comes from __getattr__
-#: The ``pooling=`` values that :class:`SentenceEmbedder` accepts, a tuple of str.
+#: The ``pooling=`` values that :class:`SentenceEmbedder` accepts, a tuple of str:
+#: ``"auto"`` (the model folder's own pooling) and the modes of :mod:`skembed.pooling`.
 POOLING_MODES: tuple[str, ...]
 
 __all__ = ["POOLING_MODES", "__version__", *_EXPORTS, *_SUBMODULES]
@@ -42,7 +43,7 @@ def __getattr__(name: str):
     if name == "POOLING_MODES":
         from .pooling import POOLING_FUNCTIONS
 
-        return tuple(POOLING_FUNCTIONS)
+        return ("auto", *POOLING_FUNCTIONS)
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     if name not in _EXPORTS:

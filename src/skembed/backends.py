@@ -96,6 +96,10 @@ class Forward:
                 yield idx, future.result()
 
 
+class ExportError(RuntimeError):
+    """Raised when an encoder cannot be exported to ONNX; says to use backend='torch'."""
+
+
 _sessions: dict[tuple, Forward] = {}
 _sessions_lock = threading.Lock()
 
@@ -253,7 +257,14 @@ def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
     fp32 = folder / f"{stem}-fp32.onnx"
     if not fp32.is_file():
-        write_atomically(fp32, lambda tmp: _export(loaded, tmp, graph))
+        try:
+            write_atomically(fp32, lambda tmp: _export(loaded, tmp, graph))
+        except Exception as exc:  # noqa: BLE001 - any failure of the exporter is the same news
+            kind = getattr(loaded.encoder.config, "model_type", "this")
+            raise ExportError(
+                f"the {kind} encoder in {loaded.path} could not be exported to ONNX "
+                f"({type(exc).__name__}: {exc}); run it with backend='torch'"
+            ) from exc
     save_description(loaded)  # the next process loads the model without PyTorch
     if precision == "fp32":
         return fp32

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import datasets
-from .search import DEFAULT_CHUNK_SIZE, cosine_topk, embed
+from .search import DEFAULT_CHUNK_SIZE, cosine_topk, embed, role_prompt
 
 if TYPE_CHECKING:
     from .embedder import SentenceEmbedder
@@ -275,7 +275,10 @@ def retrieval(
 
     Every judged query is embedded and compared with every document (title and text, as
     MTEB embeds them) by :func:`skembed.search.cosine_topk`; the top ``max(k_values)``
-    documents are scored against the qrels by :func:`ranking_metrics`.
+    documents are scored against the qrels by :func:`ranking_metrics`. As in
+    :class:`~skembed.SemanticSearch`, a model folder that defines a ``"query"`` prompt and
+    a ``"document"`` (or ``"passage"``) prompt gives them to queries and documents, unless
+    the SentenceEmbedder has a prompt of its own.
 
     Parameters
     ----------
@@ -298,7 +301,9 @@ def retrieval(
     """
     k_values = _check_k_values(k_values)
     data = datasets.read_beir(path, split)
-    Q, C = _embed_groups(embedder, data.query_texts, data.corpus_texts)
+    Q, C = _embed_groups(
+        embedder, data.query_texts, data.corpus_texts, roles=[("query",), ("document", "passage")]
+    )
     _, top = cosine_topk(Q, C, max(k_values), chunk_size=chunk_size)
     rankings = {
         q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, top, strict=True)
@@ -513,8 +518,13 @@ def ranking_metrics(
 # -- plumbing --------------------------------------------------------------------------------
 
 
-def _embed_groups(embedder, *groups: list[str]) -> list[np.ndarray]:
-    """Embed several lists of texts in one call (each text once) and split the result."""
+def _embed_groups(embedder, *groups: list[str], roles=None) -> list[np.ndarray]:
+    """Embed several lists of texts in one call (each text once) and split the result.
+
+    ``roles`` gives each group the names of the model prompts it takes (as
+    :class:`~skembed.SemanticSearch` does with ``"auto"``): when the model defines any of
+    them, each group is embedded with its own prompt.
+    """
     from sklearn.base import clone
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
@@ -530,6 +540,9 @@ def _embed_groups(embedder, *groups: list[str]) -> list[np.ndarray]:
     except NotFittedError:
         embedder = clone(embedder).fit(texts)
     logger.info("embedding %d texts with %r", len(texts), embedder)
+    prompts = [role_prompt(embedder, "auto", r) for r in roles] if roles else []
+    if any(p is not None for p in prompts):
+        return [embed(embedder, g, p) for g, p in zip(groups, prompts, strict=True)]
     X = embed(embedder, texts)
     bounds = np.cumsum([len(g) for g in groups])[:-1]
     return np.split(X, bounds)
