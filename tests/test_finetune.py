@@ -1,0 +1,193 @@
+"""skembed.finetune on the tiny BERT: training, determinism, merging, the update's identity."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from skembed.finetune import (  # noqa: E402
+    Settings,
+    Update,
+    _unmerged,
+    apply_update,
+    fine_tune,
+    update_fingerprint,
+)
+
+CARD = [
+    "my card was declined",
+    "the bank card does not work",
+    "please help me with my card",
+    "card declined at the shop",
+    "how do i get a new card",
+    "my bank card is blue",
+]
+FRUIT = [
+    "i love apples",
+    "apples are my favourite fruit",
+    "red apple and green apple",
+    "what a good fruit",
+    "the apple is red",
+    "i like fruit",
+]
+TEXTS = CARD + FRUIT
+LABELS = np.array(["card"] * len(CARD) + ["fruit"] * len(FRUIT))
+FAST = Settings(epochs=6, batch_size=4, learning_rate=1e-2, head_learning_rate=1e-2, rank=4)
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert):
+    """The tiny BERT encoder (eval mode) and a tokenize function built on its tokenizer."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+
+    def tokenize(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        batch = tokenizer(texts, padding=True, truncation=True, max_length=32, return_tensors="np")
+        return batch["input_ids"].astype(np.int64), batch["attention_mask"].astype(np.int64)
+
+    return AutoModel.from_pretrained(tiny_bert).eval(), tokenize
+
+
+def run(bert, settings: Settings = FAST, base: str = "base") -> Update:
+    encoder, tokenize = bert
+    return fine_tune(
+        encoder, tokenize, TEXTS, LABELS, settings, pooling="mean", base_fingerprint=base
+    )
+
+
+def vectors(encoder, tokenize, texts=TEXTS) -> np.ndarray:
+    ids, mask = tokenize(texts)
+    with torch.no_grad():
+        states = encoder(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+        ).last_hidden_state
+    m = torch.from_numpy(mask).unsqueeze(-1).float()
+    return ((states * m).sum(1) / m.sum(1)).numpy()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        FAST,
+        dataclasses.replace(FAST, method="supcon"),
+        dataclasses.replace(FAST, adapter="top", top_layers=1, learning_rate=1e-3),
+    ],
+    ids=["lora-softmax", "lora-supcon", "top-softmax"],
+)
+def test_fine_tuning_lowers_the_loss_on_separable_texts(bert, settings):
+    update = run(bert, settings)
+    assert len(update.history) == settings.epochs
+    assert update.history[-1] < 0.8 * update.history[0]
+    assert update.steps == settings.epochs * 3  # 12 texts, batches of 4
+
+
+def test_the_shared_encoder_is_left_as_it_was(bert):
+    encoder, _ = bert
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    rng_before = torch.get_rng_state()
+    run(bert)
+    after = encoder.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not encoder.training
+    assert all(p.requires_grad for p in encoder.parameters())
+    assert not any(m._forward_hooks for m in encoder.modules())
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_ctrl_c_propagates_and_leaves_the_encoder_as_it_was(bert):
+    encoder, tokenize = bert
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    calls = []
+
+    def interrupted(texts):
+        calls.append(len(texts))
+        if len(calls) == 5:  # during training, after a few optimiser steps
+            raise KeyboardInterrupt
+        return tokenize(texts)
+
+    with pytest.raises(KeyboardInterrupt):
+        fine_tune(encoder, interrupted, TEXTS, LABELS, FAST, pooling="mean", base_fingerprint="b")
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+    assert not any(m._forward_hooks for m in encoder.modules())
+
+
+def test_the_same_random_state_gives_the_same_update(bert):
+    first, second = run(bert), run(bert)
+    assert first.tensors.keys() == second.tensors.keys()
+    assert all(np.array_equal(first.tensors[k], second.tensors[k]) for k in first.tensors)
+    assert first.fingerprint == second.fingerprint
+    assert first.history == second.history
+
+
+def test_another_random_state_gives_another_update(bert):
+    first = run(bert)
+    other = run(bert, dataclasses.replace(FAST, random_state=1))
+    assert any(not np.array_equal(first.tensors[k], other.tensors[k]) for k in first.tensors)
+    assert first.fingerprint != other.fingerprint
+
+
+def test_apply_update_merges_lora_into_plain_weights(bert):
+    encoder, tokenize = bert
+    update = run(bert)
+    assert update.kind == "lora"
+    merged = apply_update(encoder, update)
+    assert type(merged) is type(encoder)
+    assert not merged.training
+    assert not any(m._forward_hooks for m in merged.modules())
+    assert merged.state_dict().keys() == encoder.state_dict().keys()
+    tuned = vectors(merged, tokenize)
+    assert np.abs(tuned - vectors(encoder, tokenize)).max() > 1e-3
+    np.testing.assert_allclose(tuned, vectors(_unmerged(encoder, update), tokenize), atol=1e-6)
+
+
+def test_apply_update_copies_whole_parameters_of_a_partial_update(bert):
+    encoder, tokenize = bert
+    update = run(bert, dataclasses.replace(FAST, adapter="top", top_layers=1))
+    assert update.kind == "partial"
+    assert all(name.startswith("encoder.layer.1.") for name in update.tensors)
+    merged = apply_update(encoder, update)
+    for name, array in update.tensors.items():
+        np.testing.assert_array_equal(merged.get_parameter(name).detach().numpy(), array)
+    assert np.abs(vectors(merged, tokenize) - vectors(encoder, tokenize)).max() > 1e-3
+
+
+def test_an_update_pickles_small(bert):
+    encoder, _ = bert
+    update = run(bert)
+    blob = pickle.dumps(update)
+    # rank 4 on the 12 linear layers of 2 BERT layers: A (4, in) and B (out, 4) per layer
+    linear = [m for n, m in encoder.named_modules() if isinstance(m, torch.nn.Linear)]
+    expected = 4 * 4 * sum(sum(m.weight.shape) for m in linear[:-1])  # the pooler is left out
+    assert update.nbytes == expected
+    assert len(blob) < expected + 4_000
+    loaded = pickle.loads(blob)
+    assert loaded.fingerprint == update.fingerprint
+    assert all(isinstance(t, np.ndarray) for t in loaded.tensors.values())
+
+
+def test_the_fingerprint_changes_with_the_tensors_and_the_base(bert):
+    update = run(bert)
+    name = sorted(update.tensors)[0]
+    changed = dict(update.tensors)
+    changed[name] = changed[name].copy()
+    changed[name].flat[0] += 1e-3
+    same = update_fingerprint("base", update.kind, dict(update.tensors))
+    assert same == update.fingerprint
+    assert update_fingerprint("base", update.kind, changed) != update.fingerprint
+    assert update_fingerprint("other base", update.kind, update.tensors) != update.fingerprint
+    assert run(bert, base="other base").fingerprint != update.fingerprint
+
+
+def test_bad_settings_are_refused_before_training(bert):
+    with pytest.raises(ValueError, match="method='triplet' is not one of"):
+        run(bert, dataclasses.replace(FAST, method="triplet"))
+    with pytest.raises(ValueError, match="at least two distinct labels"):
+        encoder, tokenize = bert
+        fine_tune(encoder, tokenize, TEXTS, ["x"] * 12, FAST, pooling="mean", base_fingerprint="b")
