@@ -105,7 +105,7 @@ class Settings:
     dropout: bool = True
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no truth value: compare fingerprints
 class Update:
     """What fine-tuning changed in an encoder: numpy arrays only, small and picklable.
 
@@ -200,13 +200,17 @@ def fine_tune(
     import torch
 
     texts = list(texts)
-    targets = _check(texts, labels, settings, pooling)
+    codes = _check(texts, labels, settings, pooling)
     device = next(encoder.parameters()).device
     pool = POOLING_FUNCTIONS[pooling]
     start = time.perf_counter()
-    forked = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=forked):  # dropout's draws leave no trace outside
-        torch.manual_seed(settings.random_state)
+    # only the generators this run draws from are seeded, and restored on the way out
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        torch.random.default_generator.manual_seed(settings.random_state)  # dropout on CPU
+        if device.type == "cuda":
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(settings.random_state)
         generator = torch.Generator().manual_seed(settings.random_state)
         model = copy.deepcopy(encoder).eval()
         model.requires_grad_(False)
@@ -215,9 +219,9 @@ def fine_tune(
         try:
             head = None
             if settings.method == "softmax":
-                head = _prototype_head(model, pool, tokenize, texts, targets, settings, device)
+                head = _prototype_head(model, pool, tokenize, texts, codes, settings, device)
             history, steps = _train(
-                model, pool, tokenize, texts, targets, settings, trained, lora, head,
+                model, pool, tokenize, texts, codes, settings, trained, lora, head,
                 device, show_progress,
             )  # fmt: skip
         finally:

@@ -1,0 +1,326 @@
+"""Which fine-tuning method to use by default (issue #17): accuracy, CPU time, update size.
+
+Banking77's training split only (never the test split): 2,000 texts drawn once (seed 12345)
+are the evaluation set; from the other texts, each seed draws 8 texts per label (77 labels,
+616 texts) to train on. Each row fine-tunes the default model (all-MiniLM-L6-v2) on one
+draw with :func:`skembed.finetune.fine_tune`, merges the update with
+:func:`skembed.finetune.apply_update`, embeds both sets (mean pooling, L2-normalised) and
+scores ``LogisticRegression(max_iter=1000)`` trained on the draw. ``frozen`` is
+``SentenceEmbedder(model="default")`` on the same sets; ``setfit`` is SetFit 1.2
+(CosineSimilarityLoss, sampled pairs, a benchmark-only dependency; ``--setfit-path`` adds a
+folder holding it to its process's path).
+
+Each (row, seed) runs in a fresh process, so that its peak RSS is its own; results are
+appended to ``--results`` (JSON lines) and one table of every result there is printed.
+
+    python benchmarks/finetune.py --rows frozen lora-softmax --seeds 0,1,2
+    python benchmarks/finetune.py --rows lora-softmax:epochs=6,learning_rate=2e-3 --seeds 0
+    python benchmarks/finetune.py --table   # print the table of the results file only
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77" / "train.csv"
+PER_LABEL = 8
+EVAL_SIZE = 2000
+EVAL_SEED = 12345
+MAX_LENGTH = 128  # Banking77's longest training text is under 100 tokens
+
+# named starting points; "name:key=value,..." overrides fields of skembed.finetune.Settings
+ROWS = {
+    "full-softmax": dict(
+        method="softmax", adapter="full", epochs=8, learning_rate=5e-5, head_learning_rate=1e-3
+    ),
+    "top-softmax": dict(
+        method="softmax", adapter="top", top_layers=2, epochs=10, learning_rate=2e-4
+    ),
+    "lora-softmax": dict(method="softmax", adapter="lora", epochs=10, learning_rate=1e-3),
+    "lora-supcon": dict(method="supcon", adapter="lora", epochs=10, learning_rate=1e-3),
+    "full-supcon": dict(method="supcon", adapter="full", epochs=8, learning_rate=5e-5),
+}
+
+
+def load_data():
+    """Return (texts, labels, eval rows, {seed: training rows}) over the training split."""
+    import csv
+
+    import numpy as np
+
+    with open(DATA, encoding="utf-8", newline="") as fh:
+        data = list(csv.DictReader(fh))
+    texts = [r["text"] for r in data]
+    labels = np.array([r["category"] for r in data])
+    evaluation = np.sort(np.random.RandomState(EVAL_SEED).permutation(len(texts))[:EVAL_SIZE])
+    return texts, labels, evaluation
+
+
+def draw(labels, evaluation, seed: int):
+    """Return PER_LABEL training rows per label, none of them in the evaluation set."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    pool = np.setdiff1d(np.arange(len(labels)), evaluation)
+    rows = []
+    for label in np.unique(labels):
+        candidates = pool[labels[pool] == label]
+        rows.extend(rng.choice(candidates, PER_LABEL, replace=False))
+    return np.sort(np.array(rows))
+
+
+def score(train_vectors, train_labels, eval_vectors, eval_labels) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    classifier = LogisticRegression(max_iter=1000).fit(train_vectors, train_labels)
+    return float((classifier.predict(eval_vectors) == eval_labels).mean())
+
+
+def settings_of(row: str, seed: int):
+    """Return the Settings of a row name such as ``lora-softmax:epochs=6``."""
+    from skembed.finetune import Settings
+
+    name, _, overrides = row.partition(":")
+    fields = dict(ROWS[name], random_state=seed, max_length=MAX_LENGTH)
+    types = {f.name: f.type for f in dataclasses.fields(Settings)}
+    for item in filter(None, overrides.split(",")):
+        key, _, value = item.partition("=")
+        kind = types[key]
+        if kind == "bool":
+            fields[key] = value.lower() in ("1", "true", "yes")
+        else:
+            fields[key] = {"int": int, "float": float, "str": str}[kind](value)
+    return Settings(**fields)
+
+
+def skembed_tokenize(max_length: int):
+    """Return tokenize(texts) -> (ids, mask), right-padded, on skembed's own tokenizer."""
+    import numpy as np
+
+    from skembed import encoding, models
+
+    loaded = models.load(models.resolve("default"), "cpu")
+
+    def tokenize(texts):
+        token_ids = encoding.tokenize(loaded, texts, max_length).ids
+        width = max(len(i) for i in token_ids)
+        ids = np.full((len(texts), width), loaded.pad_id, dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, i in enumerate(token_ids):
+            ids[row, : len(i)] = i
+            mask[row, : len(i)] = 1
+        return ids, mask
+
+    return tokenize, loaded
+
+
+def embed(encoder, tokenize, texts, batch_size: int = 64):
+    """Return mean-pooled, L2-normalised vectors of texts, batched by length."""
+    import numpy as np
+    import torch
+
+    from skembed.pooling import mean
+
+    order = np.argsort([len(t) for t in texts])
+    out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            ids, mask = tokenize([texts[i] for i in rows])
+            ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
+            states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            out[rows] = torch.nn.functional.normalize(mean(states, mask), dim=-1).numpy()
+    return out
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_frozen(seed: int) -> dict:
+    from skembed import SentenceEmbedder
+
+    texts, labels, evaluation = load_data()
+    rows = draw(labels, evaluation, seed)
+    embedder = SentenceEmbedder(model="default", cache=False, backend="torch")
+    train = embedder.fit_transform([texts[i] for i in rows])
+    test = embedder.transform([texts[i] for i in evaluation])
+    accuracy = score(train, labels[rows], test, labels[evaluation])
+    return dict(accuracy=accuracy, wall=0.0, cpu=0.0, update_bytes=0, pickle_bytes=0)
+
+
+def run_finetune(row: str, seed: int) -> dict:
+    import pickle
+
+    import numpy as np
+    import torch
+    from transformers import AutoModel
+
+    from skembed import SentenceEmbedder, models
+    from skembed.finetune import apply_update, fine_tune
+
+    texts, labels, evaluation = load_data()
+    rows = draw(labels, evaluation, seed)
+    settings = settings_of(row, seed)
+    tokenize, loaded = skembed_tokenize(settings.max_length)
+    encoder = AutoModel.from_pretrained(models.resolve("default").path).eval()
+    train_texts = [texts[i] for i in rows]
+    # the benchmark's own embedding is skembed's: check once on the base encoder
+    reference = SentenceEmbedder(model="default", cache=False, backend="torch").fit_transform(
+        train_texts[:32]
+    )
+    ours = embed(encoder, tokenize, train_texts[:32])
+    assert np.abs(reference - ours).max() < 1e-4, np.abs(reference - ours).max()
+    cpu = time.process_time()
+    update = fine_tune(
+        encoder,
+        tokenize,
+        train_texts,
+        labels[rows],
+        settings,
+        pooling="mean",
+        base_fingerprint=loaded.fingerprint,
+    )
+    cpu = time.process_time() - cpu
+    tuned = apply_update(encoder, update)
+    train = embed(tuned, tokenize, train_texts)
+    test = embed(tuned, tokenize, [texts[i] for i in evaluation])
+    accuracy = score(train, labels[rows], test, labels[evaluation])
+    return dict(
+        accuracy=accuracy,
+        wall=update.seconds,
+        cpu=cpu,
+        steps=update.steps,
+        history=[round(h, 4) for h in update.history],
+        update_bytes=update.nbytes,
+        pickle_bytes=len(pickle.dumps(update)),
+        settings=dataclasses.asdict(settings),
+        threads=torch.get_num_threads(),
+    )
+
+
+def run_setfit(row: str, seed: int) -> dict:
+    import numpy as np
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from skembed import models
+
+    texts, labels, evaluation = load_data()
+    rows = draw(labels, evaluation, seed)
+    _, _, overrides = row.partition(":")
+    options = dict(num_iterations=5, num_epochs=1, batch_size=16)
+    for item in filter(None, overrides.split(",")):
+        key, _, value = item.partition("=")
+        options[key] = int(value)
+    model = SetFitModel.from_pretrained(str(models.resolve("default").path))
+    dataset = Dataset.from_dict(
+        {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
+    )
+    arguments = TrainingArguments(seed=seed, show_progress_bar=False, **options)
+    trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainer.train()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    body = model.model_body
+    train = body.encode([texts[i] for i in rows], normalize_embeddings=True)
+    test = body.encode([texts[i] for i in evaluation], normalize_embeddings=True)
+    accuracy = score(np.asarray(train), labels[rows], np.asarray(test), labels[evaluation])
+    size = sum(p.numel() * p.element_size() for p in body.parameters())
+    return dict(accuracy=accuracy, wall=wall, cpu=cpu, update_bytes=size, pickle_bytes=size)
+
+
+def child(row: str, seed: int) -> None:
+    """Run one (row, seed) in this process and print its result as one JSON line."""
+    name = row.partition(":")[0]
+    if name == "frozen":
+        result = run_frozen(seed)
+    elif name == "setfit":
+        result = run_setfit(row, seed)
+    else:
+        result = run_finetune(row, seed)
+    result.update(row=row, seed=seed, peak_rss_mb=round(peak_rss_mb()))
+    print("RESULT " + json.dumps(result))
+
+
+def table(results: list[dict]) -> str:
+    import numpy as np
+
+    cpu_name = subprocess.run(
+        "lscpu | grep 'Model name'", shell=True, capture_output=True, text=True
+    ).stdout.strip()
+    by_row: dict[str, list[dict]] = {}
+    for r in results:
+        by_row.setdefault(r["row"], []).append(r)
+    frozen = {r["seed"]: r["accuracy"] for r in by_row.get("frozen", [])}
+    lines = [
+        f"Banking77 train split, {PER_LABEL}/label (616 texts) -> {EVAL_SIZE} other train texts;"
+        f" all-MiniLM-L6-v2; {cpu_name}; {os.cpu_count()} CPUs",
+        "",
+        "| method | accuracy per seed | mean | vs frozen | train wall s | train CPU s | steps"
+        " | update bytes | pickle bytes | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, rs in by_row.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        accuracies = [r["accuracy"] for r in rs]
+        per_seed = ", ".join(f"{r['seed']}: {r['accuracy']:.4f}" for r in rs)
+        gains = [r["accuracy"] - frozen[r["seed"]] for r in rs if r["seed"] in frozen]
+        gain = f"{np.mean(gains):+.4f}" if gains and row != "frozen" else ""
+        lines.append(
+            f"| {row} | {per_seed} | {np.mean(accuracies):.4f} | {gain}"
+            f" | {np.mean([r['wall'] for r in rs]):.0f} | {np.mean([r['cpu'] for r in rs]):.0f}"
+            f" | {rs[0].get('steps', '')} | {rs[0]['update_bytes']:,} | {rs[0]['pickle_bytes']:,}"
+            f" | {max(r['peak_rss_mb'] for r in rs)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", nargs="+", default=["frozen", "lora-softmax"])
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--results", default="finetune_results.jsonl")
+    parser.add_argument("--setfit-path", default=None, help="folder holding setfit and datasets")
+    parser.add_argument("--table", action="store_true", help="only print the results' table")
+    parser.add_argument("--child", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    results_file = Path(args.results)
+    if not args.table:
+        for row in args.rows:
+            for seed in (int(s) for s in args.seeds.split(",")):
+                env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+                if row.startswith("setfit") and args.setfit_path:
+                    env["PYTHONPATH"] = args.setfit_path
+                command = [sys.executable, __file__, "--child", row, str(seed)]
+                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+                if done.returncode or not lines:
+                    print(f"{row} seed {seed} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                    continue
+                result = json.loads(lines[-1][len("RESULT ") :])
+                print(
+                    f"{row} seed {seed}: accuracy {result['accuracy']:.4f}, "
+                    f"{result['wall']:.0f} s wall, {result['cpu']:.0f} s CPU",
+                    flush=True,
+                )
+                with results_file.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(result) + "\n")
+    results = [json.loads(x) for x in results_file.read_text().splitlines() if x.strip()]
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
