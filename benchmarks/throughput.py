@@ -9,6 +9,12 @@ of this run on the same threads), mean and lowest cosine to sentence-transformer
 vectors, and STS-B dev Spearman (short workload only).
 
     python benchmarks/throughput.py [--rounds 3] [--long 400] [--threads 2]
+    python benchmarks/throughput.py --model bert-base --short 600 --long 60
+
+``--model bert-base`` measures a BERT-base-sized encoder (12 layers, hidden 768, random
+weights: speed does not depend on them) with the default model's tokenizer and
+sentence-transformers files (mean pooling, Normalize), written to a temporary folder; the
+Spearman column then means nothing and is left out. ``--model PATH`` takes any folder.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,13 +33,30 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 STSB_DEV = SHARED / "stsb" / "sts-dev.csv"
 SCIFACT = SHARED / "scifact" / "corpus.jsonl.gz"
 
-# all-MiniLM-L6-v2: 6 layers, hidden 384, feed-forward 1536
-LAYERS, HIDDEN, FF = 6, 384, 1536
 
-
-def flops_per_token(context: float) -> float:
+def flops_per_token(context: float, config: dict) -> float:
     """Return multiply-adds x 2 per token: projections, feed-forward, attention scores."""
-    return LAYERS * (2 * (4 * HIDDEN**2 + 2 * HIDDEN * FF) + 4 * context * HIDDEN)
+    layers, hidden = config["num_hidden_layers"], config["hidden_size"]
+    ff = config["intermediate_size"]
+    return layers * (2 * (4 * hidden**2 + 2 * hidden * ff) + 4 * context * hidden)
+
+
+def bert_base_folder(default: Path, target: Path) -> Path:
+    """Write a random BERT-base-sized encoder with the default model's other files."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    shutil.copytree(default, target, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    config = json.loads((default / "config.json").read_text())
+    config.update(
+        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+    )
+    torch.manual_seed(0)
+    BertModel(BertConfig(**config)).eval().save_pretrained(target)
+    pooling = json.loads((target / "1_Pooling" / "config.json").read_text())
+    pooling["word_embedding_dimension"] = 768
+    (target / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return target
 
 
 def matmul_gflops(threads: int, rounds: int = 3) -> float:
@@ -64,6 +89,16 @@ def read_scifact(n: int) -> list[str]:
     return texts
 
 
+def cpu_model() -> str:
+    """Return the CPU's model name, as lscpu prints it."""
+    import subprocess
+
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "?"
+    )
+
+
 def unit(X: np.ndarray) -> np.ndarray:
     return X / np.linalg.norm(X, axis=1, keepdims=True)
 
@@ -73,6 +108,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--long", type=int, default=400, help="SciFact abstracts to embed")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--short", type=int, default=None, help="STS-B dev sentences (all)")
+    parser.add_argument("--model", default="default", help="default, bert-base, or a folder")
     args = parser.parse_args()
 
     import torch
@@ -83,9 +120,15 @@ def main() -> None:
     from skembed.datasets import read_stsb
 
     torch.set_num_threads(args.threads)
-    folder = str(models.resolve("default").path)
-    st = SentenceTransformer(folder, device="cpu")
-    default = SentenceEmbedder(n_threads=args.threads).fit(["warm up"])
+    scratch = tempfile.TemporaryDirectory()
+    if args.model == "bert-base":
+        folder = str(bert_base_folder(models.resolve("default").path, Path(scratch.name) / "m"))
+    else:
+        folder = str(models.resolve(args.model).path)
+    config = json.loads((Path(folder) / "config.json").read_text())
+    local = {"device": "cpu", "trust_remote_code": False, "local_files_only": True}
+    st = SentenceTransformer(folder, **local)
+    default = SentenceEmbedder(model=folder, n_threads=args.threads).fit(["warm up"])
 
     def default_cold(texts: list[str]) -> np.ndarray:
         clear_cache()  # every round pays the encoder, as a first call does
@@ -94,9 +137,11 @@ def main() -> None:
     methods = {
         "sentence-transformers encode (batch 32)": lambda t: st.encode(t, batch_size=32),
         f"skembed default (backend={default.backend_}, cache on, first call)": default_cold,
-        "skembed torch fp32": SentenceEmbedder(backend="torch", cache=False),
-        "skembed onnx fp32": SentenceEmbedder(backend="onnx", cache=False),
-        "skembed onnx int8": SentenceEmbedder(backend="onnx", precision="int8", cache=False),
+        "skembed torch fp32": SentenceEmbedder(model=folder, backend="torch", cache=False),
+        "skembed onnx fp32": SentenceEmbedder(model=folder, backend="onnx", cache=False),
+        "skembed onnx int8": SentenceEmbedder(
+            model=folder, backend="onnx", precision="int8", cache=False
+        ),
     }
     for name, m in methods.items():
         if isinstance(m, SentenceEmbedder):
@@ -105,7 +150,7 @@ def main() -> None:
 
     pairs = read_stsb(STSB_DEV)
     gold, first, second = pairs.scores, pairs.first, pairs.second
-    short = list(dict.fromkeys(first + second))
+    short = list(dict.fromkeys(first + second))[: args.short]
     workloads = {"STS-B dev sentences": short, f"SciFact abstracts ({args.long})": None}
     workloads[f"SciFact abstracts ({args.long})"] = read_scifact(args.long)
     tokenizer = st.tokenizer
@@ -114,7 +159,7 @@ def main() -> None:
         tokens = np.array(
             [len(tokenizer(t, truncation=True, max_length=256)["input_ids"]) for t in texts]
         )
-        flops = float(np.sum(tokens * np.array([flops_per_token(n) for n in tokens])))
+        flops = float(np.sum(tokens * np.array([flops_per_token(n, config) for n in tokens])))
         best: dict[str, float] = {}
         vectors: dict[str, np.ndarray] = {}
         names = list(methods)
@@ -129,9 +174,13 @@ def main() -> None:
         print(
             f"\n{workload}: {len(texts):,} texts, {tokens.mean():.1f} tokens on average, "
             f"best of {args.rounds}; matmul ceiling {gflops:.0f} GFLOP/s on {args.threads} threads"
+            f"; model {args.model} ({config['num_hidden_layers']} layers, hidden "
+            f"{config['hidden_size']}); CPU {cpu_model()}"
         )
         header = "| path | texts/s | × ST | of FLOP ceiling | mean cos | min cos |"
-        spearman_col = workload.startswith("STS-B")
+        # Spearman needs every pair and trained weights
+        spearman_col = workload.startswith("STS-B") and args.model != "bert-base"
+        spearman_col = spearman_col and args.short is None
         if spearman_col:
             header += " STS-B dev Spearman |"
         print(header)

@@ -130,3 +130,36 @@ def test_the_gpu_check_without_torch_agrees_with_torch():
     assert models._torch_has_gpu_build() == (
         torch.version.cuda is not None or torch.version.hip is not None
     )
+
+
+@pytest.mark.parametrize("architecture", ["bert", "mpnet", "distilbert", "modernbert", "qwen3"])
+def test_static_mean_reads_the_embedding_rows_pytorch_would_use(st_folders, architecture):
+    est = SentenceEmbedder(model=str(st_folders(architecture, "last_normalize")))
+    est.set_params(pooling="static_mean", normalize=False).fit(TEXTS)
+    loaded = est._model()
+    table = loaded.encoder.get_input_embeddings().weight.detach().numpy()
+    np.testing.assert_array_equal(loaded.input_embeddings(), table)
+    expected = np.array(
+        [table[t.ids].astype(np.float64).mean(axis=0) for t in est.tokenize(TEXTS)],
+        dtype=np.float32,
+    )
+    np.testing.assert_allclose(est.transform(TEXTS), expected, atol=1e-7)
+
+
+def test_static_mean_needs_no_torch_once_the_model_is_described(tiny_bert):
+    pytest.importorskip("onnxruntime")
+    SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS).transform(TEXTS)  # describes
+    expected = SentenceEmbedder(model=tiny_bert, pooling="static_mean").fit(TEXTS)
+    code = (
+        "import json, sys\n"
+        "from skembed import SentenceEmbedder\n"
+        f"est = SentenceEmbedder(model={tiny_bert!r}, pooling='static_mean', device='cpu')\n"
+        f"vectors = est.fit(['x']).transform({TEXTS!r})\n"
+        "print(json.dumps(['torch' in sys.modules, vectors.tolist()]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    imported_torch, vectors = json.loads(out.stdout)
+    assert not imported_torch
+    np.testing.assert_allclose(np.array(vectors), expected.transform(TEXTS), atol=1e-7)

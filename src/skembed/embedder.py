@@ -339,6 +339,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             and (len(layers) == 1 or self.pooling_ in LINEAR_MODES)
             and not skip
         )
+        if self.pooling_ in STATIC_MODES:  # no encoder: rows of the embedding matrix, NumPy
+            return encoding.encode_static(loaded, token_ids, skip)
         cached = memory or self.cache_dir is not None
         # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
         # faster than PyTorch pooling its states afterwards; with no cache to fill, the
@@ -365,8 +367,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 key=key,
                 **options,
             )
-        # static modes need no encoder; max over several layers and prompts left out of
-        # pooling need token states
+        # max over several layers and prompts left out of pooling need token states
         return encoding.encode(
             loaded, forward, token_ids, layers=layers, skip_tokens=skip, **options
         )

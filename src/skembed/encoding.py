@@ -237,6 +237,23 @@ def encode(
     return out
 
 
+def encode_static(loaded: LoadedModel, token_ids: TokenIds, skip_tokens: int = 0) -> np.ndarray:
+    """Return each text's mean input-embedding row (``static_mean``) in NumPy, float32.
+
+    No encoder and no PyTorch: the rows come from the weights file
+    (:meth:`LoadedModel.input_embeddings`); summed in float64 so that the mean does not
+    depend on token order (a bag of words is a bag). ``skip_tokens`` leading tokens (a
+    prompt left out of pooling) are not averaged.
+    """
+    table = loaded.input_embeddings()
+    out = np.zeros((len(token_ids.ids), table.shape[1]), dtype=np.float32)
+    for i, ids in enumerate(token_ids.ids):
+        ids = ids[skip_tokens:]
+        if len(ids):
+            out[i] = table[ids].astype(np.float64).mean(axis=0)
+    return out
+
+
 def prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
     """Return how many leading tokens of a prompted text are the prompt's, as ST counts them.
 

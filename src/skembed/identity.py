@@ -136,13 +136,20 @@ def module_files(path: Path) -> list[Path]:
 
 def identity_files(path: Path) -> list[Path]:
     """Return every file of a model folder that is part of its identity, sorted, no repeats."""
-    found = {p.resolve(): p for p in config_files(path) + weight_files(path) + module_files(path)}
-    return sorted(found.values(), key=lambda p: relative(path, p))
+    folder = path.resolve()  # once: resolving each file is most of a warm identify's time
+    found = {
+        relative(folder, f): f
+        for f in config_files(folder) + weight_files(folder) + module_files(folder)
+    }
+    return [found[name] for name in sorted(found)]
 
 
 def relative(folder: Path, file: Path) -> str:
-    """Return file's path relative to folder, posix style."""
-    return file.resolve().relative_to(folder.resolve()).as_posix()
+    """Return file's path relative to folder, posix style (file inside folder, unresolved)."""
+    try:
+        return file.relative_to(folder).as_posix()
+    except ValueError:  # one is a symlinked or relative spelling of the other
+        return file.resolve().relative_to(folder.resolve()).as_posix()
 
 
 _file_hashes: dict[tuple[str, int, int], str] = {}
@@ -152,7 +159,7 @@ _hash_lock = threading.Lock()
 def file_hash(file: Path) -> str:
     """Return the sha256 of a file, hashed once per (path, size, mtime) in a process."""
     stat = file.stat()
-    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(file.absolute()), stat.st_size, stat.st_mtime_ns)
     with _hash_lock:
         cached = _file_hashes.get(key)
     if cached is None:
@@ -168,7 +175,8 @@ def file_hash(file: Path) -> str:
 
 def identify(path: Path) -> Identity:
     """Return the identity of the model folder in path."""
-    return Identity.of({relative(path, f): file_hash(f) for f in identity_files(path)})
+    folder = path.resolve()
+    return Identity.of({relative(folder, f): file_hash(f) for f in identity_files(folder)})
 
 
 def legacy_fingerprint(path: Path) -> str:

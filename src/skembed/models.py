@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .identity import (
     WEIGHT_FILES,
     Identity,
@@ -209,6 +211,7 @@ class LoadedModel:
     # what the folder's sentence-transformers files say happens after the encoder
     pipeline: FolderPipeline = field(default_factory=FolderPipeline, repr=False)
     _encoder: Any = field(default=None, init=False, repr=False)
+    _input_embeddings: Any = field(default=None, init=False, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self):
@@ -236,6 +239,24 @@ class LoadedModel:
                 )
                 self._encoder = _read_encoder(self.path, self.device)
         return self._encoder
+
+    def input_embeddings(self) -> np.ndarray:
+        """Return the encoder's input embedding matrix (vocabulary, dim) as float32 NumPy.
+
+        Read from the safetensors weights without PyTorch (what ``static_mean`` averages);
+        from the PyTorch encoder when the weights are not safetensors or not float32/16.
+        Read once per loaded model.
+        """
+        with self._encoder_lock:
+            table = self._input_embeddings
+        if table is None:
+            table = _embedding_rows(self.path, self.dim)
+            if table is None:
+                weight = self.encoder.get_input_embeddings().weight
+                table = weight.detach().float().cpu().numpy()
+            with self._encoder_lock:
+                self._input_embeddings = table
+        return table
 
     def encode_texts(self, texts: list[str], max_length: int) -> list:
         """Return the tokenizers Encoding of each text, truncated to max_length tokens.
@@ -365,6 +386,40 @@ def write_atomically(target: Path, write) -> None:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+# names of the input embedding matrix in the weights of transformers' encoders, after any
+# prefix ("bert.", "model.", "roberta."): BERT-likes, MPNet, DistilBERT, ModernBERT, decoders
+_EMBEDDING_NAMES = (
+    "embeddings.word_embeddings.weight",
+    "embeddings.tok_embeddings.weight",
+    "embed_tokens.weight",
+)
+
+
+def _embedding_rows(path: Path, dim: int) -> np.ndarray | None:
+    """Return the input embedding matrix read from safetensors, or None when it cannot be.
+
+    The tensor named like an input embedding with ``dim`` columns; None for pickled
+    weights, bfloat16 (which NumPy has no type for) or an unknown name, where the caller
+    asks the PyTorch encoder.
+    """
+    files = [f for f in weight_files(path) if f.suffix == ".safetensors"]
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    for file in files:
+        with safe_open(str(file), framework="numpy") as weights:
+            for name in weights.keys():  # noqa: SIM118 - safe_open is not iterable
+                if name.endswith(_EMBEDDING_NAMES) and name.count(".") <= 4:
+                    try:
+                        table = weights.get_tensor(name)
+                    except (TypeError, ValueError):  # bfloat16 and other non-NumPy types
+                        return None
+                    if table.ndim == 2 and table.shape[1] == dim:
+                        return table.astype(np.float32, copy=False)
+    return None
 
 
 # torch.load(weights_only=True), what reads pytorch_model.bin, had published advisories up to
