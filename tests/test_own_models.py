@@ -147,3 +147,17 @@ def test_skembed_info_prints_the_resolved_pipeline(st_folders, capsys):
     assert fields["dimension"] == "16"
     assert fields["prompts"] == "document='', query=''"
     assert fields["fingerprint"] == f"sha256 {models.fingerprint(folder)}"
+
+
+def test_skembed_search_gives_an_own_folders_prompts_to_queries_and_corpus(
+    st_folders, tmp_path, capsys
+):
+    folder = st_folders("bert", "mean_prompts")
+    source = tmp_path / "corpus.txt"
+    source.write_text("\n".join(CORPUS) + "\n")
+    assert main(["search", str(source), *QUERIES, "-k", "1", "--model", str(folder)]) == 0
+    out = capsys.readouterr().out
+    index = SemanticSearch(SentenceEmbedder(model=str(folder)), n_neighbors=1).fit(CORPUS)
+    scores, rows = index.kneighbors(QUERIES)
+    for block, score, row in zip(out.strip().split("\n\n"), scores[:, 0], rows[:, 0], strict=True):
+        assert block.splitlines()[1] == f"  {score:.4f}  [{row}]  {CORPUS[row]}"
