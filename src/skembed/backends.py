@@ -25,6 +25,7 @@ quantization). ONNX Runtime runs a stream of batches several at a time, one thre
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -224,8 +225,7 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
-                path = str(onnx_file(loaded, precision, graph))
-                opened = ort.InferenceSession(path, options, ["CPUExecutionProvider"])
+                opened = _open_session(ort, loaded, precision, graph, options)
                 # full: hidden_0 ... hidden_<n-1>, then statistics; last: statistics
                 names = [o.name for o in opened.get_outputs()]
                 kinds = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
@@ -244,6 +244,35 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
     return Forward(run, threads=n_threads, streams=n_threads)
 
 
+class DamagedGraphWarning(UserWarning):
+    """Warned when a cached ONNX graph cannot be opened and is exported again."""
+
+
+def _open_session(ort, loaded: LoadedModel, precision: str, graph: str, options):
+    """Open a cached graph; a damaged file (truncated, empty) is exported again, once."""
+    path = onnx_file(loaded, precision, graph)
+    try:
+        return ort.InferenceSession(str(path), options, ["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad files
+        warnings.warn(
+            f"the cached ONNX graph {path} could not be opened ({type(exc).__name__}); it was "
+            "deleted and is exported again",
+            DamagedGraphWarning,
+            stacklevel=2,
+        )
+    for stale in {path, onnx_file_path(loaded, "fp32", graph)}:
+        stale.unlink(missing_ok=True)  # an int8 graph is quantized again from a new fp32
+    return ort.InferenceSession(
+        str(onnx_file(loaded, precision, graph)), options, ["CPUExecutionProvider"]
+    )
+
+
+def onnx_file_path(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
+    """Return where a model's graph is cached, whether or not it is there yet."""
+    stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
+    return cache_home() / "onnx" / f"{stem}-{precision}.onnx"
+
+
 def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     """Return a cached ONNX graph of a model, exporting (and quantizing) it when missing.
 
@@ -252,10 +281,8 @@ def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     statistics, dim): no per-layer outputs and a seventh of the pooling, for runs that
     need nothing else.
     """
-    folder = cache_home() / "onnx"
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
-    fp32 = folder / f"{stem}-fp32.onnx"
+    fp32 = onnx_file_path(loaded, "fp32", graph)
+    fp32.parent.mkdir(parents=True, exist_ok=True)
     if not fp32.is_file():
         try:
             write_atomically(fp32, lambda tmp: _export(loaded, tmp, graph))
@@ -268,15 +295,13 @@ def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     save_description(loaded)  # the next process loads the model without PyTorch
     if precision == "fp32":
         return fp32
-    int8 = folder / f"{stem}-int8.onnx"
+    int8 = onnx_file_path(loaded, "int8", graph)
     if not int8.is_file():
         write_atomically(int8, lambda tmp: _quantize(fp32, tmp))
     return int8
 
 
 def _export(loaded: LoadedModel, target: Path, graph: str) -> None:
-    import warnings
-
     import torch
 
     class Outputs(torch.nn.Module):

@@ -470,7 +470,7 @@ class SemanticSearch(BaseEstimator):
         index.embedder_ = embedder
         index.query_prompt_ = meta.get("query_prompt")  # indexes of 0.1.0: no prompts
         index.corpus_prompt_ = meta.get("corpus_prompt")
-        index.embeddings_ = np.load(vectors_path)
+        index.embeddings_ = np.load(vectors_path, allow_pickle=False)  # never run pickled code
         index.hnsw_ = faiss.read_index(str(hnsw_path)) if kind == "hnsw" else None
         index.corpus_ = texts
         index.n_samples_fit_ = len(texts)

@@ -1,0 +1,76 @@
+"""Damaged files under the skembed home are detected, reported and rebuilt, never served:
+a truncated or empty ONNX graph, a damaged model description, a tampered saved index."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from skembed import SemanticSearch, SentenceEmbedder, backends, clear_cache, models
+
+TEXTS = ["I love apples", "the dog chased the cat", "hello world"]
+
+pytest.importorskip("onnxruntime")
+
+
+def _fresh_process_state() -> None:
+    """What a new process starts with: no open sessions, no loaded models, no cached vectors."""
+    backends._sessions.clear()
+    models.clear_registry()
+    clear_cache()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_a_damaged_onnx_graph_is_exported_again_with_a_warning(
+    tiny_bert, tmp_path, damage, precision
+):
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    est = SentenceEmbedder(model=str(folder), backend="onnx", precision=precision, cache=False)
+    expected = est.fit(TEXTS).transform(TEXTS)
+    graph = backends.onnx_file_path(est._model(), precision, "last")
+    assert graph.is_file()
+    content = graph.read_bytes()
+    graph.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"")
+    _fresh_process_state()
+    again = SentenceEmbedder(model=str(folder), backend="onnx", precision=precision, cache=False)
+    with pytest.warns(backends.DamagedGraphWarning, match=str(graph)):
+        np.testing.assert_allclose(again.fit(TEXTS).transform(TEXTS), expected, atol=1e-6)
+    assert graph.stat().st_size == len(content)  # rebuilt whole
+
+
+def test_a_damaged_description_is_described_again(tiny_bert, tmp_path):
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    expected = SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS).transform(TEXTS)
+    description = models.description_file(folder, models.fingerprint(folder))
+    description.write_text(description.read_text()[:40])  # truncated JSON
+    _fresh_process_state()
+    got = SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS).transform(TEXTS)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert json.loads(description.read_text())["dim"] == 32  # mended by the ONNX run
+
+
+def test_a_tampered_index_vectors_file_is_refused(tiny_bert, tmp_path):
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
+    index.save(tmp_path / "index")
+    vectors = tmp_path / "index" / "embeddings.npy"
+    np.save(vectors, np.load(vectors)[::-1])  # same shape, other rows
+    with pytest.raises(ValueError, match="is not the file saved with"):
+        SemanticSearch.load(tmp_path / "index")
+
+
+def test_a_pickled_object_array_in_an_index_is_never_unpickled(tiny_bert, tmp_path):
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
+    index.save(tmp_path / "index")
+    vectors = tmp_path / "index" / "embeddings.npy"
+    np.save(vectors, np.array([object()] * 3, dtype=object), allow_pickle=True)
+    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    import hashlib
+
+    meta["embeddings_sha256"] = hashlib.sha256(vectors.read_bytes()).hexdigest()
+    (tmp_path / "index" / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        SemanticSearch.load(tmp_path / "index")
