@@ -127,3 +127,37 @@ def test_model_fitted_for_cuda_runs_on_a_cpu_only_machine(tiny_bert):
     expected = SentenceEmbedder(model=tiny_bert, device="cpu").fit(TEXTS).transform(TEXTS)
     with pytest.warns(UserWarning, match="CUDA is not available"):
         np.testing.assert_allclose(_roundtrip_pickle(est).transform(TEXTS), expected, atol=1e-6)
+
+
+SKOPS_TRUSTED = {
+    "SentenceEmbedder": ["skembed.embedder.SentenceEmbedder"],
+    "SemanticSearch": ["skembed.embedder.SentenceEmbedder", "skembed.search.SemanticSearch"],
+    "Pipeline": ["skembed.embedder.SentenceEmbedder"],  # scikit-learn's types are trusted
+}
+
+
+@pytest.mark.parametrize("kind", SKOPS_TRUSTED)
+def test_skops_loads_with_exactly_the_documented_trusted_types(tiny_bert, kind):
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from skembed import SemanticSearch
+
+    embedder = SentenceEmbedder(model=tiny_bert)
+    fitted = {
+        "SentenceEmbedder": lambda: embedder.fit(TEXTS),
+        "SemanticSearch": lambda: SemanticSearch(embedder).fit(TEXTS),
+        "Pipeline": lambda: make_pipeline(embedder, LogisticRegression()).fit(TEXTS, [0, 1] * 2),
+    }[kind]()
+    data = sio.dumps(fitted)
+    assert sio.get_untrusted_types(data=data) == SKOPS_TRUSTED[kind]
+    with pytest.raises(sio.exceptions.UntrustedTypesFoundException):
+        sio.loads(data)  # nothing loads without naming them
+    loaded = sio.loads(data, trusted=SKOPS_TRUSTED[kind])
+    if kind == "SemanticSearch":
+        assert loaded.search(["I love apples"])[0][0].text == "I love apples"
+    elif kind == "Pipeline":
+        np.testing.assert_allclose(loaded.predict_proba(TEXTS), fitted.predict_proba(TEXTS))
+    else:
+        np.testing.assert_allclose(loaded.transform(TEXTS), fitted.transform(TEXTS), atol=1e-6)
