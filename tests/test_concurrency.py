@@ -103,3 +103,24 @@ def test_two_processes_filling_one_cache_dir_at_once_agree(tiny_bert, tmp_path):
     again = SentenceEmbedder(model=tiny_bert, cache=False, cache_dir=str(tmp_path))
     np.testing.assert_allclose(again.fit(["x"]).transform(TEXTS), reference, atol=1e-6)
     assert len(list(tmp_path.rglob("*.npy"))) == len(TEXTS)
+
+
+def _threads_and_vectors(model: str, texts: list[str]):
+    from skembed import SentenceEmbedder, backends
+
+    est = SentenceEmbedder(model=model, backend="onnx", cache=False).fit(texts)
+    return os.environ.get("OMP_NUM_THREADS"), backends._default_threads(), est.transform(texts)
+
+
+def test_joblib_workers_use_one_encoder_thread_each_and_agree(tiny_bert):
+    pytest.importorskip("onnxruntime")
+    from joblib import Parallel, delayed
+
+    halves = [TEXTS[:48], TEXTS[48:]]
+    results = Parallel(n_jobs=2, backend="loky")(
+        delayed(_threads_and_vectors)(tiny_bert, h) for h in halves
+    )
+    # loky sets OMP_NUM_THREADS to cores / workers: two workers on two cores, one thread each
+    assert [(omp, threads) for omp, threads, _ in results] == [("1", 1), ("1", 1)]
+    serial = SentenceEmbedder(model=tiny_bert, backend="onnx", cache=False).fit(TEXTS)
+    np.testing.assert_allclose(np.vstack([v for *_, v in results]), serial.transform(TEXTS))

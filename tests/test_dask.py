@@ -92,6 +92,13 @@ def test_an_own_sentence_transformers_folder_with_a_prompt_runs_on_the_workers(c
     np.testing.assert_allclose(_compute(client, vectors), own.transform(texts), atol=1e-6)
 
 
+def test_workers_run_one_encoder_thread_per_task(client):
+    # the nanny sets OMP_NUM_THREADS=1, which skembed's thread default follows (ONNX Runtime
+    # and PyTorch alike), so two task threads per worker use two threads, not four
+    threads = client.run(lambda: importlib.import_module("skembed.backends")._default_threads())
+    assert set(threads.values()) == {1}
+
+
 def test_single_column_dask_array_gives_the_same_vectors(client, embedder):
     texts = _texts(25)
     x = da.from_array(np.array(texts, dtype=object)[:, None], chunks=(10, 1))
