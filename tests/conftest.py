@@ -55,6 +55,19 @@ def st_folders(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def big_input(tmp_path_factory) -> Path:
+    """A file of 40,000 lines: seconds of encoding with a tiny model, in small chunks."""
+    import numpy as np
+
+    words = "the cat chased a dog across my bank card with money on a blue day".split()
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("input") / "texts.txt"
+    lines = (" ".join(rng.choice(words, size=rng.integers(5, 30))) for _ in range(40_000))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_skembed_home(tmp_path_factory):
     """Unpacked pickles and ONNX exports go to a folder of this run, never the user's cache."""

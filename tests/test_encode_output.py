@@ -15,18 +15,8 @@ import pytest
 
 from skembed import SentenceEmbedder
 
-# enough texts that encoding takes seconds with the tiny model, in small chunks
+# big_input (tests/conftest.py): 40,000 texts, seconds of encoding with the tiny model
 N_TEXTS = 40_000
-WORDS = "the cat chased a dog across my bank card with money on a blue day".split()
-
-
-@pytest.fixture(scope="module")
-def big_input(tmp_path_factory) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("input") / "texts.txt"
-    lines = (" ".join(rng.choice(WORDS, size=rng.integers(5, 30))) for _ in range(N_TEXTS))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def start_encode(source: Path, output: Path, model: str, *extra: str, **popen) -> subprocess.Popen:

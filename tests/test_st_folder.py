@@ -347,7 +347,7 @@ def test_auto_map_in_config_json_needs_remote_code(tmp_path):
         f"{tmp_path}: config.json has an auto_map entry "
         "({'AutoModel': 'modeling_custom.CustomModel'}): the model needs Python code shipped "
         "in its folder, and skembed never runs code from a model folder "
-        "(trust_remote_code is never set)"
+        "(trust_remote_code is never set); use a model whose architecture transformers ships"
     )
 
 

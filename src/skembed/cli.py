@@ -197,6 +197,12 @@ def _add_encode(subparsers, common) -> None:
         help="texts read and embedded at a time (default: %(default)s)",
     )
     p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep what an interrupted run wrote (.npy only) and continue from there; the "
+        "input, model and options must be the same",
+    )
     p.set_defaults(run=_run_encode)
 
 
@@ -216,6 +222,8 @@ def _run_encode(args) -> int:
         raise UsageError(f"{source.name} holds no texts; nothing to encode")
     embedder = _fitted_embedder(args, ["load the model"])
     dim = embedder.embedding_dim_
+    if args.resume:
+        return _run_resumable_encode(args, source, n, embedder, output)
     with outputs.atomic_output(output) as partial:
         if output.suffix.lower() == ".npy":
             writer = outputs.NpyWriter(partial, n, dim, args.dtype)
@@ -232,6 +240,62 @@ def _run_encode(args) -> int:
             raise UsageError(f"{source.name} changed while it was read; run encode again")
         writer.close()
     print(f"skembed: wrote {n:,} vectors of {dim} {args.dtype} to {output}", file=sys.stderr)
+    return 0
+
+
+def _run_resumable_encode(args, source, n: int, embedder, output: Path) -> int:
+    """Encode into .npy, recording progress after each chunk so a killed run can go on."""
+    import hashlib
+
+    from . import outputs
+
+    if output.suffix.lower() != ".npy":
+        raise UsageError("--resume writes .npy outputs only; use a .npy output")
+    stat = source.path.stat()
+    key = {
+        "input": str(source.path.resolve()),
+        "input size": stat.st_size,
+        "input modification time": stat.st_mtime_ns,
+        "column": args.column,
+        "rows": n,
+        "model": embedder.fingerprint_,
+        "settings": repr(sorted(embedder.get_params().items())),
+        "dtype": args.dtype,
+    }
+    state = outputs.Resumable(output, key)
+    done, done_sha256 = state.start()
+    writer = outputs.NpyWriter(state.partial, n, embedder.embedding_dim_, args.dtype, done)
+    rows = hashlib.sha256()
+    seen = 0
+    with _TruncationCount(embedder.max_length_) as truncation, _progress(n, args) as bar:
+        bar.update(done)
+        for chunk in source.chunks(args.chunk_size):
+            skip = min(len(chunk), max(done - seen, 0))
+            for text in chunk:  # every row read, written before or now, enters the hash
+                rows.update(text.encode("utf-8", "surrogatepass") + b"\n")
+                seen += 1
+                if seen == done and rows.hexdigest() != done_sha256:
+                    raise outputs.ResumeError(
+                        f"cannot resume {output}: the first {done:,} texts of "
+                        f"{source.name} are not the ones the interrupted run read. Run again "
+                        "without --resume to start over"
+                    )
+            rest = chunk[skip:]
+            if not rest:
+                continue
+            writer.write(rest, truncation.transform(embedder, rest))
+            writer.flush()
+            state.save(writer.rows, rows.hexdigest())
+            bar.update(len(rest))
+    if writer.rows != n:
+        raise UsageError(f"{source.name} changed while it was read; run encode again")
+    writer.close()
+    state.finish()
+    print(
+        f"skembed: wrote {n:,} vectors of {embedder.embedding_dim_} {args.dtype} to {output}"
+        + (f" ({done:,} of them by the interrupted run)" if done else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

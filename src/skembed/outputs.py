@@ -52,12 +52,28 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
 
 
 class NpyWriter:
-    """Write an (n, dim) array to a .npy file through a memory map, rows in order."""
+    """Write an (n, dim) array to a .npy file through a memory map, rows in order.
 
-    def __init__(self, path: Path, n: int, dim: int, dtype: str):
-        self.path, self.n, self.rows = path, n, 0
+    ``start`` rows already written (a resumed run) are kept: the file is opened in place
+    and must hold an (n, dim) array of ``dtype``.
+    """
+
+    def __init__(self, path: Path, n: int, dim: int, dtype: str, start: int = 0):
+        self.path, self.n, self.rows = path, n, start
+        if start:
+            self._out = np.lib.format.open_memmap(path, mode="r+")
+            if self._out.shape != (n, dim) or self._out.dtype != np.dtype(dtype):
+                raise ResumeError(
+                    f"{path} holds a {self._out.shape} {self._out.dtype} array, not the "
+                    f"({n}, {dim}) {dtype} this run writes"
+                )
+            return
         self._out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n, dim))
         _reserve(path)
+
+    def flush(self) -> None:
+        """Write the rows so far to the disk (before a resumable run records them)."""
+        self._out.flush()
 
     def write(self, texts: list[str], vectors: np.ndarray) -> None:
         """Write the next rows; raise ValueError beyond the n rows announced."""
@@ -70,6 +86,61 @@ class NpyWriter:
         """Flush the rows to the file and close the memory map."""
         self._out.flush()
         del self._out  # the memory map is closed before the file is renamed
+
+
+class ResumeError(ValueError):
+    """A resumable run cannot continue: its input, model or settings changed."""
+
+
+class Resumable:
+    """The state of a resumable ``skembed encode`` into a .npy output.
+
+    The rows go to ``.<name>.resume.partial`` beside the output, and
+    ``.<name>.resume.json`` records what they are: the input file's path, size and
+    modification time, the model's fingerprint and the settings (``key``), how many rows are
+    written and the sha256 of those rows' texts. It is rewritten after each chunk, once the
+    chunk's rows are on the disk, so a run killed at any point resumes from its last chunk.
+    """
+
+    def __init__(self, output: Path, key: dict):
+        self.output = output
+        self.partial = output.with_name(f".{output.name}.resume.partial")
+        self.state = output.with_name(f".{output.name}.resume.json")
+        self.key = key
+
+    def start(self) -> tuple[int, str | None]:
+        """Return (rows written, sha256 of their texts) of an earlier run, or (0, None).
+
+        Raises ResumeError when the earlier run's input, model or settings differ.
+        """
+        import json
+
+        if not (self.state.is_file() and self.partial.is_file()):
+            return 0, None
+        saved = json.loads(self.state.read_text())
+        changed = sorted(k for k in self.key if saved.get("key", {}).get(k) != self.key[k])
+        if changed:
+            raise ResumeError(
+                f"cannot resume {self.output}: {', '.join(changed)} changed since the "
+                f"interrupted run (recorded in {self.state}). Run again without --resume to "
+                "start over"
+            )
+        return int(saved["rows"]), saved["rows_sha256"]
+
+    def save(self, rows: int, rows_sha256: str) -> None:
+        """Record that the first ``rows`` rows are written (atomically)."""
+        import json
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(dir=self.state.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"key": self.key, "rows": rows, "rows_sha256": rows_sha256}, fh)
+        os.replace(tmp, self.state)
+
+    def finish(self) -> None:
+        """Rename the complete rows to the output and forget the state."""
+        os.replace(self.partial, self.output)
+        self.state.unlink(missing_ok=True)
 
 
 class ParquetWriter:
