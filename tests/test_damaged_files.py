@@ -74,3 +74,14 @@ def test_a_pickled_object_array_in_an_index_is_never_unpickled(tiny_bert, tmp_pa
     (tmp_path / "index" / "index.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="allow_pickle=False"):
         SemanticSearch.load(tmp_path / "index")
+
+
+def test_an_edited_corpus_text_in_a_saved_index_is_refused(tiny_bert, tmp_path):
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
+    index.save(tmp_path / "index")
+    meta_path = tmp_path / "index" / "index.json"
+    meta = json.loads(meta_path.read_text())
+    meta["texts"][0] = "I love pears"  # the vectors still say apples
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="are not the ones the index was saved with"):
+        SemanticSearch.load(tmp_path / "index")

@@ -381,6 +381,7 @@ class SemanticSearch(BaseEstimator):
             },
             "embeddings_sha256": _sha256(folder / _VECTORS_FILE),
             "hnsw_sha256": None if hnsw is None else _sha256(folder / _HNSW_FILE),
+            "texts_sha256": _texts_sha256(self.corpus_),
             "texts": self.corpus_,
         }
         with open(folder / _META_FILE, "w", encoding="utf-8") as fh:
@@ -449,6 +450,11 @@ class SemanticSearch(BaseEstimator):
         if isinstance(params.get("layer"), list):
             params["layer"] = tuple(params["layer"])
         texts = meta["texts"]
+        if "texts_sha256" in meta and _texts_sha256(texts) != meta["texts_sha256"]:
+            raise ValueError(
+                f"the texts in {str(meta_path)!r} are not the ones the index was saved with "
+                "(their sha256 differs): the file was edited; save the index again"
+            )
         embedder = SentenceEmbedder(**params).fit(texts[:1])
         identity.check(
             Path(embedder.model_path_),
@@ -681,6 +687,14 @@ def _jsonable(value):
     if isinstance(value, tuple):
         return list(value)
     return value
+
+
+def _texts_sha256(texts: list[str]) -> str:
+    """Return the sha256 of a list of texts (each, then a NUL, in order)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:
