@@ -154,7 +154,7 @@ def test_column_transformer_embeds_the_text_column_beside_numbers(tiny_bert):
     np.testing.assert_allclose(
         out[:, :32], SentenceEmbedder(model=tiny_bert).fit(TEXTS).transform(TEXTS), atol=1e-6
     )
-    assert ct.get_feature_names_out()[0] == "emb__sentenceembedder0"
+    assert ct.get_feature_names_out()[0] == "emb__text_00"  # a named column: see test_tables.py
     assert ct.get_feature_names_out()[-1] == "num__amount"
 
 

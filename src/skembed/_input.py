@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 
 _WHO = "SentenceEmbedder takes strings"
+
+#: What SentenceEmbedder(missing=...) does with a missing text (None, NaN, pd.NA, polars null)
+MISSING_POLICIES = ("error", "empty", "zeros")
+
+
+class MissingTextWarning(UserWarning):
+    """Warned once per call when missing texts were embedded as "" or given zero vectors."""
 
 
 def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
@@ -15,8 +23,9 @@ def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
 
     Accepted: a list or tuple of str, a 1-D numpy array of str/object, a pandas Series,
     a single-column pandas or polars DataFrame (or a 2-D array with one column), a polars
-    Series, or any other iterable of str. An empty string is valid text. ``offset`` is
-    added to the index in messages, for chunks of a longer input.
+    Series, or any other iterable of str. An empty string is valid text; a missing one
+    (None, NaN, ``pd.NA``, a polars null) is not: see :func:`check_texts_with_missing`.
+    ``offset`` is added to the index in messages, for chunks of a longer input.
 
     A text holding a lone surrogate (U+D800 to U+DFFF on its own, as left by decoding with
     ``errors="surrogateescape"`` or by broken JSON escapes) is not valid Unicode: it raises
@@ -24,22 +33,77 @@ def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
     at character 2 ...``, rather than being altered silently. Repair such texts first, e.g.
     ``text.encode("utf-8", "replace").decode("utf-8")``.
     """
+    return _checked(X, name, offset, allow_missing=False)[0]
+
+
+def check_texts_with_missing(
+    X: object, *, name: str = "X", offset: int = 0
+) -> tuple[list[str], np.ndarray]:
+    """Return X as a list of str with "" for each missing item, and the missing items' indices.
+
+    As :func:`check_texts`, except that a missing item (None, float NaN, ``pd.NA``,
+    ``NaT``, a polars null) is not an error: it becomes ``""`` in the list and its index
+    (from 0, without ``offset``) is in the int64 array. Any other item that is not a str
+    (a number, bytes, a nested list) still raises the TypeError naming its index.
+    """
+    return _checked(X, name, offset, allow_missing=True)
+
+
+def column_name(X: object) -> str | None:
+    """Return the name of X's one column: a named pandas/polars Series or one-column DataFrame.
+
+    None for anything else, and for names that are not a non-empty str (an unnamed pandas
+    Series, a polars Series named "", an integer column label), as scikit-learn records
+    ``feature_names_in_`` only for string column names.
+    """
+    module = type(X).__module__.split(".")[0]
+    if module not in ("pandas", "polars"):
+        return None
+    if hasattr(X, "columns"):
+        columns = list(X.columns)
+        name = columns[0] if len(columns) == 1 else None
+    else:
+        name = getattr(X, "name", None)
+    return str(name) if isinstance(name, str) and name else None
+
+
+def warn_missing(n_missing: int, n_texts: int, policy: str, stacklevel: int = 2) -> None:
+    """Warn once with the count of missing texts that the policy filled; nothing if none."""
+    if not n_missing:
+        return
+    done = "were embedded as empty strings" if policy == "empty" else "were given zero vectors"
+    warnings.warn(
+        f"{n_missing:,} of {n_texts:,} texts were missing and {done}",
+        MissingTextWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def _checked(
+    X: object, name: str, offset: int, allow_missing: bool
+) -> tuple[list[str], np.ndarray]:
     texts = _as_list(X, name)
     if not texts:
         raise ValueError(
             f"{name} is empty (0 texts); {_WHO}: pass at least one text, e.g. ['some text']"
         )
+    absent: list[int] = []
     # Fast path: a list of plain str is by far the common case.
     if all(type(t) is str for t in texts):
         _check_unicode(texts, name, offset)
-        return texts
+        return texts, np.asarray(absent, dtype=np.int64)
+    checked = []
     for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            _check_unicode(texts[:i], name, offset)  # the first bad item is the one named
+        if isinstance(t, str):
+            checked.append(str(t))  # str subclasses such as numpy.str_ become plain str
+        elif allow_missing and _is_missing(t):
+            absent.append(i)
+            checked.append("")
+        else:
+            _check_unicode(checked, name, offset)  # the first bad item is the one named
             raise _bad_item(name, i + offset, t)
-    texts = [str(t) for t in texts]  # str subclasses such as numpy.str_ become plain str
-    _check_unicode(texts, name, offset)
-    return texts
+    _check_unicode(checked, name, offset)
+    return checked, np.asarray(absent, dtype=np.int64)
 
 
 def _check_unicode(texts: list[str], name: str, offset: int) -> None:
@@ -112,7 +176,7 @@ def _as_list(X: object, name: str) -> list:
 
 def _bad_item(name: str, i: int, t: object) -> Exception:
     where = f"{name}[{i}]"
-    if t is None or _is_missing(t):
+    if _is_missing(t):
         return TypeError(
             f"{where} is {type(t).__name__} ({t!r}); {_WHO}: fill or drop missing texts first"
         )
@@ -135,6 +199,8 @@ def _bad_item(name: str, i: int, t: object) -> Exception:
 
 
 def _is_missing(t: object) -> bool:
+    if t is None:
+        return True
     if isinstance(t, float) and math.isnan(t):
         return True
     if isinstance(t, np.floating) and np.isnan(t):

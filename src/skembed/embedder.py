@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import backends, bundle, cache, encoding, identity, models
-from ._input import check_texts
+from ._input import (
+    MISSING_POLICIES,
+    MissingTextWarning,  # noqa: F401 - public here, beside TruncationWarning
+    check_texts,
+    check_texts_with_missing,
+    column_name,
+    warn_missing,
+)
 from .pooling import LINEAR_MODES, POOLING_FUNCTIONS, STATIC_MODES
 
 
@@ -32,7 +39,7 @@ class Tokenization:
     truncated: bool
 
 
-class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class SentenceEmbedder(TransformerMixin, BaseEstimator):
     """Embed texts with a local transformer encoder: one fixed-size vector per text.
 
     Text goes through the model's tokenizer (WordPiece or BPE ids), the encoder (embedding
@@ -111,6 +118,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Store the weights and tokenizer files inside the pickle (about the size of the
         weights) instead of a reference to the model (under 1 MB). Use it when the machine
         that loads the pickle will not have the model, e.g. a local fine-tuned folder.
+    missing : {"error", "empty", "zeros"}, default="error"
+        What a missing text (None, NaN, ``pd.NA``, a polars null; ``""`` is a text) becomes.
+        ``"error"`` raises a TypeError naming the first one: in a list of texts a missing
+        one is usually a bug upstream. ``"empty"`` embeds it as the empty string, as
+        skrub's encoders do: use it in a ``TableVectorizer``, where a few missing cells are
+        normal. ``"zeros"`` gives it a vector of zeros. Filled texts are counted in one
+        ``MissingTextWarning`` per call.
 
     Attributes
     ----------
@@ -143,6 +157,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         How the model was found: ``"package"``, ``"path"`` or ``"hub-cache"``.
     n_layers_ : int
         Number of hidden-state layers, counting the embedding output as layer 0.
+    feature_names_in_ : ndarray of shape (1,), dtype object
+        The name of the column fitted on: a one-column pandas/polars DataFrame or a named
+        Series (what skrub and ``ColumnTransformer`` pass). Output features are then named
+        ``{column}_{i}``, zero-padded (``question_000`` to ``question_383``). Defined only
+        when that name is a non-empty string.
+    n_features_in_ : int
+        1, defined with ``feature_names_in_``.
 
     Examples
     --------
@@ -175,6 +196,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         precision: str = "fp32",
         n_threads: int | None = None,
         pickle_weights: bool = False,
+        missing: str = "error",
     ):
         self.model = model
         self.pooling = pooling
@@ -194,6 +216,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.precision = precision
         self.n_threads = n_threads
         self.pickle_weights = pickle_weights
+        self.missing = missing
 
     # -- fitting -------------------------------------------------------------------------
 
@@ -212,7 +235,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : SentenceEmbedder
         """
         _check_params(self)
-        check_texts(X)
+        (check_texts if self.missing == "error" else check_texts_with_missing)(X)
         source = models.resolve(self.model)
         loaded = models.load(source, models.resolve_device(self.device))
         _layer_indices(self.layer, loaded.n_layers)  # fail now, not at transform
@@ -245,6 +268,13 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.n_layers_ = loaded.n_layers
         self.max_length_ = int(self.max_length or loaded.limit)
         self.backend_ = backends.resolve(self.backend, self.precision, loaded.device)
+        name = column_name(X)
+        if name is None:  # a refit on unnamed texts forgets the column of an earlier fit
+            self.__dict__.pop("feature_names_in_", None)
+            self.__dict__.pop("n_features_in_", None)
+        else:
+            self.feature_names_in_ = np.asarray([name], dtype=object)
+            self.n_features_in_ = 1
         self._loaded = loaded
         return self
 
@@ -264,7 +294,10 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         X_new : ndarray of shape (n_texts, ``embedding_dim_``), dtype float32
         """
         check_is_fitted(self)
-        return self._embed(check_texts(X), memory=self.cache, prompt=prompt)
+        texts, zeroed = self._texts(X)
+        vectors = self._embed(texts, memory=self.cache, prompt=prompt)
+        vectors[zeroed] = 0.0
+        return vectors
 
     def transform_iter(
         self,
@@ -302,9 +335,23 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             check_texts(X)  # raises the usual "X is a single str" error
         iterator, offset = iter(X), 0
         while chunk := list(itertools.islice(iterator, chunk_size)):
-            texts = check_texts(chunk, offset=offset)
-            yield self._embed(texts, memory=False, prompt=prompt).astype(dtype, copy=False)
+            texts, zeroed = self._texts(chunk, offset=offset)
+            vectors = self._embed(texts, memory=False, prompt=prompt)
+            vectors[zeroed] = 0.0
+            yield vectors.astype(dtype, copy=False)
             offset += len(chunk)
+
+    def _texts(self, X, offset: int = 0) -> tuple[list[str], np.ndarray]:
+        """Return X's texts under the ``missing`` policy, and the rows to zero afterwards.
+
+        Missing texts are "" for "empty" and "zeros" alike: "zeros" embeds "" once (texts
+        are deduplicated) and zeroes those rows, so all policies share one embedding path.
+        """
+        if self.missing == "error":
+            return check_texts(X, offset=offset), np.empty(0, dtype=np.int64)
+        texts, absent = check_texts_with_missing(X, offset=offset)
+        warn_missing(len(absent), len(texts), self.missing, stacklevel=3)
+        return texts, absent if self.missing == "zeros" else absent[:0]
 
     def _embed(self, texts: list[str], memory: bool, prompt: str | None = None) -> np.ndarray:
         loaded = self._model()
@@ -425,6 +472,39 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _n_features_out(self) -> int:
         return self.embedding_dim_
 
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Return the names of the output features, one per dimension.
+
+        ``{column}_{i}`` when fitted on a named column (``feature_names_in_``), zero-padded
+        to the width of the last index: ``question_000`` to ``question_383``, so that two
+        text columns of one table give distinct names. Otherwise the class name and the
+        index: ``sentenceembedder0`` to ``sentenceembedder383``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against ``feature_names_in_`` when that is defined; the names always
+            come from the column seen at fit.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        fitted = getattr(self, "feature_names_in_", None)
+        checked = input_features is not None and fitted is not None
+        if checked and list(input_features) != list(fitted):
+            raise ValueError(
+                f"input_features is not equal to feature_names_in_: "
+                f"{list(input_features)} != {list(fitted)}"
+            )
+        n = self._n_features_out
+        if fitted is None:
+            prefix = type(self).__name__.lower()
+            return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
+        width = len(str(n - 1))
+        return np.asarray([f"{fitted[0]}_{i:0{width}d}" for i in range(n)], dtype=object)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.one_d_array = True
@@ -457,6 +537,7 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         # the vectors they were fitted to give (their pooling, no prompt, no Dense layers)
         for name in ("prompt", "prompt_name", "truncate_dim"):
             state.setdefault(name, None)
+        state.setdefault("missing", "error")
         if "fingerprint_" in state and "pooling_" not in state:
             state.update(
                 pooling_=state["pooling"],
@@ -596,6 +677,8 @@ def _check_params(est: SentenceEmbedder) -> None:
         raise ValueError(f"n_threads={est.n_threads!r} must be None or a positive int")
     if not isinstance(est.device, str):
         raise TypeError(f"device={est.device!r} must be a string such as 'auto', 'cpu', 'cuda'")
+    if not (isinstance(est.missing, str) and est.missing in MISSING_POLICIES):
+        raise ValueError(f"missing={est.missing!r} is not one of {list(MISSING_POLICIES)}")
 
 
 def _is_int(value) -> bool:
