@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from numbers import Integral
@@ -118,6 +119,25 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         Store the weights and tokenizer files inside the pickle (about the size of the
         weights) instead of a reference to the model (under 1 MB). Use it when the machine
         that loads the pickle will not have the model, e.g. a local fine-tuned folder.
+    fine_tune : {None, "softmax", "supcon"}, default=None
+        Adapt the encoder to the labels given to ``fit(X, y)`` before serving vectors
+        (:mod:`skembed.finetune`): ``"softmax"`` trains with a cosine-softmax classifier head
+        (discarded afterwards), ``"supcon"`` with a supervised contrastive loss. None, or
+        ``fit(X)`` without labels, leaves the encoder as it is. See the fine-tuning page of
+        the docs for when it helps.
+    fine_tune_adapter : {"lora", "top", "full"}, default="lora"
+        What is trained: low-rank factors of every linear layer (a pickle stays small),
+        the last layers, or every weight.
+    fine_tune_epochs : int or None, default=None
+        Passes over the training texts; None is :class:`skembed.finetune.Settings`' default.
+    fine_tune_learning_rate : float or None, default=None
+        Peak learning rate; None is :class:`skembed.finetune.Settings`' default.
+    fine_tune_batch_size : int, default=32
+        Texts per training step; memory grows with it, not with the number of texts.
+    random_state : int or None, default=0
+        Seeds fine-tuning: the same value gives the same vectors on the CPU, and lets a
+        search over other steps' parameters reuse one fine-tuning per training set. None
+        draws a seed at each fit.
     missing : {"error", "empty", "zeros"}, default="error"
         What a missing text (None, NaN, ``pd.NA``, a polars null; ``""`` is a text) becomes.
         ``"error"`` raises a TypeError naming the first one: in a list of texts a missing
@@ -141,6 +161,18 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         The folder's named prompts (empty when it has none).
     dense_layers_ : int
         How many Dense layers of the folder follow pooling (0 for most models).
+    update_ : skembed.finetune.Update or None
+        What fine-tuning changed (low-rank factors or parameters, as NumPy arrays), None
+        when the encoder was not fine-tuned. A pickle holds it and a reference to the base
+        model, so it stays small.
+    base_fingerprint_ : str
+        The identity of the model folder; ``fingerprint_`` is base + update once fine-tuned.
+    fine_tune_loss_ : list of float
+        Mean training loss of each epoch (empty without fine-tuning).
+    fine_tune_steps_ : int
+        Optimiser steps taken (0 without fine-tuning).
+    fine_tune_seconds_ : float
+        Seconds the fine-tuning took (0.0 without, or when an identical run was reused).
     max_length_ : int
         Tokens per text after resolving ``max_length``.
     fingerprint_ : str
@@ -196,6 +228,12 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         precision: str = "fp32",
         n_threads: int | None = None,
         pickle_weights: bool = False,
+        fine_tune: str | None = None,
+        fine_tune_adapter: str = "lora",
+        fine_tune_epochs: int | None = None,
+        fine_tune_learning_rate: float | None = None,
+        fine_tune_batch_size: int = 32,
+        random_state: int | None = 0,
         missing: str = "error",
     ):
         self.model = model
@@ -216,29 +254,40 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         self.precision = precision
         self.n_threads = n_threads
         self.pickle_weights = pickle_weights
+        self.fine_tune = fine_tune
+        self.fine_tune_adapter = fine_tune_adapter
+        self.fine_tune_epochs = fine_tune_epochs
+        self.fine_tune_learning_rate = fine_tune_learning_rate
+        self.fine_tune_batch_size = fine_tune_batch_size
+        self.random_state = random_state
         self.missing = missing
 
     # -- fitting -------------------------------------------------------------------------
 
     def fit(self, X, y=None):
-        """Validate X and load the tokenizer and encoder (once per process).
+        """Validate X, load the model (once per process), and fine-tune it when asked.
 
         Parameters
         ----------
         X : list-like of str
-            Texts; they are only validated, nothing is learned from them.
-        y : None
-            Ignored.
+            Texts; validated, and with ``fine_tune`` and labels, the training texts.
+        y : array-like of shape (n_texts,) or None
+            Labels: with ``fine_tune`` set, the encoder is fine-tuned on (X, y) and
+            ``transform`` serves the tuned vectors; otherwise ignored.
 
         Returns
         -------
         self : SentenceEmbedder
         """
         _check_params(self)
-        (check_texts if self.missing == "error" else check_texts_with_missing)(X)
+        _forget_fit(self)  # interrupted (Ctrl-C during fine-tuning): unfitted, never half-tuned
+        if self.missing == "error":
+            texts = check_texts(X)
+        else:
+            texts, _ = check_texts_with_missing(X)
         source = models.resolve(self.model)
         loaded = models.load(source, models.resolve_device(self.device))
-        _layer_indices(self.layer, loaded.n_layers)  # fail now, not at transform
+        layers = _layer_indices(self.layer, loaded.n_layers)  # fail now, not at transform
         if self.max_length is not None and self.max_length > loaded.capacity:
             raise ValueError(
                 f"max_length={self.max_length} is more than the model in {source.path} can "
@@ -251,22 +300,37 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
                 f"truncate_dim={self.truncate_dim} is more than the {dim} dimensions of the "
                 f"model in {source.path}; use truncate_dim<={dim} or None"
             )
+        pooling = (pipeline.pooling or "mean") if self.pooling == "auto" else self.pooling
+        prompt = _resolve_prompt(self.prompt, self.prompt_name, pipeline, source.path)
+        max_length = int(self.max_length or loaded.limit)
+        base = loaded
+        update, seconds = None, 0.0
+        if self.fine_tune is not None and y is not None:
+            update, seconds = _fine_tuned(
+                self, loaded, texts, y, pooling, prompt, layers, max_length
+            )
+            loaded = models.tuned(base, update)
         self.model_path_ = str(source.path)
         self.model_origin_ = source.origin
         self.fingerprint_ = loaded.fingerprint
-        self.model_files_ = dict(loaded.files)
-        self.pooling_ = (pipeline.pooling or "mean") if self.pooling == "auto" else self.pooling
+        self.base_fingerprint_ = base.fingerprint
+        self.model_files_ = dict(base.files)
+        self.update_ = update
+        self.fine_tune_loss_ = list(update.history) if update is not None else []
+        self.fine_tune_steps_ = update.steps if update is not None else 0
+        self.fine_tune_seconds_ = seconds
+        self.pooling_ = pooling
         self.normalize_ = (
             (pipeline.normalize or pipeline.pooling is None)
             if self.normalize == "auto"
             else bool(self.normalize)
         )
         self.prompts_ = dict(pipeline.prompts)
-        self.prompt_ = _resolve_prompt(self.prompt, self.prompt_name, pipeline, source.path)
+        self.prompt_ = prompt
         self.dense_layers_ = len(pipeline.dense)
         self.embedding_dim_ = self.truncate_dim or dim
         self.n_layers_ = loaded.n_layers
-        self.max_length_ = int(self.max_length or loaded.limit)
+        self.max_length_ = max_length
         self.backend_ = backends.resolve(self.backend, self.precision, loaded.device)
         name = column_name(X)
         if name is None:  # a refit on unnamed texts forgets the column of an earlier fit
@@ -525,7 +589,7 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
             identity.check(
                 path,
                 str(self.model),
-                self.fingerprint_,
+                getattr(self, "base_fingerprint_", None) or self.fingerprint_,
                 self.model_files_,
                 fix="Fit the estimator again before pickling it",
             )
@@ -535,8 +599,16 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
     def __setstate__(self, state):
         # pickles of skembed 0.1.0 predate these parameters and fitted attributes: they keep
         # the vectors they were fitted to give (their pooling, no prompt, no Dense layers)
-        for name in ("prompt", "prompt_name", "truncate_dim"):
+        for name in ("prompt", "prompt_name", "truncate_dim", "fine_tune"):
             state.setdefault(name, None)
+        for name, value in (
+            ("fine_tune_adapter", "lora"),
+            ("fine_tune_epochs", None),
+            ("fine_tune_learning_rate", None),
+            ("fine_tune_batch_size", 32),
+            ("random_state", 0),
+        ):
+            state.setdefault(name, value)
         state.setdefault("missing", "error")
         if "fingerprint_" in state and "pooling_" not in state:
             state.update(
@@ -558,32 +630,37 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         loaded = getattr(self, "_loaded", None)
         if loaded is None:
             expected = getattr(self, "model_files_", None)  # None: pickled by skembed 0.1.0
+            base_print = getattr(self, "base_fingerprint_", None) or self.fingerprint_
             files = getattr(self, "_model_files", None)
             if files is not None:
                 packed = (
-                    identity.Identity(self.fingerprint_, expected)
+                    identity.Identity(base_print, expected)
                     if expected is not None
-                    else bundle.legacy_identity(files, self.fingerprint_)
+                    else bundle.legacy_identity(files, base_print)
                 )
                 source = models.ModelSource(self.model, bundle.unpack(files, packed), "pickle")
             else:
-                source = _resolve_for_unpickled(self.model, self.fingerprint_)
+                source = _resolve_for_unpickled(self.model, base_print)
             found = identity.check(
                 source.path,
                 str(self.model),
-                self.fingerprint_,
+                base_print,
                 expected,
                 fix="Install the exact model it was fitted with (same package version or "
                 "folder), or fit the estimator again",
             )
             if expected is None:  # caches and later pickles key on the whole folder
                 self.fingerprint_, self.model_files_ = found.fingerprint, dict(found.files)
+                base_print = found.fingerprint
                 self.__dict__.pop("_model_files", None)
             loaded = models.load(source, models.resolve_device(self.device))
-            if loaded.fingerprint != self.fingerprint_:  # changed between the check and load
+            if loaded.fingerprint != base_print:  # changed between the check and the load
                 raise models.ModelMismatchError(
                     f"the model in {source.path} changed while it was being loaded; try again"
                 )
+            update = getattr(self, "update_", None)
+            if update is not None:  # base weights checked above; the update is in the pickle
+                loaded = models.tuned(loaded, update)
             self._loaded = loaded
         return loaded
 
@@ -607,6 +684,89 @@ def _resolve_for_unpickled(spec, fingerprint: str) -> models.ModelSource:
             f"which is not on this machine: {exc}. To carry the model inside the pickle, "
             "pickle it with pickle_weights=True"
         ) from None
+
+
+_TUNED: OrderedDict = OrderedDict()
+"""Updates of this process's fine-tuning runs, by everything that determines them: a search
+over other steps' parameters fine-tunes once per training set (a few MB at most)."""
+_TUNED_LIMIT = 8
+fine_tune_runs = 0
+"""How many times an encoder was fine-tuned in this process (tests count reuse)."""
+
+
+def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length):
+    """Return (the update fine-tuning gives on (texts, y), seconds spent now: 0 if reused)."""
+    global fine_tune_runs
+    import hashlib
+    import pickle
+    import time
+
+    from . import finetune
+
+    if pooling in STATIC_MODES:
+        raise ValueError(
+            f"fine_tune={est.fine_tune!r} trains the encoder, which pooling={pooling!r} does not "
+            "use; choose a contextual pooling (e.g. 'mean') or fine_tune=None"
+        )
+    if layers != (loaded.n_layers - 1,):
+        raise ValueError(
+            f"fine_tune={est.fine_tune!r} trains the pooled last layer; use layer=-1 with it"
+        )
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != len(texts):
+        raise ValueError(
+            f"y has shape {labels.shape} for {len(texts)} texts; fine-tuning takes one label "
+            "per text"
+        )
+    options = {
+        "method": est.fine_tune,
+        "adapter": est.fine_tune_adapter,
+        "batch_size": est.fine_tune_batch_size,
+        "max_length": max_length,
+        "random_state": (
+            int(np.random.randint(2**31)) if est.random_state is None else est.random_state
+        ),
+    }
+    if est.fine_tune_epochs is not None:
+        options["epochs"] = est.fine_tune_epochs
+    if est.fine_tune_learning_rate is not None:
+        options["learning_rate"] = est.fine_tune_learning_rate
+    settings = finetune.Settings(**options)
+    data = hashlib.sha256(pickle.dumps((texts, labels.tolist()))).hexdigest()
+    key = (loaded.fingerprint, settings, pooling, prompt, data)
+    if key in _TUNED:
+        _TUNED.move_to_end(key)
+        return _TUNED[key], 0.0
+
+    def tokenize(batch: list[str]):
+        ids = encoding.tokenize(loaded, _model_texts(batch, prompt, loaded), max_length)
+        return encoding.pad(ids.ids, loaded.pad_id)
+
+    start = time.perf_counter()
+    with backends.threads("torch", est.n_threads):
+        update = finetune.fine_tune(
+            loaded.encoder,
+            tokenize,
+            texts,
+            labels,
+            settings,
+            pooling=pooling,
+            base_fingerprint=loaded.fingerprint,
+            show_progress=est.show_progress,
+        )
+    fine_tune_runs += 1
+    _TUNED[key] = update
+    while len(_TUNED) > _TUNED_LIMIT:
+        _TUNED.popitem(last=False)
+    return update, time.perf_counter() - start
+
+
+def _forget_fit(est) -> None:
+    """Remove what an earlier fit learned, so that an interrupted fit leaves none of it."""
+    for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]:
+        delattr(est, name)
+    est.__dict__.pop("_loaded", None)
+    est.__dict__.pop("_model_files", None)
 
 
 def _resolve_prompt(prompt, prompt_name, pipeline, path) -> str:
@@ -677,6 +837,26 @@ def _check_params(est: SentenceEmbedder) -> None:
         raise ValueError(f"n_threads={est.n_threads!r} must be None or a positive int")
     if not isinstance(est.device, str):
         raise TypeError(f"device={est.device!r} must be a string such as 'auto', 'cpu', 'cuda'")
+    if est.fine_tune is not None:
+        from .finetune import ADAPTERS, METHODS
+
+        if est.fine_tune not in METHODS:
+            raise ValueError(f"fine_tune={est.fine_tune!r} is not None or one of {list(METHODS)}")
+        if est.fine_tune_adapter not in ADAPTERS:
+            raise ValueError(
+                f"fine_tune_adapter={est.fine_tune_adapter!r} is not one of {list(ADAPTERS)}"
+            )
+    for name in ("fine_tune_epochs", "fine_tune_batch_size"):
+        value = getattr(est, name)
+        if not (value is None and name == "fine_tune_epochs") and not (
+            _is_int(value) and value >= 1
+        ):
+            raise ValueError(f"{name}={value!r} must be a positive int")
+    rate = est.fine_tune_learning_rate
+    if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < 1):
+        raise ValueError(f"fine_tune_learning_rate={rate!r} must be None or between 0 and 1")
+    if est.random_state is not None and not _is_int(est.random_state):
+        raise TypeError(f"random_state={est.random_state!r} must be None or an int")
     if not (isinstance(est.missing, str) and est.missing in MISSING_POLICIES):
         raise ValueError(f"missing={est.missing!r} is not one of {list(MISSING_POLICIES)}")
 

@@ -210,6 +210,10 @@ class LoadedModel:
     files: dict[str, str] = field(default_factory=dict, repr=False)  # {file: sha256}
     # what the folder's sentence-transformers files say happens after the encoder
     pipeline: FolderPipeline = field(default_factory=FolderPipeline, repr=False)
+    # a fine-tuned model: the folder's weights plus this skembed.finetune.Update; its
+    # fingerprint is the update's, base_fingerprint the folder's (see tuned())
+    update: Any = field(default=None, repr=False)
+    base_fingerprint: str | None = None
     _encoder: Any = field(default=None, init=False, repr=False)
     _input_embeddings: Any = field(default=None, init=False, repr=False)
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -232,12 +236,17 @@ class LoadedModel:
                 check(
                     self.path,
                     str(self.path),
-                    self.fingerprint,
+                    self.base_fingerprint or self.fingerprint,
                     self.files,
                     fix="Files changed after the model was loaded: fit the estimator again",
                     what="this process loaded",
                 )
-                self._encoder = _read_encoder(self.path, self.device)
+                encoder = _read_encoder(self.path, self.device)
+                if self.update is not None:
+                    from .finetune import apply_update
+
+                    encoder = apply_update(encoder, self.update)
+                self._encoder = encoder
         return self._encoder
 
     def input_embeddings(self) -> np.ndarray:
@@ -250,7 +259,8 @@ class LoadedModel:
         with self._encoder_lock:
             table = self._input_embeddings
         if table is None:
-            table = _embedding_rows(self.path, self.dim)
+            # a fine-tuned model's rows may differ from the folder's: ask its encoder
+            table = _embedding_rows(self.path, self.dim) if self.update is None else None
             if table is None:
                 weight = self.encoder.get_input_embeddings().weight
                 table = weight.detach().float().cpu().numpy()
@@ -313,6 +323,42 @@ def load(source: ModelSource, device: str) -> LoadedModel:
             )
             load_count += 1
             _registry[key] = loaded
+    return loaded
+
+
+def tuned(base: LoadedModel, update: Any, encoder: Any = None) -> LoadedModel:
+    """Return the loaded model of base's folder plus a fine-tuning update, once per process.
+
+    Its fingerprint is the update's (base + update), so the encoder cache, ``cache_dir`` and
+    the ONNX graphs of tuned and frozen vectors never mix. ``encoder``, when given, is the
+    merged encoder already in memory (right after training); otherwise it is merged from the
+    folder's weights on first use, so ONNX Runtime with a cached graph needs no PyTorch.
+    """
+    from dataclasses import replace
+
+    global load_count
+    if update.base_fingerprint != base.fingerprint:
+        raise ModelMismatchError(
+            f"this fine-tuning update applies to the model of fingerprint "
+            f"{update.base_fingerprint}, not to {base.path} (fingerprint {base.fingerprint}); "
+            "fit the estimator again"
+        )
+    key = (str(base.path), update.fingerprint, base.device)
+    with _registry_lock:
+        loaded = _registry.get(key)
+        if loaded is None:
+            loaded = replace(
+                base,
+                fingerprint=update.fingerprint,
+                update=update,
+                base_fingerprint=base.fingerprint,
+                lock=threading.Lock(),  # its own tokenizer object, its own locks
+                _encoder_lock=threading.Lock(),
+            )
+            load_count += 1
+            _registry[key] = loaded
+        if encoder is not None and loaded._encoder is None:
+            loaded._encoder = encoder
     return loaded
 
 

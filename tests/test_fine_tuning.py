@@ -1,0 +1,161 @@
+"""SentenceEmbedder(fine_tune=...).fit(X, y) adapts the encoder, the scikit-learn way:
+labels pass through a Pipeline, folds never see held-out texts, pickles stay small, the
+tuned model runs on ONNX Runtime, and a search over the classifier tunes once per fold."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+from sklearn.pipeline import make_pipeline
+
+from skembed import SentenceEmbedder, embedder, models
+from tiny_models import CORPUS
+
+TEXTS = [f"{text} {i}" for i, text in enumerate(CORPUS * 6)]
+LABELS = np.array([(i % len(CORPUS)) % 3 for i in range(len(TEXTS))])  # follows the text
+QUICK = {"fine_tune": "softmax", "fine_tune_epochs": 2, "backend": "torch"}
+
+
+@pytest.fixture(autouse=True)
+def _no_reuse():
+    """Each test's fine-tuning runs are its own: reuse is tested where it is meant."""
+    embedder._TUNED.clear()
+    yield
+    embedder._TUNED.clear()
+
+
+def test_vectors_change_only_when_labels_are_given(tiny_bert):
+    frozen = SentenceEmbedder(model=tiny_bert, backend="torch").fit(TEXTS).transform(TEXTS)
+    unlabelled = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS)
+    np.testing.assert_array_equal(unlabelled.transform(TEXTS), frozen)
+    assert unlabelled.update_ is None and unlabelled.fine_tune_steps_ == 0
+    tuned = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
+    assert tuned.update_ is not None and tuned.fine_tune_steps_ > 0
+    assert len(tuned.fine_tune_loss_) == 2 and tuned.fine_tune_seconds_ > 0
+    assert np.abs(tuned.transform(TEXTS) - frozen).max() > 1e-4
+    assert tuned.fingerprint_ != tuned.base_fingerprint_ == unlabelled.fingerprint_
+
+
+def test_the_loss_goes_down(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert, **{**QUICK, "fine_tune_epochs": 15})
+    est.set_params(fine_tune_learning_rate=5e-3).fit(TEXTS, LABELS)
+    assert est.fine_tune_loss_[-1] < est.fine_tune_loss_[0]
+
+
+def test_the_same_random_state_gives_the_same_vectors(tiny_bert):
+    first = SentenceEmbedder(model=tiny_bert, **QUICK, random_state=3).fit(TEXTS, LABELS)
+    embedder._TUNED.clear()  # train again, do not reuse
+    second = SentenceEmbedder(model=tiny_bert, **QUICK, random_state=3).fit(TEXTS, LABELS)
+    np.testing.assert_allclose(first.transform(TEXTS), second.transform(TEXTS), atol=1e-6)
+    other = SentenceEmbedder(model=tiny_bert, **QUICK, random_state=4).fit(TEXTS, LABELS)
+    assert np.abs(other.transform(TEXTS) - first.transform(TEXTS)).max() > 1e-5
+
+
+def test_cross_validation_tunes_each_fold_on_its_training_texts_only(tiny_bert):
+    X, y = np.array(TEXTS, dtype=object), LABELS
+    pipe = make_pipeline(SentenceEmbedder(model=tiny_bert, **QUICK), LogisticRegression())
+    for train, test in KFold(3, shuffle=True, random_state=0).split(X):
+        changed = X.copy()  # this fold's held-out texts replaced: its update must not move
+        changed[test] = [f"something else entirely {i}" for i in test]
+        fitted = [
+            cross_validate(pipe, data, y, cv=[(train, test)], return_estimator=True)
+            for data in (X, changed)
+        ]
+        alone = SentenceEmbedder(model=tiny_bert, **QUICK).fit(list(X[train]), y[train])
+        for result in fitted:
+            assert result["estimator"][0][0].update_.fingerprint == alone.update_.fingerprint
+
+
+def test_a_search_over_the_classifier_tunes_once_per_fold(tiny_bert):
+    pipe = make_pipeline(SentenceEmbedder(model=tiny_bert, **QUICK), LogisticRegression())
+    before = embedder.fine_tune_runs
+    grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3)
+    grid.fit(TEXTS, LABELS)
+    assert embedder.fine_tune_runs - before == 3 + 1  # 3 folds, then the refit on all texts
+
+
+def test_tuned_and_frozen_vectors_never_mix_in_the_cache(tiny_bert):
+    frozen = SentenceEmbedder(model=tiny_bert, backend="torch", cache=True).fit(TEXTS)
+    expected = frozen.transform(TEXTS)
+    tuned = SentenceEmbedder(model=tiny_bert, **QUICK, cache=True).fit(TEXTS, LABELS)
+    assert np.abs(tuned.transform(TEXTS) - expected).max() > 1e-4
+    np.testing.assert_array_equal(frozen.transform(TEXTS), expected)
+
+
+def test_a_tuned_model_runs_on_onnx_runtime_with_its_pytorch_vectors(tiny_bert):
+    pytest.importorskip("onnxruntime")
+    torch_run = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
+    onnx_run = SentenceEmbedder(model=tiny_bert, **{**QUICK, "backend": "onnx"})
+    onnx_run.set_params(cache=False).fit(TEXTS, LABELS)  # the same update, reused
+    assert onnx_run.update_ is torch_run.update_
+    got, want = onnx_run.transform(TEXTS), torch_run.transform(TEXTS)
+    assert (got * want).sum(1).min() >= 0.9999
+    int8 = onnx_run.set_params(precision="int8").fit(TEXTS, LABELS).transform(TEXTS)
+    assert (int8 * want).sum(1).min() > 0.95
+
+
+def test_a_tuned_pickle_holds_the_update_not_the_weights(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
+    expected = est.transform(TEXTS)
+    blob = pickle.dumps(est)
+    weights = (models.resolve(tiny_bert).path / "model.safetensors").stat().st_size
+    assert len(blob) < est.update_.nbytes + 5_000 < weights
+    models.clear_registry()
+    np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), expected, atol=1e-6)
+
+
+def test_a_tuned_pickle_with_weights_is_self_contained(tiny_bert, tmp_path):
+    import shutil
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    est = SentenceEmbedder(model=str(folder), **QUICK, pickle_weights=True).fit(TEXTS, LABELS)
+    expected = est.transform(TEXTS)
+    blob = pickle.dumps(est)
+    shutil.rmtree(folder)
+    models.clear_registry()
+    np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), expected, atol=1e-6)
+
+
+def test_fine_tuning_refuses_a_pooling_without_an_encoder(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert, **QUICK, pooling="static_mean")
+    with pytest.raises(ValueError, match="trains the encoder, which pooling='static_mean'"):
+        est.fit(TEXTS, LABELS)
+    assert not hasattr(est, "fingerprint_")
+
+
+def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted(tiny_bert):
+    code = (
+        "import sys\n"
+        "from sklearn.exceptions import NotFittedError\n"
+        "from sklearn.utils.validation import check_is_fitted\n"
+        "from skembed import SentenceEmbedder\n"
+        f"texts = {TEXTS!r}\n"
+        f"est = SentenceEmbedder(model={tiny_bert!r}, backend='torch').fit(texts)\n"
+        "est.set_params(fine_tune='softmax', fine_tune_epochs=100000)\n"
+        "print('fitted, tuning', flush=True)\n"
+        "try:\n"
+        f"    est.fit(texts, {LABELS.tolist()!r})\n"
+        "except KeyboardInterrupt:\n"
+        "    try:\n"
+        "        check_is_fitted(est)\n"
+        "        print('fitted')\n"
+        "    except NotFittedError:\n"
+        "        print('unfitted', hasattr(est, '_loaded'))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    assert process.stdout.readline().strip() == "fitted, tuning"
+    time.sleep(1.5)  # inside the training loop by now
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert out.strip() == "unfitted False"
