@@ -54,6 +54,12 @@ def bert(tiny_bert):
     return AutoModel.from_pretrained(tiny_bert).eval(), tokenize
 
 
+@pytest.fixture(scope="module")
+def update(bert) -> Update:
+    """The update of the FAST settings, trained once for the tests that only read it."""
+    return run(bert)
+
+
 def run(bert, settings: Settings = FAST, base: str = "base") -> Update:
     encoder, tokenize = bert
     return fine_tune(
@@ -118,24 +124,23 @@ def test_ctrl_c_propagates_and_leaves_the_encoder_as_it_was(bert):
     assert not any(m._forward_hooks for m in encoder.modules())
 
 
-def test_the_same_random_state_gives_the_same_update(bert):
-    first, second = run(bert), run(bert)
+def test_the_same_random_state_gives_the_same_update(bert, update):
+    first, second = update, run(bert)
     assert first.tensors.keys() == second.tensors.keys()
     assert all(np.array_equal(first.tensors[k], second.tensors[k]) for k in first.tensors)
     assert first.fingerprint == second.fingerprint
     assert first.history == second.history
 
 
-def test_another_random_state_gives_another_update(bert):
-    first = run(bert)
+def test_another_random_state_gives_another_update(bert, update):
+    first = update
     other = run(bert, dataclasses.replace(FAST, random_state=1))
     assert any(not np.array_equal(first.tensors[k], other.tensors[k]) for k in first.tensors)
     assert first.fingerprint != other.fingerprint
 
 
-def test_apply_update_merges_lora_into_plain_weights(bert):
+def test_apply_update_merges_lora_into_plain_weights(bert, update):
     encoder, tokenize = bert
-    update = run(bert)
     assert update.kind == "lora"
     merged = apply_update(encoder, update)
     assert type(merged) is type(encoder)
@@ -158,9 +163,8 @@ def test_apply_update_copies_whole_parameters_of_a_partial_update(bert):
     assert np.abs(vectors(merged, tokenize) - vectors(encoder, tokenize)).max() > 1e-3
 
 
-def test_an_update_pickles_small(bert):
+def test_an_update_pickles_small(bert, update):
     encoder, _ = bert
-    update = run(bert)
     blob = pickle.dumps(update)
     # rank 4 on the 12 linear layers of 2 BERT layers: A (4, in) and B (out, 4) per layer
     linear = [m for n, m in encoder.named_modules() if isinstance(m, torch.nn.Linear)]
@@ -172,8 +176,7 @@ def test_an_update_pickles_small(bert):
     assert all(isinstance(t, np.ndarray) for t in loaded.tensors.values())
 
 
-def test_the_fingerprint_changes_with_the_tensors_and_the_base(bert):
-    update = run(bert)
+def test_the_fingerprint_changes_with_the_tensors_and_the_base(bert, update):
     name = sorted(update.tensors)[0]
     changed = dict(update.tensors)
     changed[name] = changed[name].copy()
