@@ -53,9 +53,12 @@ def test_a_damaged_description_is_described_again(tiny_bert, tmp_path):
     assert json.loads(description.read_text())["dim"] == 32  # mended by the ONNX run
 
 
+def _saved_index(model: str, folder) -> None:
+    SemanticSearch(SentenceEmbedder(model=model)).fit(TEXTS).save(folder)
+
+
 def test_a_tampered_index_vectors_file_is_refused(tiny_bert, tmp_path):
-    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
-    index.save(tmp_path / "index")
+    _saved_index(tiny_bert, tmp_path / "index")
     vectors = tmp_path / "index" / "embeddings.npy"
     np.save(vectors, np.load(vectors)[::-1])  # same shape, other rows
     with pytest.raises(ValueError, match="is not the file saved with"):
@@ -63,8 +66,7 @@ def test_a_tampered_index_vectors_file_is_refused(tiny_bert, tmp_path):
 
 
 def test_a_pickled_object_array_in_an_index_is_never_unpickled(tiny_bert, tmp_path):
-    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
-    index.save(tmp_path / "index")
+    _saved_index(tiny_bert, tmp_path / "index")
     vectors = tmp_path / "index" / "embeddings.npy"
     np.save(vectors, np.array([object()] * 3, dtype=object), allow_pickle=True)
     meta = json.loads((tmp_path / "index" / "index.json").read_text())
@@ -77,8 +79,7 @@ def test_a_pickled_object_array_in_an_index_is_never_unpickled(tiny_bert, tmp_pa
 
 
 def test_an_edited_corpus_text_in_a_saved_index_is_refused(tiny_bert, tmp_path):
-    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
-    index.save(tmp_path / "index")
+    _saved_index(tiny_bert, tmp_path / "index")
     meta_path = tmp_path / "index" / "index.json"
     meta = json.loads(meta_path.read_text())
     meta["texts"][0] = "I love pears"  # the vectors still say apples

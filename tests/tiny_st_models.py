@@ -33,6 +33,14 @@ PROMPTS = {"query": "query: ", "document": "passage: "}
 
 _LOCAL = {"local_files_only": True, "trust_remote_code": False}
 _SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
+# RoBERTa-style ids and positions (numbered from padding_idx + 1): MPNet, XLM-R
+_ROBERTA_LIKE = {
+    "intermediate_size": 64,
+    "max_position_embeddings": 66,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+}
 
 
 def _wordpiece_vocab(specials: list[str]) -> dict[str, int]:
@@ -84,15 +92,7 @@ def _build_mpnet(path: Path, seed: int) -> None:
     tokenizer = MPNetTokenizer(vocab=vocab, do_lower_case=True)
     tokenizer.model_max_length = 512
     tokenizer.save_pretrained(path)
-    config = MPNetConfig(
-        vocab_size=len(vocab),
-        intermediate_size=64,
-        max_position_embeddings=66,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        **_SIZES,
-    )
+    config = MPNetConfig(vocab_size=len(vocab), **_ROBERTA_LIKE, **_SIZES)
     _save_model(MPNetModel, config, path, seed)
 
 
@@ -126,15 +126,7 @@ def _build_xlm_roberta(path: Path, seed: int) -> None:
     tokenizer = XLMRobertaTokenizer(vocab=pieces)
     tokenizer.model_max_length = 512
     tokenizer.save_pretrained(path)
-    config = XLMRobertaConfig(
-        vocab_size=len(pieces),
-        intermediate_size=64,
-        max_position_embeddings=66,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        **_SIZES,
-    )
+    config = XLMRobertaConfig(vocab_size=len(pieces), **_ROBERTA_LIKE, **_SIZES)
     _save_model(XLMRobertaModel, config, path, seed)
 
 
