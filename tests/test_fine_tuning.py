@@ -159,3 +159,49 @@ def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted(tiny_bert):
     process.send_signal(signal.SIGINT)
     out, _ = process.communicate(timeout=120)
     assert out.strip() == "unfitted False"
+
+
+OTHERS = (CORPUS[1:] + CORPUS[:1]) * 4  # each sentence paired with the next one
+PAIRS = [(f"{a} {i}", f"{b} {i + 1}") for i, (a, b) in enumerate(zip(CORPUS * 4, OTHERS, strict=True))]
+PAIRS += [(f"{a} {i}", f"{a} {i + 7}") for i, a in enumerate(CORPUS * 4)]
+SAME = np.array([0] * (len(PAIRS) // 2) + [1] * (len(PAIRS) // 2))
+
+
+def _gap(features: np.ndarray) -> float:
+    """Return the mean cosine of paraphrase pairs minus that of the others (column 0)."""
+    return float(features[SAME == 1, 0].mean() - features[SAME == 0, 0].mean())
+
+
+def test_pair_features_fine_tune_on_labelled_pairs(tiny_bert):
+    from skembed import PairFeatures
+
+    frozen = PairFeatures(SentenceEmbedder(model=tiny_bert, backend="torch")).fit(PAIRS, SAME)
+    assert frozen.embedder_.update_ is None
+    tuned_embedder = SentenceEmbedder(model=tiny_bert, **{**QUICK, "fine_tune_epochs": 6})
+    tuned = PairFeatures(tuned_embedder.set_params(fine_tune_learning_rate=5e-3))
+    tuned.fit(PAIRS, SAME)
+    assert tuned.embedder_.update_ is not None
+    assert tuned.embedder_.fine_tune_loss_[-1] < tuned.embedder_.fine_tune_loss_[0]
+    # the encoder learnt to pull paraphrases together: the cosine gap widens
+    assert _gap(tuned.transform(PAIRS)) > _gap(frozen.transform(PAIRS))
+
+
+def test_pairs_need_numeric_labels(tiny_bert):
+    from skembed import PairFeatures
+
+    pairs = PairFeatures(SentenceEmbedder(model=tiny_bert, **QUICK))
+    with pytest.raises(ValueError, match="fine-tuning on pairs needs numbers"):
+        pairs.fit(PAIRS, np.where(SAME == 1, "yes", "no"))
+
+
+def test_the_pair_loss_is_cosent():
+    import torch
+
+    from skembed.finetune import _cosent
+
+    cosine = torch.tensor([0.9, 0.2, 0.5, 0.1])
+    labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    # every (positive, negative) pair: log(1 + sum exp(scale * (cos_negative - cos_positive)))
+    terms = [20 * (cosine[n] - cosine[p]) for p in (0, 2) for n in (1, 3)]
+    expected = torch.logsumexp(torch.stack([torch.tensor(0.0), *terms]), 0)
+    assert torch.isclose(_cosent(cosine, labels, 20.0), expected)

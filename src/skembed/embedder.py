@@ -279,6 +279,18 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         -------
         self : SentenceEmbedder
         """
+        return self._fit(X, y)
+
+    def _fit_pairs(self, first: list[str], second: list[str], y) -> SentenceEmbedder:
+        """Fit on the texts of pairs; with ``fine_tune``, fine-tune on the pairs' labels.
+
+        What :class:`~skembed.PairFeatures` calls: ``y`` holds a number per pair, higher for
+        more similar pairs (1 for paraphrases, 0 for not), and the loss is CoSENT
+        (:func:`skembed.finetune.fine_tune_pairs`).
+        """
+        return self._fit(first + second, y, pairs=(first, second))
+
+    def _fit(self, X, y, pairs=None) -> SentenceEmbedder:
         _check_params(self)
         _forget_fit(self)  # interrupted (Ctrl-C during fine-tuning): unfitted, never half-tuned
         if self.missing == "error":
@@ -307,7 +319,7 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
         update, seconds = None, 0.0
         if self.fine_tune is not None and y is not None:
             update, seconds = _fine_tuned(
-                self, loaded, texts, y, pooling, prompt, layers, max_length
+                self, loaded, texts, y, pooling, prompt, layers, max_length, pairs
             )
             loaded = models.tuned(base, update)
         self.model_path_ = str(source.path)
@@ -694,8 +706,11 @@ fine_tune_runs = 0
 """How many times an encoder was fine-tuned in this process (tests count reuse)."""
 
 
-def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length):
-    """Return (the update fine-tuning gives on (texts, y), seconds spent now: 0 if reused)."""
+def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length, pairs=None):
+    """Return (the update fine-tuning gives on (texts, y), seconds spent now: 0 if reused).
+
+    With ``pairs`` = (first, second), y labels the pairs (numbers: higher is more similar).
+    """
     global fine_tune_runs
     import hashlib
     import pickle
@@ -713,10 +728,15 @@ def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length):
             f"fine_tune={est.fine_tune!r} trains the pooled last layer; use layer=-1 with it"
         )
     labels = np.asarray(y)
-    if labels.ndim != 1 or len(labels) != len(texts):
+    rows, what = (len(pairs[0]), "pair") if pairs is not None else (len(texts), "text")
+    if labels.ndim != 1 or len(labels) != rows:
         raise ValueError(
-            f"y has shape {labels.shape} for {len(texts)} texts; fine-tuning takes one label "
-            "per text"
+            f"y has shape {labels.shape} for {rows} {what}s; fine-tuning takes one label per {what}"
+        )
+    if pairs is not None and not np.issubdtype(labels.dtype, np.number):
+        raise ValueError(
+            f"y holds {labels.dtype} labels; fine-tuning on pairs needs numbers, higher for "
+            "more similar pairs (1 for a paraphrase, 0 for not)"
         )
     options = {
         "method": est.fine_tune,
@@ -732,7 +752,7 @@ def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length):
     if est.fine_tune_learning_rate is not None:
         options["learning_rate"] = est.fine_tune_learning_rate
     settings = finetune.Settings(**options)
-    data = hashlib.sha256(pickle.dumps((texts, labels.tolist()))).hexdigest()
+    data = hashlib.sha256(pickle.dumps((texts, labels.tolist(), pairs is None))).hexdigest()
     key = (loaded.fingerprint, settings, pooling, prompt, data)
     if key in _TUNED:
         _TUNED.move_to_end(key)
@@ -743,17 +763,20 @@ def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length):
         return encoding.pad(ids.ids, loaded.pad_id)
 
     start = time.perf_counter()
+    options = {
+        "pooling": pooling,
+        "base_fingerprint": loaded.fingerprint,
+        "show_progress": est.show_progress,
+    }
     with backends.threads("torch", est.n_threads):
-        update = finetune.fine_tune(
-            loaded.encoder,
-            tokenize,
-            texts,
-            labels,
-            settings,
-            pooling=pooling,
-            base_fingerprint=loaded.fingerprint,
-            show_progress=est.show_progress,
-        )
+        if pairs is not None:
+            update = finetune.fine_tune_pairs(
+                loaded.encoder, tokenize, *pairs, labels, settings, **options
+            )
+        else:
+            update = finetune.fine_tune(
+                loaded.encoder, tokenize, texts, labels, settings, **options
+            )
     fine_tune_runs += 1
     _TUNED[key] = update
     while len(_TUNED) > _TUNED_LIMIT:

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -197,12 +197,98 @@ def fine_tune(
     Ctrl-C (``KeyboardInterrupt``) propagates; the shared encoder and torch's global random
     state are as they were before the call.
     """
-    import torch
-
     texts = list(texts)
     codes = _check(texts, labels, settings, pooling)
-    device = next(encoder.parameters()).device
     pool = POOLING_FUNCTIONS[pooling]
+
+    def train(model, trained, lora, device):
+        head = None
+        if settings.method == "softmax":
+            head = _prototype_head(model, pool, tokenize, texts, codes, settings, device)
+        return _train(
+            model, pool, tokenize, texts, codes, settings, trained, lora, head,
+            device, show_progress,
+        )  # fmt: skip
+
+    return _run(encoder, settings, base_fingerprint, train)
+
+
+def fine_tune_pairs(
+    encoder: Any,
+    tokenize: Tokenize,
+    first: Sequence[str],
+    second: Sequence[str],
+    labels: Any,
+    settings: Settings,
+    *,
+    pooling: str,
+    base_fingerprint: str,
+    show_progress: bool = False,
+) -> Update:
+    """Train a copy of encoder on labelled pairs of texts; return what changed as an Update.
+
+    The loss is CoSENT (Su, 2022), as sentence-transformers' ``CoSENTLoss``: over each batch
+    of pairs, every pair with a higher label should have a higher cosine than every pair
+    with a lower one, ``log(1 + sum(exp(scale * (cos_low - cos_high))))``. Labels are
+    numbers: 0/1 for paraphrase or not, or graded similarities. ``settings.method`` is not
+    used; the other settings are as for :func:`fine_tune`.
+    """
+    import torch
+
+    first, second = list(first), list(second)
+    labels = np.asarray(labels, dtype=np.float64)
+    if not (len(first) == len(second) == len(labels)) or labels.ndim != 1:
+        raise ValueError(
+            f"got {len(first)} first texts, {len(second)} second texts and labels of shape "
+            f"{labels.shape}; pairs need one label each"
+        )
+    if len(np.unique(labels)) < 2:
+        raise ValueError("fine-tuning on pairs needs at least two distinct labels")
+    # the settings and pooling validate as for labelled texts (the method is not used)
+    as_labels = replace(settings, method="softmax")
+    _check(first + second, np.arange(2 * len(first)) % 2, as_labels, pooling)
+    pool = POOLING_FUNCTIONS[pooling]
+
+    def train(model, trained, lora, device):
+        rng = np.random.RandomState(settings.random_state)
+        size = settings.batch_size
+        epochs = []
+        for _ in range(settings.epochs):
+            order = rng.permutation(len(first))
+            epochs.append([order[i : i + size] for i in range(0, len(order), size)])
+
+        def loss_of(rows):
+            texts = [first[i] for i in rows] + [second[i] for i in rows]
+            vectors = _embed(model, pool, tokenize, texts, device).float()
+            cosine = (vectors[: len(rows)] * vectors[len(rows) :]).sum(-1)
+            y = torch.as_tensor(labels[rows], device=device)
+            return _cosent(cosine, y, settings.scale)
+
+        return _optimise(model, settings, trained, lora, [], epochs, loss_of, show_progress)
+
+    return _run(encoder, settings, base_fingerprint, train)
+
+
+def _cosent(cosine, labels, scale: float):
+    """Return the CoSENT loss of pair cosines given their labels (higher label, higher cos)."""
+    import torch
+
+    difference = scale * (cosine[None, :] - cosine[:, None])  # [i, j]: cos_j - cos_i
+    ordered = labels[:, None] > labels[None, :]  # pair i should beat pair j
+    difference = difference.masked_fill(~ordered, float("-inf"))
+    zero = torch.zeros(1, device=cosine.device, dtype=cosine.dtype)
+    return torch.logsumexp(torch.cat((zero, difference.flatten())), 0)
+
+
+def _run(encoder: Any, settings: Settings, base_fingerprint: str, train) -> Update:
+    """Train a seeded copy of encoder with train(model, trained, lora, device); return it.
+
+    The shared encoder and torch's global random state are as they were before the call,
+    whatever happens (Ctrl-C included).
+    """
+    import torch
+
+    device = next(encoder.parameters()).device
     start = time.perf_counter()
     # only the generators this run draws from are seeded, and restored on the way out
     forked = [device] if device.type == "cuda" else []
@@ -217,13 +303,7 @@ def fine_tune(
         trained, lora = _trainable(model, settings, generator)
         hooks = _attach(model, lora, _lora_scale(settings))
         try:
-            head = None
-            if settings.method == "softmax":
-                head = _prototype_head(model, pool, tokenize, texts, codes, settings, device)
-            history, steps = _train(
-                model, pool, tokenize, texts, codes, settings, trained, lora, head,
-                device, show_progress,
-            )  # fmt: skip
+            history, steps = train(model, trained, lora, device)
         finally:
             for hook in hooks:
                 hook.remove()
@@ -433,16 +513,36 @@ def _supcon(vectors, targets, scale: float):
 
 
 def _train(model, pool, tokenize, texts, targets, settings, trained, lora, head, device, bar):
-    """Run the optimisation; return (mean loss per epoch, steps)."""
+    """Run the optimisation on labelled texts; return (mean loss per epoch, steps)."""
     import torch
 
     rng = np.random.RandomState(settings.random_state)
+    epochs = [_batches(targets, settings, rng) for _ in range(settings.epochs)]
+
+    def loss_of(rows):
+        vectors = _embed(model, pool, tokenize, [texts[i] for i in rows], device)
+        y = torch.as_tensor(targets[rows], device=device)
+        if head is not None:
+            weights = torch.nn.functional.normalize(head, dim=-1)
+            logits = settings.scale * vectors.float() @ weights.T
+            return torch.nn.functional.cross_entropy(logits, y)
+        return _supcon(vectors.float(), y, settings.scale)
+
+    extra = [{"params": [head], "lr": settings.head_learning_rate}] if head is not None else []
+    return _optimise(model, settings, trained, lora, extra, epochs, loss_of, bar)
+
+
+def _optimise(model, settings, trained, lora, extra_groups, epochs, loss_of, bar):
+    """Run AdamW over epochs of batches with warm-up then linear decay; return (history, steps).
+
+    ``loss_of(batch)`` returns the loss of one batch (row indices); ``extra_groups`` are
+    more parameter groups (a classifier head).
+    """
+    import torch
+
     groups = [{"params": list(trained.values()), "lr": settings.learning_rate}]
     groups[0]["params"] += [p for pair in lora.values() for p in pair]
-    if head is not None:
-        groups.append({"params": [head], "lr": settings.head_learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
-    epochs = [_batches(targets, settings, rng) for _ in range(settings.epochs)]
+    optimizer = torch.optim.AdamW(groups + list(extra_groups), weight_decay=0.0)
     total = sum(map(len, epochs))
     warmup = max(1, total // 10)
 
@@ -458,14 +558,7 @@ def _train(model, pool, tokenize, texts, targets, settings, trained, lora, head,
         for epoch, batches in enumerate(epochs):
             losses = []
             for rows in batches:
-                vectors = _embed(model, pool, tokenize, [texts[i] for i in rows], device)
-                y = torch.as_tensor(targets[rows], device=device)
-                if head is not None:
-                    weights = torch.nn.functional.normalize(head, dim=-1)
-                    logits = settings.scale * vectors.float() @ weights.T
-                    loss = torch.nn.functional.cross_entropy(logits, y)
-                else:
-                    loss = _supcon(vectors.float(), y, settings.scale)
+                loss = loss_of(rows)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -15,7 +15,7 @@ from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._input import _bad_item
@@ -73,15 +73,18 @@ class PairFeatures(TransformerMixin, BaseEstimator):
         self.features = features
 
     def fit(self, X, y=None):
-        """Fit the embedder on the texts of both columns of X.
+        """Fit the embedder on the texts of both columns of X (and fine-tune it when asked).
 
         Parameters
         ----------
         X : pairs of str
             A list of (text_a, text_b) pairs, a 2-D array with two columns, or a pandas or
             polars DataFrame with two columns.
-        y : None
-            Ignored; a classifier after this step uses it.
+        y : array-like of shape (n_pairs,) or None
+            The pairs' labels, numbers: higher for more similar pairs (1 for a paraphrase).
+            A :class:`~skembed.SentenceEmbedder` with ``fine_tune`` set is fine-tuned on the
+            labelled pairs (CoSENT loss) before it embeds them; otherwise ignored here, and
+            used by the classifier after this step.
 
         Returns
         -------
@@ -89,7 +92,13 @@ class PairFeatures(TransformerMixin, BaseEstimator):
         """
         _check_features(self.features)
         first, second = check_pairs(X)
-        self.embedder_ = fit_embedder(self.embedder, first + second)
+        from .embedder import SentenceEmbedder
+
+        if y is not None and isinstance(self.embedder, SentenceEmbedder):
+            # with fine_tune set, the encoder learns from the labelled pairs (CoSENT)
+            self.embedder_ = clone(self.embedder)._fit_pairs(first, second, y)
+        else:
+            self.embedder_ = fit_embedder(self.embedder, first + second)
         self.embedding_dim_ = embed(self.embedder_, first[:1]).shape[1]
         self.n_features_in_ = 2
         return self
