@@ -162,7 +162,9 @@ def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted(tiny_bert):
 
 
 OTHERS = (CORPUS[1:] + CORPUS[:1]) * 4  # each sentence paired with the next one
-PAIRS = [(f"{a} {i}", f"{b} {i + 1}") for i, (a, b) in enumerate(zip(CORPUS * 4, OTHERS, strict=True))]
+PAIRS = [
+    (f"{a} {i}", f"{b} {i + 1}") for i, (a, b) in enumerate(zip(CORPUS * 4, OTHERS, strict=True))
+]
 PAIRS += [(f"{a} {i}", f"{a} {i + 7}") for i, a in enumerate(CORPUS * 4)]
 SAME = np.array([0] * (len(PAIRS) // 2) + [1] * (len(PAIRS) // 2))
 
