@@ -207,3 +207,15 @@ def test_the_pair_loss_is_cosent():
     terms = [20 * (cosine[n] - cosine[p]) for p in (0, 2) for n in (1, 3)]
     expected = torch.logsumexp(torch.stack([torch.tensor(0.0), *terms]), 0)
     assert torch.isclose(_cosent(cosine, labels, 20.0), expected)
+
+
+def test_skops_loads_a_tuned_estimator_with_the_update_type_trusted(tiny_bert):
+    import skops.io as sio
+
+    est = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
+    data = sio.dumps(est)
+    trusted = ["skembed.embedder.SentenceEmbedder", "skembed.finetune.Update"]
+    assert sio.get_untrusted_types(data=data) == trusted
+    np.testing.assert_array_equal(
+        sio.loads(data, trusted=trusted).transform(TEXTS), est.transform(TEXTS)
+    )
