@@ -43,3 +43,13 @@ def test_demo_runs_end_to_end_on_the_default_model(capsys):
     out = capsys.readouterr().out
     assert "5-fold accuracy of SentenceEmbedder -> LogisticRegression: 0.8" in out
     assert "[card_arrival]" in out
+
+
+def test_fine_tuning_example_scores_frozen_and_tuned_encoders(tiny_bert, tmp_path):
+    example = load_example("fine_tune_banking77")
+    rows = example["run"](model=tiny_bert, shots=(2,), epochs=1, test_size=100)
+    assert [(r["shots"], r["encoder"]) for r in rows] == [(2, "frozen"), (2, "fine-tuned")]
+    assert rows[0]["n_train"] == rows[1]["n_train"] == 2 * 77
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    example["plot"](rows, str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").stat().st_size > 1000
