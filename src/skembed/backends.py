@@ -225,6 +225,9 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                # threads that spin after a call returns take the cores from what runs next
+                # (the classifier fits of a grid search); one-thread sessions have no pool
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 opened = _open_session(ort, loaded, precision, graph, options)
                 # full: hidden_0 ... hidden_<n-1>, then statistics; last: statistics
                 names = [o.name for o in opened.get_outputs()]
