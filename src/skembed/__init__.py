@@ -21,6 +21,7 @@ _EXPORTS = {
     "cache_info": "cache",
     "clear_cache": "cache",
     "set_cache_limit": "cache",
+    "StaticEmbedder": "static",
     "SemanticSearch": "search",
     "Hit": "search",
     "PairFeatures": "pairs",

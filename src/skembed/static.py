@@ -1,0 +1,586 @@
+"""StaticEmbedder: a static token table distilled from an encoder, applied with NumPy alone.
+
+``fit`` runs every token of the model's vocabulary through its encoder once, as a
+one-token text (``[CLS] token [SEP]``), mean-pools each, reduces the vectors with PCA and
+down-weights frequent tokens (the recipe of model2vec). ``transform`` is then the Rust
+tokenizer, a table lookup, a sum and an L2 normalisation: no encoder, no PyTorch, no ONNX
+Runtime, and no word order (a sum is a bag of words).
+
+Two files per model are kept under ``<skembed home>/static/``, each written atomically and
+checked when read (a damaged one is computed again, with a :class:`DamagedTableWarning`):
+the encoder's token vectors, keyed by the model's fingerprint (the distillation, the only
+step that runs the encoder), and the finished table, keyed by the fingerprint and the
+settings. A grid search over ``dims`` and ``weighting`` therefore runs the encoder once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+import warnings
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from . import identity, models
+from ._input import check_texts, column_name
+
+__all__ = ["WEIGHTINGS", "DamagedTableWarning", "StaticEmbedder", "distil", "token_weights"]
+
+#: The ``weighting=`` values that :class:`StaticEmbedder` accepts.
+WEIGHTINGS = ("sif", "zipf", "none")
+
+# part of the cached files' names and checked inside them: a change to what distil() or
+# build_table() compute must change it, or tables of an older skembed would be reused
+FORMAT = "v1"
+# one-token texts per encoder batch: bigger batches amortise the per-call cost of tiny inputs
+DISTIL_BATCH = 256
+# texts per tokenizer call at transform: bounds the tokenizer's per-text objects in memory
+TRANSFORM_SLICE = 8192
+# tokens that no text ever produces: BERT's [unused0]..., Gemma-style <unused0>...
+_UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>)$")
+
+distillations = 0
+"""How many times a vocabulary went through an encoder in this process (tests count reuse)."""
+
+
+class DamagedTableWarning(UserWarning):
+    """Warned when a cached static table cannot be read or fails its check: it is rebuilt."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A finished static table and what applies it: the tokenizer and its lower-casing."""
+
+    vectors: np.ndarray  # (vocabulary, dims) float32; weights baked into the rows
+    tokenizer: Any  # a tokenizers.Tokenizer, truncation and padding off
+    lowercase: bool  # the folder's sentence-transformers do_lower_case
+    explained_variance: float  # share of the token vectors' variance that PCA kept
+    n_tokens: int  # vocabulary rows that hold a vector (not special, not unused)
+    path: Path
+    seconds: float = 0.0  # spent building it now: 0.0 when read from disk or memory
+
+
+_TABLES: OrderedDict = OrderedDict()  # (fingerprint, settings) -> Table, a few per process
+_TABLES_LIMIT = 4
+_TABLES_LOCK = threading.Lock()
+
+
+class StaticEmbedder(TransformerMixin, BaseEstimator):
+    """Embed texts with static token vectors distilled from an encoder: no encoder at transform.
+
+    ``fit`` distils the model once per machine (its vocabulary through the encoder, PCA to
+    ``dims``, frequency weighting) and caches the table on disk; ``transform`` tokenizes,
+    sums the table rows of the tokens and normalises, in NumPy: tens of thousands of
+    sentences per second on a CPU, blind to word order ("dog chased cat" and "cat chased
+    dog" get the same vector) and to context.
+
+    Parameters
+    ----------
+    model : str or path-like, default="default"
+        The teacher: ``"default"`` (all-MiniLM-L6-v2), the path of a local Hugging Face
+        folder, or a hub id already in the local cache, as for
+        :class:`~skembed.SentenceEmbedder`. Nothing is downloaded.
+    dims : int or None, default=256
+        Dimensions kept by PCA. None keeps the encoder's own (PCA still centres and
+        rotates). At most the encoder's dimension.
+    weighting : {"sif", "zipf", "none"}, default="sif"
+        How a token's row is scaled by its frequency, estimated from its rank in the
+        vocabulary (Zipf's law; ids of WordPiece and BPE vocabularies run roughly from
+        frequent to rare): ``"sif"`` is ``a / (a + p(rank))`` with ``p`` proportional to
+        ``1 / rank`` (smooth inverse frequency), ``"zipf"`` is ``log(1 + rank)``,
+        ``"none"`` leaves the rows as PCA made them.
+    sif_coefficient : float, default=1e-4
+        The ``a`` of ``"sif"``: smaller down-weights frequent tokens more.
+    n_threads : int or None, default=None
+        Threads for the encoder during distillation (as for SentenceEmbedder).
+    show_progress : bool, default=False
+        Show a progress bar over the distillation's batches.
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        Length of each output vector (``dims``, or the encoder's dimension).
+    n_tokens_ : int
+        Vocabulary tokens with a vector (the special and unused ones have none).
+    explained_variance_ : float
+        Share of the distilled token vectors' variance that the kept dimensions hold.
+    distill_seconds_ : float
+        Seconds this fit spent running the encoder and building the table; 0.0 when the
+        table came from the disk cache or this process.
+    table_path_ : str
+        The cached table file (read again after unpickling; not part of the pickle).
+    fingerprint_ : str
+        The teacher's identity, as ``SentenceEmbedder.fingerprint_``: checked again when an
+        unpickled estimator loads its table.
+    model_files_ : dict of str to str
+        The sha256 of each file of the teacher's folder, so that a mismatch names them.
+    model_path_ : str
+        The folder the teacher was read from when fitted.
+    feature_names_in_ : ndarray of shape (1,), dtype object
+        The name of the column fitted on, when X was a named Series or one-column
+        DataFrame; output features are then ``{column}_{i}``.
+    n_features_in_ : int
+        1, defined with ``feature_names_in_``.
+
+    Examples
+    --------
+    Not run by the test suite, whose cache folder is empty: the first fit of the default
+    model on a machine distils it (40 to 80 s on 2 cores); later fits read the table.
+
+    >>> from skembed import StaticEmbedder
+    >>> static = StaticEmbedder().fit(["warm up"])  # doctest: +SKIP
+    >>> X = static.transform(["dog chased cat", "cat chased dog", "I love pie"])  # doctest: +SKIP
+    >>> X.shape, X.dtype.name  # doctest: +SKIP
+    ((3, 256), 'float32')
+    >>> bool((X[0] == X[1]).all())  # a bag of tokens: word order is not seen  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike = "default",
+        dims: int | None = 256,
+        weighting: str = "sif",
+        sif_coefficient: float = 1e-4,
+        n_threads: int | None = None,
+        show_progress: bool = False,
+    ):
+        self.model = model
+        self.dims = dims
+        self.weighting = weighting
+        self.sif_coefficient = sif_coefficient
+        self.n_threads = n_threads
+        self.show_progress = show_progress
+
+    def fit(self, X, y=None):
+        """Validate X and distil the model's table, or read it from the disk cache.
+
+        Parameters
+        ----------
+        X : list-like of str
+            Texts; validated only: the table depends on the model and the settings.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : StaticEmbedder
+        """
+        _check_params(self)
+        check_texts(X, name="X")
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            delattr(self, name)
+        self.__dict__.pop("_table", None)
+        source = models.resolve(self.model)
+        found = identity.identify(source.path)
+        table = _table(source, found, _settings(self), self.n_threads, self.show_progress)
+        self.fingerprint_ = found.fingerprint
+        self.model_files_ = dict(found.files)
+        self.model_path_ = str(source.path)
+        self.embedding_dim_ = int(table.vectors.shape[1])
+        self.n_tokens_ = table.n_tokens
+        self.explained_variance_ = table.explained_variance
+        self.distill_seconds_ = table.seconds
+        self.table_path_ = str(table.path)
+        name = column_name(X)
+        if name is not None:
+            self.feature_names_in_ = np.asarray([name], dtype=object)
+            self.n_features_in_ = 1
+        self._table = table
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Return one unit-length float32 vector per text, shape (n_texts, ``embedding_dim_``).
+
+        The sum of the table rows of the text's tokens (no special tokens, no length
+        limit), scaled to unit length; a text with no token that has a row (``""``) gets
+        zeros. NumPy and the Rust tokenizer only.
+
+        Parameters
+        ----------
+        X : list-like of str
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_texts, ``embedding_dim_``), dtype float32
+        """
+        check_is_fitted(self)
+        texts = check_texts(X)
+        return embed(self._loaded_table(), texts)
+
+    def _loaded_table(self) -> Table:
+        """Return the table, reading it again (model checked first) after unpickling."""
+        table = self.__dict__.get("_table")
+        if table is None:
+            try:
+                source = models.resolve(self.model)
+            except models.ModelNotFoundError as exc:
+                raise models.ModelNotFoundError(
+                    f"this StaticEmbedder was fitted with model {self.model!r} (fingerprint "
+                    f"{self.fingerprint_}), which is not on this machine: {exc}"
+                ) from None
+            found = identity.check(
+                source.path,
+                str(self.model),
+                self.fingerprint_,
+                self.model_files_,
+                fix="Install the exact model it was fitted with, or fit the estimator again",
+            )
+            table = _table(source, found, _settings(self), self.n_threads, self.show_progress)
+            self._table = table
+        return table
+
+    # -- scikit-learn plumbing -----------------------------------------------------------
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.embedding_dim_
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Return the names of the output features, one per dimension.
+
+        ``{column}_{i}`` (zero-padded) when fitted on a named column, otherwise
+        ``staticembedder0`` to ``staticembedder{n-1}``.
+        """
+        check_is_fitted(self)
+        fitted = getattr(self, "feature_names_in_", None)
+        if (
+            input_features is not None
+            and fitted is not None
+            and (list(input_features) != list(fitted))
+        ):
+            raise ValueError(
+                f"input_features is not equal to feature_names_in_: "
+                f"{list(input_features)} != {list(fitted)}"
+            )
+        n = self._n_features_out
+        if fitted is None:
+            return np.asarray([f"staticembedder{i}" for i in range(n)], dtype=object)
+        width = len(str(n - 1))
+        return np.asarray([f"{fitted[0]}_{i:0{width}d}" for i in range(n)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []  # always float32 out
+        tags.requires_fit = True
+        return tags
+
+    def __getstate__(self):
+        # by reference: the table (31 MB for the default model) stays in its cache file
+        state = dict(super().__getstate__())
+        state.pop("_table", None)
+        return state
+
+
+# -- the steps ---------------------------------------------------------------------------
+
+
+def embed(table: Table, texts: list[str]) -> np.ndarray:
+    """Return the normalised sums of the table rows of each text's tokens, float32.
+
+    Each text's token ids are sorted before summing (a sparse count matrix in canonical
+    form), so that any reordering of the same tokens gives the same bits.
+    """
+    from scipy.sparse import csr_matrix
+
+    if table.lowercase:
+        texts = [t.lower() for t in texts]
+    rows, dims = table.vectors.shape
+    out = np.empty((len(texts), dims), dtype=np.float32)
+    for start in range(0, len(texts), TRANSFORM_SLICE):
+        part = texts[start : start + TRANSFORM_SLICE]
+        encodings = table.tokenizer.encode_batch_fast(part, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        indptr = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum([len(i) for i in ids], out=indptr[1:])
+        indices = np.fromiter((t for i in ids for t in i), dtype=np.int64, count=int(indptr[-1]))
+        counts = csr_matrix(
+            (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(ids), rows)
+        )
+        counts.sum_duplicates()  # sorts each row's ids: the sum's order is the ids' order
+        out[start : start + len(part)] = counts @ table.vectors
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out /= np.maximum(norms, 1e-12)
+    return out
+
+
+def distil(loaded: models.LoadedModel, n_threads: int | None = None, show_progress=False):
+    """Return (vectors, kept): each vocabulary token's mean-pooled encoder output, float32.
+
+    Every token that a text can produce (not a special token, not BERT's ``[unused..]``)
+    goes through the encoder alone, framed by the special tokens the tokenizer puts around
+    any text (``[CLS] token [SEP]``, ``<s> token </s>``): by id, so that word pieces
+    (``##ing``) and byte-level pieces (``Ġdog``) are what the table's rows are looked up
+    by. The last layer is mean-pooled over the framed text, the folder's Dense layers (if
+    any) applied. Rows of the other ids are zero; ``kept`` marks the rows that hold one.
+    Runs on skembed's fast path: ONNX Runtime's last-layer graph when it is installed.
+    """
+    global distillations
+    from . import backends, encoding
+
+    vocabulary = loaded.tokenizer.get_vocab(with_added_tokens=True)
+    size = max(vocabulary.values()) + 1
+    special = {i for i, t in loaded.tokenizer.get_added_tokens_decoder().items() if t.special}
+    kept = np.zeros(size, dtype=bool)
+    for token, i in vocabulary.items():
+        kept[i] = i not in special and not _UNUSED.match(token)
+    prefix, suffix = _frame(loaded)
+    ids = np.flatnonzero(kept)
+    token_ids = encoding.TokenIds(
+        [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
+        np.zeros(len(ids), dtype=bool),
+    )
+    backend = backends.resolve("auto", "fp32", loaded.device)
+    width = len(prefix) + 1 + len(suffix)
+    batching = encoding.Batching(DISTIL_BATCH, DISTIL_BATCH * width)
+    with backends.threads(backend, n_threads) as threads:
+        forward = backends.forward_for(loaded, backend, "fp32", threads)
+        pooled = encoding.encode_last_layer(
+            loaded,
+            forward,
+            token_ids,
+            pooling="mean",
+            batching=batching,
+            show_progress=show_progress,
+        )
+    for layer in loaded.pipeline.dense:
+        pooled = layer(pooled)
+    vectors = np.zeros((size, pooled.shape[1]), dtype=np.float32)
+    vectors[ids] = pooled
+    distillations += 1
+    return vectors, kept
+
+
+def _frame(loaded: models.LoadedModel) -> tuple[list[int], list[int]]:
+    """Return the special-token ids the tokenizer puts before and after a text's own."""
+    (framed,) = loaded.encode_texts(["a"], loaded.capacity)
+    own = [i for i, special in enumerate(framed.special_tokens_mask) if not special]
+    if not own:
+        return [], []
+    return list(framed.ids[: own[0]]), list(framed.ids[own[-1] + 1 :])
+
+
+def token_weights(n: int, weighting: str, sif_coefficient: float = 1e-4) -> np.ndarray:
+    """Return the weight of each of n tokens ranked 1..n from frequent to rare.
+
+    ``"sif"``: ``a / (a + p)`` with ``p = (1 / rank) / sum(1 / rank)`` (Zipf's law for the
+    token's probability); ``"zipf"``: ``log(1 + rank)``; ``"none"``: ones.
+    """
+    rank = np.arange(1, n + 1, dtype=np.float64)
+    if weighting == "sif":
+        p = (1.0 / rank) / np.sum(1.0 / rank)
+        return sif_coefficient / (sif_coefficient + p)
+    if weighting == "zipf":
+        return np.log1p(rank)
+    return np.ones(n)
+
+
+def build_table(vectors: np.ndarray, kept: np.ndarray, settings: dict) -> tuple[np.ndarray, float]:
+    """Return (table, explained variance): PCA of the kept rows to dims, then the weights.
+
+    Rows of tokens not kept stay zero. The weights go into the rows, so that a text's
+    vector is a plain sum of rows.
+    """
+    from sklearn.decomposition import PCA
+
+    dims = settings["dims"] or min(vectors.shape[1], int(np.count_nonzero(kept)))
+    pca = PCA(n_components=dims, svd_solver="full")
+    reduced = pca.fit_transform(vectors[kept].astype(np.float64))
+    reduced *= token_weights(len(reduced), settings["weighting"], settings["sif_coefficient"])[
+        :, None
+    ]
+    table = np.zeros((len(vectors), dims), dtype=np.float32)
+    table[kept] = reduced
+    return table, float(pca.explained_variance_ratio_.sum())
+
+
+# -- the cache ---------------------------------------------------------------------------
+
+
+def _settings(est: StaticEmbedder) -> dict:
+    """Return what a finished table depends on besides the model (part of its key)."""
+    a = float(est.sif_coefficient) if est.weighting == "sif" else None
+    dims = None if est.dims is None else int(est.dims)
+    return {"format": FORMAT, "dims": dims, "weighting": est.weighting, "sif_coefficient": a}
+
+
+def _folder() -> Path:
+    return models.cache_home() / "static"
+
+
+def tokens_file(fingerprint: str) -> Path:
+    """Return where a model's distilled token vectors are kept (keyed by its fingerprint)."""
+    return _folder() / f"{fingerprint[:32]}-tokens-{FORMAT}.npz"
+
+
+def table_file(fingerprint: str, settings: dict) -> Path:
+    """Return where a finished table is kept (keyed by the fingerprint and the settings)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    return _folder() / f"{fingerprint[:32]}-{digest[:16]}-{FORMAT}.npz"
+
+
+def _table(source, found, settings: dict, n_threads, show_progress) -> Table:
+    """Return the finished table: from this process, else the disk, else built (and saved)."""
+    key = (found.fingerprint, json.dumps(settings, sort_keys=True))
+    with _TABLES_LOCK:
+        table = _TABLES.get(key)
+        if table is not None:
+            _TABLES.move_to_end(key)
+            return replace(table, seconds=0.0)
+    path = table_file(found.fingerprint, settings)
+    table = _read(path, found.fingerprint, settings, "table")
+    if table is None:
+        start = time.perf_counter()
+        tokens = _read(tokens_file(found.fingerprint), found.fingerprint, None, "vectors")
+        if tokens is None:
+            tokens = _distil_and_save(source, found, n_threads, show_progress)
+        vectors, meta = tokens
+        most = min(vectors.shape[1], int(np.count_nonzero(meta["kept"])))
+        if settings["dims"] is not None and settings["dims"] > most:
+            raise ValueError(
+                f"dims={settings['dims']} is more than the model in {source.path} gives "
+                f"({vectors.shape[1]} dimensions, {np.count_nonzero(meta['kept'])} tokens); "
+                f"use dims<={most} or None"
+            )
+        rows, variance = build_table(vectors, meta["kept"], settings)
+        meta = {**meta, "explained_variance": variance}
+        _save(path, found.fingerprint, settings, "table", rows, meta)
+        table = _as_table(rows, meta, path, time.perf_counter() - start)
+    with _TABLES_LOCK:
+        _TABLES[key] = table
+        while len(_TABLES) > _TABLES_LIMIT:
+            _TABLES.popitem(last=False)
+    return table
+
+
+def _distil_and_save(source, found, n_threads, show_progress):
+    loaded = models.load(source, models.resolve_device("auto"))
+    if loaded.fingerprint != found.fingerprint:
+        raise models.ModelMismatchError(
+            f"the model in {source.path} changed while it was being loaded; try again"
+        )
+    vectors, kept = distil(loaded, n_threads, show_progress)
+    meta = {
+        "kept": kept,
+        "tokenizer_json": loaded.tokenizer_json,
+        "lowercase": bool(loaded.pipeline.do_lower_case),
+    }
+    _save(tokens_file(found.fingerprint), found.fingerprint, None, "vectors", vectors, meta)
+    return vectors, meta
+
+
+def _as_table(rows: np.ndarray, meta: dict, path: Path, seconds: float) -> Table:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(meta["tokenizer_json"])
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return Table(
+        rows,
+        tokenizer,
+        bool(meta["lowercase"]),
+        float(meta["explained_variance"]),
+        int(np.count_nonzero(meta["kept"])),
+        path,
+        seconds,
+    )
+
+
+def _save(path: Path, fingerprint: str, settings, name: str, array: np.ndarray, meta) -> None:
+    """Write array and its description to path atomically, with the array's sha256."""
+    header = {
+        "fingerprint": fingerprint,
+        "settings": settings,
+        "sha256": hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(),
+        "shape": list(array.shape),
+        "lowercase": meta["lowercase"],
+        "explained_variance": meta.get("explained_variance"),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez adds no ".npz" to its name
+            np.savez(
+                fh,
+                **{name: array},
+                kept=meta["kept"],
+                tokenizer=np.frombuffer(meta["tokenizer_json"].encode(), dtype=np.uint8),
+                header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+            )
+
+    models.write_atomically(path, write)
+
+
+def _read(path: Path, fingerprint: str, settings, name: str):
+    """Return a cached file's contents (a Table, or (vectors, meta)), None if absent or bad.
+
+    A file that cannot be read, or whose fingerprint, settings or sha256 do not match,
+    is deleted with a DamagedTableWarning, and the caller computes it again.
+    """
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(data["header"].tobytes())
+            array = data[name]
+            meta = {
+                "kept": data["kept"].astype(bool),
+                "tokenizer_json": data["tokenizer"].tobytes().decode(),
+                "lowercase": bool(header["lowercase"]),
+                "explained_variance": header.get("explained_variance"),
+            }
+        problem = None
+        if header.get("fingerprint") != fingerprint or header.get("settings") != settings:
+            problem = "it was written for another model or other settings"
+        elif hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() != header["sha256"]:
+            problem = "its contents do not match their recorded sha256"
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        problem = f"it could not be read ({type(exc).__name__})"
+    if problem is not None:
+        warnings.warn(
+            f"the cached static table {path} was damaged ({problem}); it was deleted and is "
+            "computed again",
+            DamagedTableWarning,
+            stacklevel=4,
+        )
+        path.unlink(missing_ok=True)
+        return None
+    if name == "vectors":
+        return array, meta
+    return _as_table(array, meta, path, 0.0)
+
+
+def _check_params(est: StaticEmbedder) -> None:
+    if not isinstance(est.model, (str, os.PathLike)):
+        raise TypeError(
+            f"model={est.model!r} must be 'default', a folder path or a hub id, "
+            f"not {type(est.model).__name__}"
+        )
+    if est.dims is not None and not (
+        isinstance(est.dims, Integral) and not isinstance(est.dims, bool) and est.dims >= 1
+    ):
+        raise ValueError(f"dims={est.dims!r} must be None or a positive int")
+    if est.weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting={est.weighting!r} is not one of {list(WEIGHTINGS)}")
+    a = est.sif_coefficient
+    if not (isinstance(a, Real) and not isinstance(a, bool) and a > 0):
+        raise ValueError(f"sif_coefficient={a!r} must be a positive number")
+    if est.n_threads is not None and not (
+        isinstance(est.n_threads, Integral) and est.n_threads >= 1
+    ):
+        raise ValueError(f"n_threads={est.n_threads!r} must be None or a positive int")

@@ -1,0 +1,267 @@
+"""StaticEmbedder: a table distilled from the encoder, applied without it (skembed.static).
+
+Both tiny models (WordPiece and byte-level BPE). Each test that counts distillations or
+damages files gets a table folder of its own; the subprocess test uses the run's
+SKEMBED_HOME, which the subprocess inherits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+from skembed import SentenceEmbedder, static
+from skembed.static import DamagedTableWarning, StaticEmbedder
+
+TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", "hello world"]
+
+
+@pytest.fixture
+def tables(tmp_path, monkeypatch):
+    """A table folder of this test's own, and an empty in-process table registry."""
+    folder = tmp_path / "static"
+    monkeypatch.setattr(static, "_folder", lambda: folder)
+    static._TABLES.clear()
+    yield folder
+    static._TABLES.clear()
+
+
+def test_transform_gives_one_unit_vector_of_dims_per_text(tiny_model, tables):
+    X = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS).transform(TEXTS)
+    assert X.shape == (4, 16) and X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-6)
+
+
+def test_dims_none_keeps_the_encoders_dimension(tiny_model, tables):
+    est = StaticEmbedder(model=tiny_model, dims=None).fit(TEXTS)
+    assert est.embedding_dim_ == 32 and est.transform(TEXTS).shape == (4, 32)
+    assert est.explained_variance_ == pytest.approx(1.0)
+
+
+def test_a_rows_is_the_encoders_mean_pooled_vector_of_that_token_alone(tiny_model, tables):
+    teacher = SentenceEmbedder(model=tiny_model, pooling="mean", normalize=False, cache=False)
+    loaded = teacher.fit(["dog"])._model()
+
+    def ids(text):
+        return loaded.tokenizer.encode(text, add_special_tokens=False).ids
+
+    # one token: "dog" in WordPiece, " dog" ("Ġdog") in byte-level BPE
+    word = next(w for w in ("dog", " dog") if len(ids(w)) == 1)
+    (dog,) = ids(word)
+    expected = teacher.transform([word])[0]
+    vectors, kept = static.distil(loaded)
+    np.testing.assert_allclose(vectors[dog], expected, rtol=1e-4, atol=1e-5)
+    special = {i for i, t in loaded.tokenizer.get_added_tokens_decoder().items() if t.special}
+    assert kept[dog] and not kept[sorted(special)].any()
+    assert not vectors[~kept].any()
+
+
+def test_fitting_twice_gives_the_same_vectors(tiny_model, tables):
+    first = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS).transform(TEXTS)
+    shutil.rmtree(tables)
+    static._TABLES.clear()
+    again = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS).transform(TEXTS)
+    np.testing.assert_array_equal(first, again)
+
+
+def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(tiny_bert, tables):
+    before = static.distillations
+    est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
+    assert static.distillations == before + 1 and est.distill_seconds_ > 0
+    expected = est.transform(TEXTS)
+    static._TABLES.clear()  # a new process: only the disk is left
+    again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
+    assert again.distill_seconds_ == 0.0
+    np.testing.assert_array_equal(again.transform(TEXTS), expected)
+    StaticEmbedder(model=tiny_bert, dims=8, weighting="zipf").fit(TEXTS)
+    assert static.distillations == before + 1
+    fingerprint = est.fingerprint_
+    assert set(tables.iterdir()) == {
+        static.tokens_file(fingerprint),
+        static.table_file(fingerprint, static._settings(StaticEmbedder(dims=16))),
+        static.table_file(fingerprint, static._settings(StaticEmbedder(dims=8, weighting="zipf"))),
+    }
+
+
+@pytest.mark.parametrize("damaged", ["table", "tokens"])
+@pytest.mark.parametrize("how", ["truncated", "edited"])
+def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables, damaged, how):
+    est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
+    expected = est.transform(TEXTS)
+    table = static.table_file(est.fingerprint_, static._settings(est))
+    target = table if damaged == "table" else static.tokens_file(est.fingerprint_)
+    if damaged == "tokens":
+        table.unlink()  # or the finished table would be read without the tokens file
+    data = target.read_bytes()
+    if how == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    else:  # one float of the array changed, the zip's own checksums made to match
+        with np.load(target) as npz:
+            arrays = dict(npz)
+        key = "table" if damaged == "table" else "vectors"
+        arrays[key] = arrays[key].copy()
+        arrays[key][np.flatnonzero(arrays[key].any(axis=1))[0], 0] += 1.0
+        with open(target, "wb") as fh:
+            np.savez(fh, **arrays)
+    static._TABLES.clear()
+    before = static.distillations
+    with pytest.warns(DamagedTableWarning, match="damaged"):
+        again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
+    np.testing.assert_array_equal(again.transform(TEXTS), expected)
+    assert static.distillations == before + (damaged == "tokens")
+
+
+def test_transform_in_a_fresh_process_imports_neither_torch_nor_onnxruntime(tiny_model):
+    est = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)  # caches the table
+    expected = est.transform(TEXTS)
+    code = (
+        "import json, pickle, sys\n"
+        "from skembed import StaticEmbedder\n"
+        f"fitted = StaticEmbedder(model={tiny_model!r}, dims=16).fit(['x'])\n"
+        f"unpickled = pickle.loads({pickle.dumps(est)!r})\n"
+        f"vectors = [e.transform({TEXTS!r}).tolist() for e in (fitted, unpickled)]\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules]\n"
+        "print(json.dumps([heavy, vectors]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    heavy, vectors = json.loads(out.stdout)
+    assert heavy == []
+    for got in vectors:
+        np.testing.assert_array_equal(np.array(got, dtype=np.float32), expected)
+
+
+def test_word_order_is_not_seen(tiny_model, tables):
+    est = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)
+    X = est.transform(["the dog chased the cat", "the cat chased the dog", "I love apples"])
+    np.testing.assert_array_equal(X[0], X[1])
+    assert float(X[0] @ X[2]) < 0.999
+
+
+def test_dog_chased_cat_is_cat_chased_dog_with_wordpiece(tiny_bert, tables):
+    X = (
+        StaticEmbedder(model=tiny_bert, dims=16)
+        .fit(TEXTS)
+        .transform(["dog chased cat", "cat chased dog"])
+    )
+    np.testing.assert_array_equal(X[0], X[1])
+
+
+def test_byte_level_bpe_tells_a_first_word_from_the_same_word_after_a_space(tiny_roberta, tables):
+    # "dog" and "Ġdog" are two tokens with two rows, as the encoder sees them
+    X = (
+        StaticEmbedder(model=tiny_roberta, dims=16)
+        .fit(TEXTS)
+        .transform(["dog chased cat", "cat chased dog", " dog chased cat", " cat chased dog"])
+    )
+    assert not np.array_equal(X[0], X[1])
+    np.testing.assert_array_equal(X[2], X[3])
+
+
+def test_a_text_without_tokens_gets_zeros(tiny_bert, tables):
+    X = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS).transform(["", "hello"])
+    assert not X[0].any() and X[1].any()
+
+
+def test_pickles_by_reference_and_gives_the_same_vectors(tiny_model, tables):
+    est = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)
+    blob = pickle.dumps(est)
+    assert len(blob) < 10_000  # parameters, identity and file hashes; no table
+    static._TABLES.clear()
+    np.testing.assert_array_equal(pickle.loads(blob).transform(TEXTS), est.transform(TEXTS))
+
+
+def test_an_unpickled_estimator_refuses_a_changed_model(tiny_bert, tables, tmp_path):
+    from skembed import ModelMismatchError
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "copy")
+    blob = pickle.dumps(StaticEmbedder(model=str(folder), dims=16).fit(TEXTS))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.2}))
+    with pytest.raises(ModelMismatchError, match="config.json changed"):
+        pickle.loads(blob).transform(TEXTS)
+
+
+def test_clone_and_get_params_follow_scikit_learn(tiny_bert, tables):
+    est = StaticEmbedder(model=tiny_bert, dims=16, weighting="zipf").fit(TEXTS)
+    params = est.get_params()
+    assert params == {
+        "model": tiny_bert,
+        "dims": 16,
+        "weighting": "zipf",
+        "sif_coefficient": 1e-4,
+        "n_threads": None,
+        "show_progress": False,
+    }
+    copy = clone(est)
+    assert copy.get_params() == params and not hasattr(copy, "fingerprint_")
+    assert copy.set_params(dims=8).fit(TEXTS).transform(TEXTS).shape == (4, 8)
+
+
+def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
+    texts = TEXTS * 5
+    labels = [0, 1, 0, 1] * 5
+    before = static.distillations
+    search = GridSearchCV(
+        make_pipeline(StaticEmbedder(model=tiny_bert), LogisticRegression()),
+        {"staticembedder__dims": [8, 16], "staticembedder__weighting": ["sif", "zipf", "none"]},
+        cv=2,
+    ).fit(texts, labels)
+    assert static.distillations == before + 1
+    assert search.best_estimator_[0].embedding_dim_ in (8, 16)
+
+
+def test_weightings_scale_rows_by_rank():
+    sif = static.token_weights(1000, "sif", 1e-3)
+    zipf = static.token_weights(1000, "zipf")
+    assert np.all(np.diff(sif) > 0) and np.all(np.diff(zipf) > 0)  # rarer weighs more
+    p1 = 1.0 / np.sum(1.0 / np.arange(1, 1001))
+    assert sif[0] == pytest.approx(1e-3 / (1e-3 + p1)) and zipf[0] == pytest.approx(np.log(2))
+    assert (static.token_weights(5, "none") == 1).all()
+
+
+def test_feature_names_follow_the_fitted_column(tiny_bert, tables):
+    pd = pytest.importorskip("pandas")
+    est = StaticEmbedder(model=tiny_bert, dims=16)
+    assert est.fit(TEXTS).get_feature_names_out()[[0, -1]].tolist() == [
+        "staticembedder0",
+        "staticembedder15",
+    ]
+    named = est.fit(pd.Series(TEXTS, name="question")).get_feature_names_out()
+    assert named[[0, -1]].tolist() == ["question_00", "question_15"]
+
+
+@pytest.mark.parametrize(
+    ("params", "X", "error", "match"),
+    [
+        ({}, ["ok", None], TypeError, r"X\[1\] is NoneType"),
+        ({}, "one text", TypeError, "wrap it as"),
+        ({"dims": 0}, ["ok"], ValueError, "dims=0 must be None or a positive int"),
+        ({"dims": 33}, ["ok"], ValueError, "use dims<=32 or None"),
+        ({"weighting": "idf"}, ["ok"], ValueError, "weighting='idf' is not one of"),
+        ({"sif_coefficient": 0}, ["ok"], ValueError, "sif_coefficient=0 must be a positive number"),
+    ],
+)
+def test_bad_input_and_parameters_are_refused_with_what_to_do(
+    tiny_bert, tables, params, X, error, match
+):
+    with pytest.raises(error, match=match):
+        StaticEmbedder(model=tiny_bert, **params).fit(X)
+
+
+def test_transform_validates_its_input_like_sentence_embedder(tiny_bert, tables):
+    est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
+    with pytest.raises(TypeError, match=r"X\[2\] is float \(nan\)"):
+        est.transform(["a", "b", float("nan")])
