@@ -162,7 +162,6 @@ def run_finetune(row: str, seed: int) -> dict:
     import pickle
 
     import numpy as np
-    import torch
     from transformers import AutoModel
 
     from skembed import SentenceEmbedder, models
@@ -189,6 +188,7 @@ def run_finetune(row: str, seed: int) -> dict:
         settings,
         pooling="mean",
         base_fingerprint=loaded.fingerprint,
+        show_progress=True,
     )
     cpu = time.process_time() - cpu
     tuned = apply_update(encoder, update)
@@ -204,7 +204,6 @@ def run_finetune(row: str, seed: int) -> dict:
         update_bytes=update.nbytes,
         pickle_bytes=len(pickle.dumps(update)),
         settings=dataclasses.asdict(settings),
-        threads=torch.get_num_threads(),
     )
 
 
@@ -226,7 +225,7 @@ def run_setfit(row: str, seed: int) -> dict:
     dataset = Dataset.from_dict(
         {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
     )
-    arguments = TrainingArguments(seed=seed, show_progress_bar=False, **options)
+    arguments = TrainingArguments(seed=seed, show_progress_bar=True, **options)
     trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
     wall, cpu = time.perf_counter(), time.process_time()
     trainer.train()
@@ -239,8 +238,12 @@ def run_setfit(row: str, seed: int) -> dict:
     return dict(accuracy=accuracy, wall=wall, cpu=cpu, update_bytes=size, pickle_bytes=size)
 
 
-def child(row: str, seed: int) -> None:
+def child(row: str, seed: int, threads: int | None) -> None:
     """Run one (row, seed) in this process and print its result as one JSON line."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     name = row.partition(":")[0]
     if name == "frozen":
         result = run_frozen(seed)
@@ -248,7 +251,11 @@ def child(row: str, seed: int) -> None:
         result = run_setfit(row, seed)
     else:
         result = run_finetune(row, seed)
-    result.update(row=row, seed=seed, peak_rss_mb=round(peak_rss_mb()))
+    import torch
+
+    result.update(
+        row=row, seed=seed, peak_rss_mb=round(peak_rss_mb()), threads=torch.get_num_threads()
+    )
     print("RESULT " + json.dumps(result))
 
 
@@ -291,11 +298,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--results", default="finetune_results.jsonl")
     parser.add_argument("--setfit-path", default=None, help="folder holding setfit and datasets")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own)"
+    )
     parser.add_argument("--table", action="store_true", help="only print the results' table")
     parser.add_argument("--child", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]))
+        child(args.child[0], int(args.child[1]), args.threads)
         return
     results_file = Path(args.results)
     if not args.table:
@@ -305,10 +315,13 @@ def main() -> None:
                 if row.startswith("setfit") and args.setfit_path:
                     env["PYTHONPATH"] = args.setfit_path
                 command = [sys.executable, __file__, "--child", row, str(seed)]
-                done = subprocess.run(command, env=env, capture_output=True, text=True)
+                if args.threads:
+                    command += ["--threads", str(args.threads)]
+                # the child's progress bar goes to this process's stderr
+                done = subprocess.run(command, env=env, stdout=subprocess.PIPE, text=True)
                 lines = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
                 if done.returncode or not lines:
-                    print(f"{row} seed {seed} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                    print(f"{row} seed {seed} failed (exit {done.returncode})", file=sys.stderr)
                     continue
                 result = json.loads(lines[-1][len("RESULT ") :])
                 print(
