@@ -45,7 +45,11 @@ myst_heading_anchors = 3
 # reads MRPC, which skembed does not ship: from shared/data beside the repository, as in CI
 # and the tests. Without it, the example is shown and not run, as its tests are skipped.
 MRPC = Path(__file__).resolve().parents[2] / "shared/data/mrpc/msr_paraphrase_train.txt"
-EXECUTED = ["cluster_banking77", *(["paraphrase_mrpc"] if MRPC.is_file() else [])]
+EXECUTED = [
+    "cluster_banking77",
+    "tables_skrub",
+    *(["paraphrase_mrpc"] if MRPC.is_file() else []),
+]
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",

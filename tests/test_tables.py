@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import collections
 import pickle
+import runpy
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 import skembed
 from skembed import SentenceEmbedder
-from skembed.embedder import MissingTextWarning
+from skembed.embedder import MissingTextWarning, TruncationWarning
 from tiny_models import WORDS
 
 N_ROWS = 24
@@ -398,3 +400,30 @@ def test_rows_come_out_in_the_order_of_the_table(tiny_bert):
     np.testing.assert_allclose(
         to_numpy(out)[:, :DIM], embed(tiny_bert, [QUESTIONS[i] for i in order]), atol=1e-6
     )
+
+
+# -- the gallery example ---------------------------------------------------------------
+
+
+def test_gallery_example_compares_both_encoders_on_the_same_folds(tiny_bert, tmp_path):
+    path = Path(__file__).resolve().parents[1] / "examples" / "tables_skrub.py"
+    example = runpy.run_path(str(path), run_name="example")
+    png = tmp_path / "tables.png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TruncationWarning)  # the tiny model takes 64 tokens
+        result = example["run"](model=tiny_bert, rows=400, png=png)
+    assert (result["n_rows"], result["n_missing"]) == (385, 13)  # 5 questions per intent
+    assert list(result["results"]) == ["SentenceEmbedder", "StringEncoder"]
+    for scores in result["results"].values():
+        assert scores["accuracy"].shape == (5,)
+        assert 0.0 < scores["accuracy"].min() <= scores["accuracy"].max() <= 1.0
+    names = result["feature_names"]
+    assert names == [
+        *TEXT_NAMES[:DIM],
+        "channel_app",
+        "channel_phone",
+        "channel_web",
+        "amount",
+        "tenure_years",
+    ]
+    assert png.stat().st_size > 10_000
