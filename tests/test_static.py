@@ -67,6 +67,16 @@ def test_a_rows_is_the_encoders_mean_pooled_vector_of_that_token_alone(tiny_mode
     assert not vectors[~kept].any()
 
 
+def test_input_rows_put_the_models_own_row_beside_the_distilled_one(tiny_model, tables):
+    plain = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)
+    both = StaticEmbedder(model=tiny_model, dims=16, input_rows=True).fit(TEXTS)
+    assert both.embedding_dim_ == 32 and both.transform(TEXTS).shape == (4, 32)
+    # the distilled half is the plain table's up to one scale
+    left, right = both._table.vectors[:, :16], plain._table.vectors
+    scale = np.linalg.norm(left) / np.linalg.norm(right)
+    np.testing.assert_allclose(left, right * scale, rtol=1e-4, atol=1e-6)
+
+
 def test_fitting_twice_gives_the_same_vectors(tiny_model, tables):
     first = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS).transform(TEXTS)
     shutil.rmtree(tables)
@@ -202,6 +212,7 @@ def test_clone_and_get_params_follow_scikit_learn(tiny_bert, tables):
         "dims": 16,
         "weighting": "zipf",
         "sif_coefficient": 1e-4,
+        "input_rows": False,
         "n_threads": None,
         "show_progress": False,
     }
@@ -216,7 +227,11 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
     before = static.distillations
     search = GridSearchCV(
         make_pipeline(StaticEmbedder(model=tiny_bert), LogisticRegression()),
-        {"staticembedder__dims": [8, 16], "staticembedder__weighting": ["sif", "zipf", "none"]},
+        {
+            "staticembedder__dims": [8, 16],
+            "staticembedder__weighting": ["sif", "zipf", "none"],
+            "staticembedder__input_rows": [False, True],
+        },
         cv=2,
     ).fit(texts, labels)
     assert static.distillations == before + 1
