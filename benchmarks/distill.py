@@ -1,0 +1,232 @@
+"""StaticEmbedder distilled from the default model, against the encoder, in one run.
+
+Prints three tables: the distillation (seconds, table size), throughput (texts/s, best of
+N rounds for the static estimator, one round of the encoder, which takes seconds to
+minutes; ratio to ``SentenceEmbedder()``, the exact default with its cache cleared) on the
+2,910 distinct STS-B dev sentences and on SciFact abstracts, and quality on the
+development and training splits only (never a held-out test split): STS-B dev, SICK-R
+train+trial, Banking77 8/label on the training file (docs/quality.md's protocol) and
+SciFact train-query retrieval. The encoder's quality is measured on STS-B dev in this run;
+on the slower tasks its figures are docs/quality.md's (same data, same protocol, an earlier
+run), marked as such. Distillation runs into a fresh table folder, so it is always paid.
+
+    python benchmarks/distill.py [--rounds 3] [--long 200] [--sweep]
+
+model2vec is not in the table: plain ``model2vec`` installs here but cannot distil (that
+needs the ``distill`` extra), and ``pip install --dry-run 'model2vec[distill]'`` would
+replace transformers 5.24.0 by 5.3.0 and tokenizers 0.23.3 by 0.22.2, the pins
+sentence-transformers and skembed run on. Its figures from issue 18 (STS-B *test*) are
+printed beside ours for context, not as a same-split comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def cpu_model() -> str:
+    """Return the CPU's model name, as lscpu prints it."""
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    return next(
+        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "?"
+    )
+
+
+def read_scifact(n: int) -> list[str]:
+    """Return the first n SciFact abstracts as title + text (as benchmarks/throughput.py)."""
+    texts = []
+    with gzip.open(SHARED / "scifact" / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            doc = json.loads(line)
+            texts.append(f"{doc.get('title', '')} {doc['text']}".strip())
+            if len(texts) == n:
+                break
+    return texts
+
+
+def best_rate(embed, texts: list[str], rounds: int) -> float:
+    """Return the best texts/s over rounds of embed(texts)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        embed(texts)
+        best = min(best, time.perf_counter() - start)
+    return len(texts) / best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the static estimator")
+    parser.add_argument("--long", type=int, default=200, help="SciFact abstracts to embed")
+    parser.add_argument("--sweep", action="store_true", help="STS-B dev over dims and weighting")
+    args = parser.parse_args()
+
+    from skembed import SentenceEmbedder, TruncationWarning, clear_cache, evaluate, static
+    from skembed.datasets import read_stsb
+
+    warnings.simplefilter("ignore", TruncationWarning)  # abstracts are cut at 256, as in MTEB
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.2f} at start; skembed {commit}; teacher all-MiniLM-L6-v2"
+    )
+
+    # -- distillation, into a fresh folder so that it is paid in this run
+    fresh = tempfile.TemporaryDirectory()
+    static._folder = lambda: Path(fresh.name)  # noqa: SLF001 - the benchmark's own cache
+    start = time.perf_counter()
+    est = static.StaticEmbedder().fit(["warm up"])
+    fit_seconds = time.perf_counter() - start
+    table_mb = Path(est.table_path_).stat().st_size / 1e6
+    tokens_mb = static.tokens_file(est.fingerprint_).stat().st_size / 1e6
+    import pickle
+
+    pickle_bytes = len(pickle.dumps(est))
+    start = time.perf_counter()
+    static._TABLES.clear()  # noqa: SLF001 - a new process: only the disk is left
+    static.StaticEmbedder().fit(["warm up"])
+    reread = time.perf_counter() - start
+    start = time.perf_counter()
+    static.StaticEmbedder(dims=128, weighting="zipf").fit(["warm up"])
+    other_settings = time.perf_counter() - start
+    print("\n| distillation (dims=256, weighting='sif') | value |\n|---|---|")
+    print(
+        f"| first fit: {est.n_tokens_:,} tokens through the encoder, PCA, weights | "
+        f"{fit_seconds:.1f} s |"
+    )
+    print(f"| later fit: table read from disk | {reread:.2f} s |")
+    print(
+        f"| fit with other dims/weighting: token vectors read, PCA again | {other_settings:.2f} s |"
+    )
+    print(f"| table file (256 dims, float32) | {table_mb:.1f} MB |")
+    print(
+        f"| token vectors file (384 dims, float32, shared by all settings) | {tokens_mb:.1f} MB |"
+    )
+    print(f"| pickle of the fitted estimator | {pickle_bytes:,} bytes |")
+    print(f"| PCA variance kept | {est.explained_variance_:.3f} |")
+
+    # -- throughput
+    pairs = read_stsb(SHARED / "stsb" / "sts-dev.csv")
+    short = list(dict.fromkeys(pairs.first + pairs.second))
+    long = read_scifact(args.long)
+    encoder = SentenceEmbedder().fit(["warm up"])
+    raw = SentenceEmbedder(pooling="static_mean").fit(["warm up"])
+    wide = static.StaticEmbedder(input_rows=True).fit(["warm up"])
+
+    def cold(embedder):
+        def run(texts):
+            clear_cache()  # every round pays the encoder (or the row lookup), as a first call
+            return embedder.transform(texts)
+
+        return run
+
+    print(
+        "\n| workload | `SentenceEmbedder()` texts/s (1 round) | `pooling='static_mean'` "
+        "texts/s | `StaticEmbedder()` texts/s | × encoder | `StaticEmbedder(input_rows=True)` "
+        "texts/s | × encoder |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, texts in (
+        (f"STS-B dev sentences ({len(short):,})", short),
+        (f"SciFact abstracts ({len(long)})", long),
+    ):
+        static_rate = best_rate(est.transform, texts, args.rounds)
+        wide_rate = best_rate(wide.transform, texts, args.rounds)
+        raw_rate = best_rate(cold(raw), texts, args.rounds)
+        encoder_rate = best_rate(cold(encoder), texts, 1)
+        print(
+            f"| {name} | {encoder_rate:,.1f} | {raw_rate:,.0f} | {static_rate:,.0f} | "
+            f"{static_rate / encoder_rate:.0f}× | {wide_rate:,.0f} | "
+            f"{wide_rate / encoder_rate:.0f}× |",
+            flush=True,
+        )
+    print(f"(static rows: best of {args.rounds} rounds; the encoder: one round, cache cleared)")
+
+    # -- quality
+    sts = SHARED / "stsb" / "sts-dev.csv"
+    sick = [SHARED / "sick" / "SICK_train.txt", SHARED / "sick" / "SICK_trial.txt"]
+    banking = SHARED / "banking77" / "train.csv"
+    clear_cache()
+    encoder_sts = evaluate.sts(encoder, sts)["spearman"]
+    estimators = {
+        "`SentenceEmbedder(pooling='static_mean')` (raw input rows, 384 dims)": raw,
+        "`StaticEmbedder()` (distilled, 256 dims, SIF)": est,
+        "`StaticEmbedder(input_rows=True)` (distilled + input rows, 512 dims)": wide,
+    }
+    measured = {}
+    for label, embedder in estimators.items():
+        start = time.perf_counter()
+        measured[label] = (
+            evaluate.sts(embedder, sts)["spearman"],
+            evaluate.sts(embedder, sick)["spearman"],
+            evaluate.classification(embedder, banking, n_per_label=8, n_runs=10)["accuracy"],
+            evaluate.retrieval(embedder, SHARED / "scifact", split="train")["ndcg@10"],
+        )
+        print(f"  quality of {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    # docs/quality.md (benchmarks/quality.json): the encoder on the slow tasks
+    print(
+        "\n| estimator | STS-B dev Spearman | SICK-R train+trial Spearman | "
+        "Banking77 8/label accuracy | SciFact train nDCG@10 |"
+    )
+    print("|---|---|---|---|---|")
+    print(
+        f"| `SentenceEmbedder()` (encoder, mean) | {encoder_sts:.4f} | 0.7801* | 0.7858* | "
+        "0.6602* |"
+    )
+    for label, values in measured.items():
+        print(f"| {label} | " + " | ".join(f"{v:.4f}" for v in values) + " |")
+    print(
+        "| model2vec 0.10 distilling the same teacher (issue 18; not this run, other splits) "
+        "| 0.661 (STS-B **test**) | - | 0.668 (its protocol) | - |"
+    )
+    print("\n* docs/quality.md: same data and protocol, an earlier run (minutes of encoding)")
+    distilled = measured["`StaticEmbedder()` (distilled, 256 dims, SIF)"][0]
+    print(f"StaticEmbedder() / encoder on STS-B dev: {distilled / encoder_sts:.3f}")
+
+    if args.sweep:
+        print(
+            "\n| dims | weighting | STS-B dev Spearman | SciFact train nDCG@10 | table build s |"
+            "\n|---|---|---|---|---|"
+        )
+        for dims in (64, 128, 256, None):
+            for weighting, a in (
+                ("sif", 1e-3),
+                ("sif", 1e-4),
+                ("sif", 1e-5),
+                ("zipf", None),
+                ("none", None),
+            ):
+                if dims not in (256,) and (weighting, a) not in (("sif", 1e-4),):
+                    continue
+                params = {"dims": dims, "weighting": weighting}
+                if a is not None:
+                    params["sif_coefficient"] = a
+                start = time.perf_counter()
+                swept = static.StaticEmbedder(**params).fit(["warm up"])
+                built = time.perf_counter() - start
+                spearman = evaluate.sts(swept, sts)["spearman"]
+                ndcg = evaluate.retrieval(swept, SHARED / "scifact", split="train")["ndcg@10"]
+                label = f"sif a={a:g}" if weighting == "sif" else weighting
+                print(
+                    f"| {dims or 384} | {label} | {spearman:.4f} | {ndcg:.4f} | {built:.1f} |",
+                    flush=True,
+                )
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
