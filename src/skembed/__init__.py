@@ -14,6 +14,7 @@ _EXPORTS = {
     "SentenceEmbedder": "embedder",
     "Tokenization": "embedder",
     "TruncationWarning": "embedder",
+    "MissingTextWarning": "embedder",
     "ModelMismatchError": "models",
     "ModelNotFoundError": "models",
     "LegacyFingerprintWarning": "identity",
