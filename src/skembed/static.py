@@ -25,6 +25,7 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from itertools import chain
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -316,7 +317,7 @@ def embed(table: Table, texts: list[str]) -> np.ndarray:
         ids = [e.ids for e in encodings]
         indptr = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum([len(i) for i in ids], out=indptr[1:])
-        indices = np.fromiter((t for i in ids for t in i), dtype=np.int64, count=int(indptr[-1]))
+        indices = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(indptr[-1]))
         counts = csr_matrix(
             (np.ones(len(indices), dtype=np.float32), indices, indptr), shape=(len(ids), rows)
         )
