@@ -1,8 +1,9 @@
 """StaticEmbedder: a static token table distilled from an encoder, applied with NumPy alone.
 
-``fit`` runs every token of the model's vocabulary through its encoder once, as a
-one-token text (``[CLS] token [SEP]``), mean-pools each, reduces the vectors with PCA and
-down-weights frequent tokens (the recipe of model2vec). ``transform`` is then the Rust
+``fit`` runs every token of the model's vocabulary through its encoder once, after the
+tokenizer's leading special token (``[CLS] token``), mean-pools each, reduces the vectors
+with PCA and down-weights frequent tokens (model2vec's recipe, but for the trailing
+``[SEP]``, which measured worse: see :func:`distil`). ``transform`` is then the Rust
 tokenizer, a table lookup, a sum and an L2 normalisation: no encoder, no PyTorch, no ONNX
 Runtime, and no word order (a sum is a bag of words).
 
@@ -44,7 +45,7 @@ WEIGHTINGS = ("sif", "zipf", "none")
 
 # part of the cached files' names and checked inside them: a change to what distil() or
 # build_table() compute must change it, or tables of an older skembed would be reused
-FORMAT = "v1"
+FORMAT = "v2"  # v2: [CLS] token, no [SEP]
 # one-token texts per encoder batch: bigger batches amortise the per-call cost of tiny inputs
 DISTIL_BATCH = 256
 # texts per tokenizer call at transform: bounds the tokenizer's per-text objects in memory
@@ -107,8 +108,9 @@ class StaticEmbedder(TransformerMixin, BaseEstimator):
     input_rows : bool, default=False
         Put each token's input embedding row (what ``pooling="static_mean"`` averages),
         reduced by PCA to ``dims``, beside its distilled row: vectors twice as long, which
-        keep more of what tells one word from another. For the default model: SciFact
-        nDCG@10 0.407 -> 0.462, STS-B dev Spearman 0.791 -> 0.790 (docs/quality.md).
+        keep more of what tells one word from another. For the default model, one run:
+        SciFact train nDCG@10 0.491 -> 0.497, STS-B dev Spearman 0.822 -> 0.803
+        (docs/quality.md): a trade, not a free gain.
     n_threads : int or None, default=None
         Threads for the encoder during distillation (as for SentenceEmbedder).
     show_progress : bool, default=False
@@ -332,12 +334,19 @@ def distil(loaded: models.LoadedModel, n_threads: int | None = None, show_progre
     """Return (vectors, kept): each vocabulary token's mean-pooled encoder output, float32.
 
     Every token that a text can produce (not a special token, not BERT's ``[unused..]``)
-    goes through the encoder alone, framed by the special tokens the tokenizer puts around
-    any text (``[CLS] token [SEP]``, ``<s> token </s>``): by id, so that word pieces
-    (``##ing``) and byte-level pieces (``Ġdog``) are what the table's rows are looked up
-    by. The last layer is mean-pooled over the framed text, the folder's Dense layers (if
-    any) applied. Rows of the other ids are zero; ``kept`` marks the rows that hold one.
-    Runs on skembed's fast path: ONNX Runtime's last-layer graph when it is installed.
+    goes through the encoder alone, after the special tokens the tokenizer puts before any
+    text (``[CLS] token``, ``<s> token``; a tokenizer with none before a text gets those it
+    puts after, ``token </s>``): by id, so that word pieces (``##ing``) and byte-level
+    pieces (``Ġdog``) get the row they are looked up by. The last layer is mean-pooled
+    over those tokens, the folder's Dense layers (if any) applied. Rows of the other ids
+    are zero; ``kept`` marks the rows that hold one. Runs on skembed's fast path: ONNX
+    Runtime's last-layer graph when it is installed.
+
+    model2vec frames each token on both sides (``[CLS] token [SEP]``). For
+    all-MiniLM-L6-v2 (one run each, PCA to 256, SIF 1e-4) that gave STS-B dev Spearman
+    0.791, SICK-R train+trial 0.616, Banking77 8/label 0.651 and SciFact train nDCG@10
+    0.407; ``[CLS] token`` gave 0.822, 0.621, 0.687 and 0.491, in 23 s instead of 31 s.
+    The token alone, without ``[CLS]``, gave 0.663 and 0.187 (STS-B, SciFact).
     """
     global distillations
     from . import backends, encoding
@@ -349,6 +358,8 @@ def distil(loaded: models.LoadedModel, n_threads: int | None = None, show_progre
     for token, i in vocabulary.items():
         kept[i] = i not in special and not _UNUSED.match(token)
     prefix, suffix = _frame(loaded)
+    if prefix:
+        suffix = []
     ids = np.flatnonzero(kept)
     token_ids = encoding.TokenIds(
         [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
