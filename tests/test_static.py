@@ -212,6 +212,7 @@ def test_clone_and_get_params_follow_scikit_learn(tiny_bert, tables):
         "dims": 16,
         "weighting": "zipf",
         "sif_coefficient": 1e-4,
+        "frequencies": "rank",
         "input_rows": False,
         "n_threads": None,
         "show_progress": False,
@@ -231,6 +232,7 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
             "staticembedder__dims": [8, 16],
             "staticembedder__weighting": ["sif", "zipf", "none"],
             "staticembedder__input_rows": [False, True],
+            "staticembedder__frequencies": ["rank", "fit"],
         },
         cv=2,
     ).fit(texts, labels)
@@ -239,12 +241,30 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
 
 
 def test_weightings_scale_rows_by_rank():
-    sif = static.token_weights(1000, "sif", 1e-3)
-    zipf = static.token_weights(1000, "zipf")
+    p = static.token_probabilities(1000)
+    sif, zipf = static.token_weights(p, "sif", 1e-3), static.token_weights(p, "zipf")
     assert np.all(np.diff(sif) > 0) and np.all(np.diff(zipf) > 0)  # rarer weighs more
     p1 = 1.0 / np.sum(1.0 / np.arange(1, 1001))
     assert sif[0] == pytest.approx(1e-3 / (1e-3 + p1)) and zipf[0] == pytest.approx(np.log(2))
-    assert (static.token_weights(5, "none") == 1).all()
+    assert (static.token_weights(p[:5], "none") == 1).all()
+
+
+def test_fitted_frequencies_weigh_a_token_common_in_x_less(tiny_bert, tables):
+    texts = ["the money is in the bank"] * 30 + TEXTS
+    rank = StaticEmbedder(model=tiny_bert, dims=16, sif_coefficient=1e-3).fit(texts)
+    fitted = StaticEmbedder(model=tiny_bert, dims=16, sif_coefficient=1e-3, frequencies="fit")
+    fitted.fit(texts)
+    vocabulary = fitted._table.tokenizer.get_vocab()
+    money, sky = vocabulary["money"], vocabulary["sky"]  # 31 times in texts, and never
+    weights = fitted.token_weights_
+    assert weights.shape == (len(fitted._table.vectors),) and weights[money] < weights[sky]
+    assert not np.allclose(fitted.transform(TEXTS), rank.transform(TEXTS))
+    static._TABLES.clear()
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(fitted)).transform(TEXTS), fitted.transform(TEXTS)
+    )
+    # the same unweighted table serves every weighting: one file beside the tokens'
+    assert len(list(tables.iterdir())) == 3  # tokens, rank-weighted sif, unweighted
 
 
 def test_feature_names_follow_the_fitted_column(tiny_bert, tables):
@@ -267,6 +287,7 @@ def test_feature_names_follow_the_fitted_column(tiny_bert, tables):
         ({"dims": 33}, ["ok"], ValueError, "use dims<=32 or None"),
         ({"weighting": "idf"}, ["ok"], ValueError, "weighting='idf' is not one of"),
         ({"sif_coefficient": 0}, ["ok"], ValueError, "sif_coefficient=0 must be a positive number"),
+        ({"frequencies": "idf"}, ["ok"], ValueError, "frequencies='idf' is not one of"),
     ],
 )
 def test_bad_input_and_parameters_are_refused_with_what_to_do(
