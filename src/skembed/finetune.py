@@ -9,9 +9,12 @@ Two pure functions over a ``transformers`` encoder and arrays:
 - :func:`apply_update` returns a new encoder with the update merged into its plain weights,
   so that inference and ONNX export need nothing but the encoder class.
 
-The default, chosen by ``benchmarks/finetune.py`` (Banking77, 8 texts per label), is LoRA on
-every linear layer of the encoder with a cosine-softmax head initialised at the class means
-of the frozen vectors; see :class:`Settings`.
+The default (``Settings()``): LoRA rank 8 on every linear layer of the encoder, a
+cosine-softmax head initialised at the class means of the frozen vectors, 10 epochs at
+1e-3. ``benchmarks/finetune.py`` compared it with a full fine-tune and a supervised
+contrastive loss on Banking77 (8 texts per label): full fine-tuning scored 0.005 higher on
+one draw for an update the size of the model (90 MB against 1.3 MB); the contrastive loss
+scored below the frozen encoder. Neither reached the issue's 0.85.
 """
 
 from __future__ import annotations
@@ -85,6 +88,11 @@ class Settings:
         Layers trained by ``adapter="top"``.
     scale : float
         Logit scale of both losses (the inverse temperature).
+    margin : float
+        ``"softmax"`` only: subtracted from the cosine of each text's own label before
+        scaling (CosFace), so that texts keep moving toward their label's row even once
+        they are classified correctly; the head starts at the class means, where most
+        training texts already are.
     dropout : bool
         Keep the encoder's dropout on while training.
     """
@@ -102,6 +110,7 @@ class Settings:
     targets: str = "all"
     top_layers: int = 2
     scale: float = 20.0
+    margin: float = 0.0
     dropout: bool = True
 
 
