@@ -262,23 +262,27 @@ def child(row: str, seed: int, threads: int | None) -> None:
 def table(results: list[dict]) -> str:
     import numpy as np
 
-    cpu_name = subprocess.run(
-        "lscpu | grep 'Model name'", shell=True, capture_output=True, text=True
-    ).stdout.strip()
+    cpu_name = (
+        subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True)
+        .stdout.split(":", 1)[-1]
+        .strip()
+    )
     by_row: dict[str, list[dict]] = {}
     for r in results:
         by_row.setdefault(r["row"], []).append(r)
     frozen = {r["seed"]: r["accuracy"] for r in by_row.get("frozen", [])}
+    # SetFit first, then the frozen encoder, then the rest as they ran
+    order = sorted(by_row, key=lambda row: (not row.startswith("setfit"), row != "frozen"))
     lines = [
         f"Banking77 train split, {PER_LABEL}/label (616 texts) -> {EVAL_SIZE} other train texts;"
-        f" all-MiniLM-L6-v2; {cpu_name}; {os.cpu_count()} CPUs",
+        f" all-MiniLM-L6-v2; {cpu_name}; {os.cpu_count()} CPUs (shared)",
         "",
         "| method | accuracy per seed | mean | vs frozen | train wall s | train CPU s | steps"
-        " | update bytes | pickle bytes | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | update bytes | pickle bytes | peak RSS MB | torch threads |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row, rs in by_row.items():
-        rs = sorted(rs, key=lambda r: r["seed"])
+    for row in order:
+        rs = sorted(by_row[row], key=lambda r: r["seed"])
         accuracies = [r["accuracy"] for r in rs]
         per_seed = ", ".join(f"{r['seed']}: {r['accuracy']:.4f}" for r in rs)
         gains = [r["accuracy"] - frozen[r["seed"]] for r in rs if r["seed"] in frozen]
@@ -287,7 +291,7 @@ def table(results: list[dict]) -> str:
             f"| {row} | {per_seed} | {np.mean(accuracies):.4f} | {gain}"
             f" | {np.mean([r['wall'] for r in rs]):.0f} | {np.mean([r['cpu'] for r in rs]):.0f}"
             f" | {rs[0].get('steps', '')} | {rs[0]['update_bytes']:,} | {rs[0]['pickle_bytes']:,}"
-            f" | {max(r['peak_rss_mb'] for r in rs)} |"
+            f" | {max(r['peak_rss_mb'] for r in rs)} | {rs[0].get('threads', '')} |"
         )
     return "\n".join(lines)
 
