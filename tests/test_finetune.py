@@ -139,6 +139,12 @@ def test_another_random_state_gives_another_update(bert, update):
     assert first.fingerprint != other.fingerprint
 
 
+def test_a_margin_changes_the_softmax_update(bert, update):
+    margin = run(bert, dataclasses.replace(FAST, margin=0.3))
+    assert margin.history[0] > update.history[0]  # the own label's cosine is handicapped
+    assert margin.fingerprint != update.fingerprint
+
+
 def test_apply_update_merges_lora_into_plain_weights(bert, update):
     encoder, tokenize = bert
     assert update.kind == "lora"

@@ -533,8 +533,12 @@ def _train(model, pool, tokenize, texts, targets, settings, trained, lora, head,
         y = torch.as_tensor(targets[rows], device=device)
         if head is not None:
             weights = torch.nn.functional.normalize(head, dim=-1)
-            logits = settings.scale * vectors.float() @ weights.T
-            return torch.nn.functional.cross_entropy(logits, y)
+            cosines = vectors.float() @ weights.T
+            if settings.margin:
+                cosines = cosines - settings.margin * torch.nn.functional.one_hot(
+                    y, cosines.shape[1]
+                )
+            return torch.nn.functional.cross_entropy(settings.scale * cosines, y)
         return _supcon(vectors.float(), y, settings.scale)
 
     extra = [{"params": [head], "lr": settings.head_learning_rate}] if head is not None else []
