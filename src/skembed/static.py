@@ -173,7 +173,7 @@ class StaticEmbedder(TransformerMixin, BaseEstimator):
     Examples
     --------
     Not run by the test suite, whose cache folder is empty: the first fit of the default
-    model on a machine distils it (40 to 80 s on 2 cores); later fits read the table.
+    model on a machine distils it (23 to 33 s on 2 cores); later fits read the table.
 
     >>> from skembed import StaticEmbedder
     >>> static = StaticEmbedder().fit(["warm up"])  # doctest: +SKIP
