@@ -12,6 +12,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from . import backends, bundle, cache, encoding, identity, models
@@ -207,6 +208,10 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
     >>> round(float(X[0] @ X[1]), 2)
     0.84
     """
+
+    # transform(X, prompt=...) is a per-call option, not metadata a meta-estimator routes:
+    # no set_transform_request method for it
+    __metadata_request__transform = {"prompt": metadata_routing.UNUSED}
 
     def __init__(
         self,
