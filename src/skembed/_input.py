@@ -214,3 +214,55 @@ def _is_missing(t: object) -> bool:
 def _short(value: object, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TextFeaturesMixin:
+    """Feature names and scikit-learn tags of a transformer from one text column to vectors.
+
+    For estimators with ``_n_features_out`` and, when fitted on a named column,
+    ``feature_names_in_`` (:class:`~skembed.SentenceEmbedder`, ``StaticEmbedder``).
+    """
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Return the names of the output features, one per dimension.
+
+        ``{column}_{i}`` when fitted on a named column (``feature_names_in_``), zero-padded
+        to the width of the last index: ``question_000`` to ``question_383``, so that two
+        text columns of one table give distinct names. Otherwise the lower-case class name
+        and the index: ``sentenceembedder0`` to ``sentenceembedder383``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against ``feature_names_in_`` when that is defined; the names always
+            come from the column seen at fit.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        fitted = getattr(self, "feature_names_in_", None)
+        checked = input_features is not None and fitted is not None
+        if checked and list(input_features) != list(fitted):
+            raise ValueError(
+                f"input_features is not equal to feature_names_in_: "
+                f"{list(input_features)} != {list(fitted)}"
+            )
+        n = self._n_features_out
+        if fitted is None:
+            prefix = type(self).__name__.lower()
+            return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
+        width = len(str(n - 1))
+        return np.asarray([f"{fitted[0]}_{i:0{width}d}" for i in range(n)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.one_d_array = True
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []  # always float32 out
+        tags.requires_fit = True
+        return tags

@@ -19,6 +19,7 @@ from . import backends, bundle, cache, encoding, identity, models
 from ._input import (
     MISSING_POLICIES,
     MissingTextWarning,  # noqa: F401 - public here, beside TruncationWarning
+    TextFeaturesMixin,
     check_texts,
     check_texts_with_missing,
     column_name,
@@ -41,7 +42,7 @@ class Tokenization:
     truncated: bool
 
 
-class SentenceEmbedder(TransformerMixin, BaseEstimator):
+class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
     """Embed texts with a local transformer encoder: one fixed-size vector per text.
 
     Text goes through the model's tokenizer (WordPiece or BPE ids), the encoder (embedding
@@ -552,48 +553,6 @@ class SentenceEmbedder(TransformerMixin, BaseEstimator):
     @property
     def _n_features_out(self) -> int:
         return self.embedding_dim_
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Return the names of the output features, one per dimension.
-
-        ``{column}_{i}`` when fitted on a named column (``feature_names_in_``), zero-padded
-        to the width of the last index: ``question_000`` to ``question_383``, so that two
-        text columns of one table give distinct names. Otherwise the class name and the
-        index: ``sentenceembedder0`` to ``sentenceembedder383``.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Checked against ``feature_names_in_`` when that is defined; the names always
-            come from the column seen at fit.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str objects
-        """
-        check_is_fitted(self)
-        fitted = getattr(self, "feature_names_in_", None)
-        checked = input_features is not None and fitted is not None
-        if checked and list(input_features) != list(fitted):
-            raise ValueError(
-                f"input_features is not equal to feature_names_in_: "
-                f"{list(input_features)} != {list(fitted)}"
-            )
-        n = self._n_features_out
-        if fitted is None:
-            prefix = type(self).__name__.lower()
-            return np.asarray([f"{prefix}{i}" for i in range(n)], dtype=object)
-        width = len(str(n - 1))
-        return np.asarray([f"{fitted[0]}_{i:0{width}d}" for i in range(n)], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.one_d_array = True
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.transformer_tags.preserves_dtype = []  # always float32 out
-        tags.requires_fit = True
-        return tags
 
     # -- pickling ------------------------------------------------------------------------
 

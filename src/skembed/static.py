@@ -36,7 +36,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import identity, models
-from ._input import check_texts, column_name
+from ._input import TextFeaturesMixin, check_texts, column_name
 
 __all__ = [
     "FREQUENCIES",
@@ -96,7 +96,7 @@ _TABLES_LIMIT = 4
 _TABLES_LOCK = threading.Lock()
 
 
-class StaticEmbedder(TransformerMixin, BaseEstimator):
+class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
     """Embed texts with static token vectors distilled from an encoder: no encoder at transform.
 
     ``fit`` distils the model once per machine (its vocabulary through the encoder, PCA to
@@ -294,38 +294,6 @@ class StaticEmbedder(TransformerMixin, BaseEstimator):
     @property
     def _n_features_out(self) -> int:
         return self.embedding_dim_
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Return the names of the output features, one per dimension.
-
-        ``{column}_{i}`` (zero-padded) when fitted on a named column, otherwise
-        ``staticembedder0`` to ``staticembedder{n-1}``.
-        """
-        check_is_fitted(self)
-        fitted = getattr(self, "feature_names_in_", None)
-        if (
-            input_features is not None
-            and fitted is not None
-            and (list(input_features) != list(fitted))
-        ):
-            raise ValueError(
-                f"input_features is not equal to feature_names_in_: "
-                f"{list(input_features)} != {list(fitted)}"
-            )
-        n = self._n_features_out
-        if fitted is None:
-            return np.asarray([f"staticembedder{i}" for i in range(n)], dtype=object)
-        width = len(str(n - 1))
-        return np.asarray([f"{fitted[0]}_{i:0{width}d}" for i in range(n)], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.one_d_array = True
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.transformer_tags.preserves_dtype = []  # always float32 out
-        tags.requires_fit = True
-        return tags
 
     def __getstate__(self):
         # by reference: the table (31 MB for the default model) stays in its cache file
