@@ -545,7 +545,7 @@ def exclude_prompt(mask, n_prompt: int):
 def needs_remote_code(path: Path | str) -> str | None:
     """Return why the folder at path would need code of its own to run, or None.
 
-    A folder needs its own code (``trust_remote_code=True`` in transformers and ST) when
+    A folder needs its own code (``trust_remote_code`` switched on in transformers and ST) when
     ``config.json`` or ``tokenizer_config.json`` has an ``auto_map`` (the architecture or
     tokenizer class is a Python file in the folder), or when ``modules.json`` lists a module
     type outside the ``sentence_transformers.`` namespace. skembed never runs such code:
