@@ -24,8 +24,6 @@ comparison.
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import subprocess
 import sys
@@ -36,27 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+# the same CPU name and SciFact abstracts as the throughput benchmark (run from benchmarks/)
+from throughput import cpu_model, read_scifact
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def cpu_model() -> str:
-    """Return the CPU's model name, as lscpu prints it."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next(
-        (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "?"
-    )
-
-
-def read_scifact(n: int) -> list[str]:
-    """Return the first n SciFact abstracts as title + text (as benchmarks/throughput.py)."""
-    texts = []
-    with gzip.open(SHARED / "scifact" / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
-        for line in fh:
-            doc = json.loads(line)
-            texts.append(f"{doc.get('title', '')} {doc['text']}".strip())
-            if len(texts) == n:
-                break
-    return texts
 
 
 def best_rate(embed, texts: list[str], rounds: int) -> float:

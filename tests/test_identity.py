@@ -277,3 +277,22 @@ def test_a_folder_with_pytorch_model_bin_only_loads_through_the_safe_loader(tiny
     got = SentenceEmbedder(model=str(folder), backend="torch").fit(TEXTS).transform(TEXTS)
     want = SentenceEmbedder(model=tiny_bert, backend="torch").fit(TEXTS).transform(TEXTS)
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_an_index_saved_by_skembed_0_1_0_loads_with_a_warning_to_refit(tiny_bert, tmp_path):
+    from skembed import SemanticSearch
+
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
+    index.save(tmp_path / "index")
+    meta_path = tmp_path / "index" / "index.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["embedder"]["model_files"]  # what 0.1.0 wrote: the weights' sha256 alone
+    meta["embedder"]["fingerprint"] = identity.legacy_fingerprint(Path(tiny_bert))
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(LegacyFingerprintWarning, match="the index in .* was built with"):
+        loaded = SemanticSearch.load(tmp_path / "index")
+    assert loaded.search(["I love apples"])[0][0].text == "I love apples"
+    meta["embedder"]["fingerprint"] = "0" * 64  # other weights
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ModelMismatchError, match="had weights of sha256 0000"):
+        SemanticSearch.load(tmp_path / "index")
