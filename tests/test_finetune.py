@@ -172,10 +172,12 @@ def test_apply_update_copies_whole_parameters_of_a_partial_update(bert):
 def test_an_update_pickles_small(bert, update):
     encoder, _ = bert
     blob = pickle.dumps(update)
-    # rank 4 on the 12 linear layers of 2 BERT layers: A (4, in) and B (out, 4) per layer
+    # rank 4 on the 12 linear layers of 2 BERT layers: A (4, in) and B (out, 4) per layer,
+    # float16 (2 bytes a number)
     linear = [m for n, m in encoder.named_modules() if isinstance(m, torch.nn.Linear)]
-    expected = 4 * 4 * sum(sum(m.weight.shape) for m in linear[:-1])  # the pooler is left out
+    expected = 2 * 4 * sum(sum(m.weight.shape) for m in linear[:-1])  # the pooler is left out
     assert update.nbytes == expected
+    assert {t.dtype for t in update.tensors.values()} == {np.dtype(np.float16)}
     assert len(blob) < expected + 4_000
     loaded = pickle.loads(blob)
     assert loaded.fingerprint == update.fingerprint
@@ -200,3 +202,16 @@ def test_bad_settings_are_refused_before_training(bert):
     with pytest.raises(ValueError, match="at least two distinct labels"):
         encoder, tokenize = bert
         fine_tune(encoder, tokenize, TEXTS, ["x"] * 12, FAST, pooling="mean", base_fingerprint="b")
+
+
+def test_batches_group_texts_of_similar_length_and_cover_every_row_once():
+    from skembed.finetune import _by_length
+
+    lengths = np.random.RandomState(0).randint(3, 90, size=200)
+    rng = np.random.RandomState(1)
+    first, second = _by_length(lengths, 16, rng), _by_length(lengths, 16, rng)
+    for epoch in (first, second):
+        assert sorted(np.concatenate(epoch).tolist()) == list(range(200))
+        # sorted by length: a batch pads to at most its neighbours' lengths
+        assert sum(lengths[b].max() * len(b) for b in epoch) < 1.1 * lengths.sum()
+    assert [b.tolist() for b in first] != [b.tolist() for b in second]

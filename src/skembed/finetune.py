@@ -261,10 +261,9 @@ def fine_tune_pairs(
     def train(model, trained, lora, device):
         rng = np.random.RandomState(settings.random_state)
         size = settings.batch_size
-        epochs = []
-        for _ in range(settings.epochs):
-            order = rng.permutation(len(first))
-            epochs.append([order[i : i + size] for i in range(0, len(order), size)])
+        # both texts of a pair share the batch's padding: group pairs by the longer one
+        lengths = np.maximum(_lengths(tokenize, first, size), _lengths(tokenize, second, size))
+        epochs = [_by_length(lengths, size, rng) for _ in range(settings.epochs)]
 
         def loss_of(rows):
             texts = [first[i] for i in rows] + [second[i] for i in rows]
@@ -476,17 +475,39 @@ def _prototype_head(model, pool, tokenize, texts, targets, settings, device):
     return torch.nn.Parameter(head)
 
 
-def _batches(targets: np.ndarray, settings: Settings, rng: np.random.RandomState) -> list:
+def _by_length(lengths: np.ndarray, size: int, rng: np.random.RandomState) -> list:
+    """Return one epoch of batches of rows of similar token length, in a shuffled order.
+
+    A batch pads to its longest text: Banking77's questions are 15.6 tokens on average but
+    up to 83, so random batches spend most of their compute on padding. Rows are sorted by
+    length with random tie-breaks (texts of one length are many, so batches differ from
+    epoch to epoch), cut into batches, and the batches shuffled.
+    """
+    order = np.lexsort((rng.random_sample(len(lengths)), lengths))
+    batches = [order[i : i + size] for i in range(0, len(order), size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _lengths(tokenize: Tokenize, texts: list[str], size: int) -> np.ndarray:
+    """Return the token count of each text (after truncation), tokenizing in batches."""
+    counts = [
+        np.asarray(tokenize(texts[i : i + size])[1]).sum(1) for i in range(0, len(texts), size)
+    ]
+    return np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64)
+
+
+def _batches(
+    targets: np.ndarray, lengths: np.ndarray, settings: Settings, rng: np.random.RandomState
+) -> list:
     """Return one epoch of batches (arrays of row indices), shuffled with rng.
 
-    For the contrastive loss each batch holds a few texts of each of several labels (4 per
+    For the softmax loss batches group texts of similar length (:func:`_by_length`). For
+    the contrastive loss each batch holds a few texts of each of several labels (4 per
     label when there are that many), so that every anchor has positives.
     """
-    n = len(targets)
     size = settings.batch_size
     if settings.method == "softmax":
-        order = rng.permutation(n)
-        return [order[i : i + size] for i in range(0, n, size)]
+        return _by_length(lengths, size, rng)
     per_label = max(2, min(4, size // 2))
     chunks = []
     for label in np.unique(targets):
@@ -526,7 +547,8 @@ def _train(model, pool, tokenize, texts, targets, settings, trained, lora, head,
     import torch
 
     rng = np.random.RandomState(settings.random_state)
-    epochs = [_batches(targets, settings, rng) for _ in range(settings.epochs)]
+    lengths = _lengths(tokenize, texts, settings.batch_size)
+    epochs = [_batches(targets, lengths, settings, rng) for _ in range(settings.epochs)]
 
     def loss_of(rows):
         vectors = _embed(model, pool, tokenize, [texts[i] for i in rows], device)
@@ -593,7 +615,13 @@ def _progress(total: int, show: bool):
 
 
 def _export(trained: dict, lora: dict, settings: Settings) -> dict[str, np.ndarray]:
-    """Return the update's tensors as float32 numpy arrays, LoRA's scale folded into B."""
+    """Return the update's tensors as numpy arrays, LoRA's scale folded into B.
+
+    Whole parameters stay float32. LoRA factors are stored as float16: half the pickle
+    (0.66 MB instead of 1.33 MB for all-MiniLM-L6-v2 at rank 8), and the merged weights
+    change by under 1e-3 of the update itself. The rounded factors are the update: the
+    fitted estimator and its unpickled copy merge the same ones.
+    """
     import torch
 
     scale = _lora_scale(settings)
@@ -602,8 +630,8 @@ def _export(trained: dict, lora: dict, settings: Settings) -> dict[str, np.ndarr
         for name, parameter in trained.items():
             tensors[name] = parameter.detach().float().cpu().numpy().copy()
         for name, (a, b) in lora.items():
-            tensors[name + LORA_A] = a.detach().float().cpu().numpy().copy()
-            tensors[name + LORA_B] = (b.detach().float() * scale).cpu().numpy().copy()
+            tensors[name + LORA_A] = a.detach().half().cpu().numpy().copy()
+            tensors[name + LORA_B] = (b.detach().float() * scale).half().cpu().numpy().copy()
     return tensors
 
 
@@ -623,8 +651,8 @@ def _unmerged(encoder: Any, update: Update) -> Any:
             parameter.copy_(torch.from_numpy(array).to(parameter.device, parameter.dtype))
     lora = {
         n[: -len(LORA_A)]: (
-            torch.from_numpy(a),
-            torch.from_numpy(update.tensors[n[: -len(LORA_A)] + LORA_B]),
+            torch.from_numpy(a).float(),
+            torch.from_numpy(update.tensors[n[: -len(LORA_A)] + LORA_B]).float(),
         )
         for n, a in update.tensors.items()
         if n.endswith(LORA_A)
