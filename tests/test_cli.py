@@ -499,3 +499,122 @@ def test_eval_with_a_missing_data_path_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["eval", "sts", "--data", str(tmp_path / "nope.csv")]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"skembed: error: --data {str(tmp_path / 'nope.csv')!r} does not exist"
+
+
+# -- encode --static -------------------------------------------------------------------------
+
+
+def static_vectors(model: str, texts: list[str]) -> np.ndarray:
+    from skembed import StaticEmbedder
+
+    return StaticEmbedder(model=model, dims=16).fit(texts).transform(texts)
+
+
+def test_encode_static_writes_the_static_embedders_vectors(tiny_model, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, out, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_model,
+        "--static", "--dims", 16, "--chunk-size", 3,
+    )  # fmt: skip
+    assert code == 0 and out == ""
+    assert err.endswith(f"wrote {len(TEXTS)} vectors of 16 float32 to {tmp_path / 'X.npy'}\n")
+    X = np.load(tmp_path / "X.npy")
+    assert X.dtype == np.float32 and X.shape == (len(TEXTS), 16)
+    np.testing.assert_allclose(X, static_vectors(tiny_model, TEXTS), atol=1e-6)
+
+
+def test_encode_static_to_parquet_keeps_texts_and_vectors(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    code, _, err = skembed(
+        capsys, "encode", source, "-o", tmp_path / "X.parquet", "--model", tiny_bert,
+        "--static", "--dims", 16, "--chunk-size", 4,
+    )  # fmt: skip
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "X.parquet")
+    assert table.column("text").to_pylist() == TEXTS
+    X = np.array(table.column("embedding").to_pylist(), dtype=np.float32)
+    np.testing.assert_allclose(X, static_vectors(tiny_bert, TEXTS), atol=1e-6)
+
+
+def test_encode_static_resumes_an_interrupted_run(tiny_bert, tmp_path, capsys, monkeypatch):
+    from skembed import StaticEmbedder
+
+    texts = [f"{text} {i}" for i in range(4) for text in TEXTS]
+    source = write_lines(tmp_path / "texts.txt", texts)
+    argv = ["encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert, "--static"]
+    argv += ["--dims", 16, "--chunk-size", 5, "--resume"]
+    transform, calls = StaticEmbedder.transform, []
+
+    def interrupted_at_the_third_chunk(self, X):
+        calls.append(len(X))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return transform(self, X)
+
+    monkeypatch.setattr(StaticEmbedder, "transform", interrupted_at_the_third_chunk)
+    assert skembed(capsys, *argv)[0] == 130
+    monkeypatch.setattr(StaticEmbedder, "transform", transform)
+    code, _, err = skembed(capsys, *argv, "--progress")  # a progress bar is no new setting
+    assert code == 0, err
+    assert f"wrote {len(texts)} vectors of 16 float32" in err and "(10 of them by the" in err
+    X = np.load(tmp_path / "X.npy")
+    np.testing.assert_allclose(X, static_vectors(tiny_bert, texts), atol=1e-6)
+
+
+def test_encode_static_in_a_subprocess_runs_no_encoder_once_the_table_is_cached(
+    tiny_roberta, tmp_path
+):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    expected = static_vectors(tiny_roberta, TEXTS)  # distils into this run's SKEMBED_HOME
+    argv = ["encode", str(source), "-o", str(tmp_path / "X.npy"), "--model", tiny_roberta]
+    code = (
+        "import sys\n"
+        "from skembed.cli import main\n"
+        f"status = main({[*argv, '--static', '--dims', '16']!r})\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules]\n"
+        "print(status, heavy)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.stdout == "0 []\n", result.stderr
+    assert "built the static table" not in result.stderr  # read from the cache
+    np.testing.assert_allclose(np.load(tmp_path / "X.npy"), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--pooling", "mean"],
+        ["--max-length", "8"],
+        ["--batch-size", "4"],
+        ["--backend", "onnx"],
+        ["--precision", "int8"],
+        ["--prompt", "query: "],
+        ["--truncate-dim", "8"],
+        ["--device", "cpu"],
+    ],
+    ids=lambda option: option[0],
+)
+def test_encode_static_refuses_the_encoders_options_naming_them(
+    tiny_bert, tmp_path, capsys, option
+):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    argv = ["encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert, "--static"]
+    code, out, err = skembed(capsys, *argv, *option)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(f"skembed: error: {option[0]} configures the encoder, which --static")
+    assert f"Drop {option[0]}, or drop --static" in err
+    assert not list(tmp_path.glob("X.*"))
+
+
+def test_encode_dims_without_static_says_to_add_it(tiny_bert, tmp_path, capsys):
+    source = write_lines(tmp_path / "texts.txt", TEXTS)
+    argv = ["encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert, "--dims", "16"]
+    code, _, err = skembed(capsys, *argv)
+    assert code == 2
+    assert err == (
+        "skembed: error: --dims applies to --static (the dimensions of its distilled table): "
+        "add --static, or use --truncate-dim K to shorten the encoder's vectors\n"
+    )

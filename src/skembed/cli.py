@@ -203,6 +203,25 @@ def _add_encode(subparsers, common) -> None:
         help="keep what an interrupted run wrote (.npy only) and continue from there; the "
         "input, model and options must be the same",
     )
+    # a switch, not a --pooling value: it swaps the estimator (StaticEmbedder) and the
+    # encoder's options (pooling, max length, batches, backend...) no longer apply
+    static = p.add_argument_group("static vectors (no encoder at transform)")
+    static.add_argument(
+        "--static",
+        action="store_true",
+        help="sum the rows of a static token table distilled from the model "
+        "(skembed.StaticEmbedder): tens of times faster than the encoder, less accurate, "
+        "blind to word order. The first run on a machine distils the table (about half a "
+        "minute for the default model on 2 cores), later runs read it from the cache. "
+        "Takes --model and --dims, not the encoder's options",
+    )
+    static.add_argument(
+        "--dims",
+        type=_positive_int,
+        metavar="K",
+        help="with --static: dimensions the table keeps (PCA; default: 256, at most the "
+        "model's own)",
+    )
     p.set_defaults(run=_run_encode)
 
 
@@ -220,7 +239,15 @@ def _run_encode(args) -> int:
     n = source.count()  # a first pass: checks every text before the model loads
     if n == 0:
         raise UsageError(f"{source.name} holds no texts; nothing to encode")
-    embedder = _fitted_embedder(args, ["load the model"])
+    if args.static:
+        embedder = _fitted_static_embedder(args)
+    elif args.dims is not None:
+        raise UsageError(
+            "--dims applies to --static (the dimensions of its distilled table): add "
+            "--static, or use --truncate-dim K to shorten the encoder's vectors"
+        )
+    else:
+        embedder = _fitted_embedder(args, ["load the model"])
     dim = embedder.embedding_dim_
     if args.resume:
         return _run_resumable_encode(args, source, n, embedder, output)
@@ -230,7 +257,7 @@ def _run_encode(args) -> int:
         else:
             _pyarrow("writing Parquet")
             writer = outputs.ParquetWriter(partial, dim, args.dtype)
-        with _TruncationCount(embedder.max_length_) as truncation, _progress(n, args) as bar:
+        with _TruncationCount(embedder) as truncation, _progress(n, args) as bar:
             for chunk in source.chunks(args.chunk_size):
                 if writer.rows + len(chunk) > n:
                     raise UsageError(f"{source.name} changed while it was read; run encode again")
@@ -252,6 +279,8 @@ def _run_resumable_encode(args, source, n: int, embedder, output: Path) -> int:
     if output.suffix.lower() != ".npy":
         raise UsageError("--resume writes .npy outputs only; use a .npy output")
     stat = source.path.stat()
+    # a progress bar (StaticEmbedder's, over its distillation) changes no vector
+    params = {**embedder.get_params(), "show_progress": False}
     key = {
         "input": str(source.path.resolve()),
         "input size": stat.st_size,
@@ -259,7 +288,7 @@ def _run_resumable_encode(args, source, n: int, embedder, output: Path) -> int:
         "column": args.column,
         "rows": n,
         "model": embedder.fingerprint_,
-        "settings": repr(sorted(embedder.get_params().items())),
+        "settings": repr(sorted(params.items())),
         "dtype": args.dtype,
     }
     state = outputs.Resumable(output, key)
@@ -267,7 +296,7 @@ def _run_resumable_encode(args, source, n: int, embedder, output: Path) -> int:
     writer = outputs.NpyWriter(state.partial, n, embedder.embedding_dim_, args.dtype, done)
     rows = hashlib.sha256()
     seen = 0
-    with _TruncationCount(embedder.max_length_) as truncation, _progress(n, args) as bar:
+    with _TruncationCount(embedder) as truncation, _progress(n, args) as bar:
         bar.update(done)
         for chunk in source.chunks(args.chunk_size):
             skip = min(len(chunk), max(done - seen, 0))
@@ -760,23 +789,27 @@ class TextFile:
 # -- shared by the subcommands -------------------------------------------------------------
 
 
+# the model options that configure the encoder (all but --model): SentenceEmbedder's
+_ENCODER_OPTIONS = (
+    "pooling",
+    "max_length",
+    "prompt",
+    "prompt_name",
+    "truncate_dim",
+    "batch_size",
+    "device",
+    "backend",
+    "precision",
+)
+
+
 def _embedder(args):
     """Return an unfitted SentenceEmbedder configured by the model options."""
     from .embedder import SentenceEmbedder
 
     options = {
         name: getattr(args, name)
-        for name in (
-            "pooling",
-            "max_length",
-            "prompt",
-            "prompt_name",
-            "truncate_dim",
-            "batch_size",
-            "device",
-            "backend",
-            "precision",
-        )
+        for name in _ENCODER_OPTIONS
         if getattr(args, name, None) is not None
     }
     # the process cache helps estimators that re-embed the same texts; a command does not
@@ -788,11 +821,36 @@ def _fitted_embedder(args, texts: list[str]):
     return _embedder(args).fit(texts)
 
 
+def _fitted_static_embedder(args):
+    """Return the StaticEmbedder of --static, its table distilled or read from the cache."""
+    from .static import StaticEmbedder
+
+    for name in _ENCODER_OPTIONS:
+        if getattr(args, name, None) is not None:
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{option} configures the encoder, which --static does not run: its vectors "
+                f"sum the rows of a distilled table. Drop {option}, or drop --static to "
+                "encode with the encoder"
+            )
+    options = {} if args.dims is None else {"dims": args.dims}
+    embedder = StaticEmbedder(model=args.model, show_progress=args.progress, **options)
+    embedder.fit(["load the table"])
+    if embedder.distill_seconds_:
+        print(
+            f"skembed: built the static table of {args.model} in "
+            f"{embedder.distill_seconds_:.1f} s (cached in {embedder.table_path_})",
+            file=sys.stderr,
+        )
+    return embedder
+
+
 class _TruncationCount:
     """Sum the truncation warnings of every chunk into one warning at the end."""
 
-    def __init__(self, max_length: int):
-        self.max_length = max_length
+    def __init__(self, embedder):
+        # a StaticEmbedder has no length limit: it never warns, the count stays 0
+        self.max_length = getattr(embedder, "max_length_", None)
         self.truncated = 0
         self.seen = 0
 
