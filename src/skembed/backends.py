@@ -17,9 +17,10 @@ re-created when missing, beside the model's description (:func:`skembed.models.d
 With both on disk, the statistics paths import neither torch nor transformers. Two graphs
 per model, each exported on first use: the full one (every layer's states and statistics)
 and a smaller one for ``"last_statistics"`` (see :func:`onnx_file`).
-``precision="int8"`` quantizes a graph's weights per channel (ONNX Runtime dynamic
-quantization). ONNX Runtime runs a stream of batches several at a time, one thread each
-(see :meth:`Forward.map`).
+``precision="int8"`` quantizes a graph's weights per column and its activations per token
+(:mod:`skembed.quantize`), so a text's vector does not depend on the other texts in a
+call. ONNX Runtime runs a stream of batches several at a time, one thread each (see
+:meth:`Forward.map`).
 """
 
 from __future__ import annotations
@@ -273,6 +274,10 @@ def _open_session(ort, loaded: LoadedModel, precision: str, graph: str, options)
 def onnx_file_path(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     """Return where a model's graph is cached, whether or not it is there yet."""
     stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
+    if precision == "int8":  # graphs quantized another way (per tensor, before) are not reused
+        from .quantize import SCHEME
+
+        precision = f"int8-{SCHEME}"
     return cache_home() / "onnx" / f"{stem}-{precision}.onnx"
 
 
@@ -366,6 +371,6 @@ def _attention(encoder, implementation: str):
 
 
 def _quantize(fp32: Path, target: Path) -> None:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from .quantize import quantize_rowwise
 
-    quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
+    quantize_rowwise(fp32, target)

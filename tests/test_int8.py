@@ -1,0 +1,71 @@
+"""int8: each token quantized alone, so a text's vector does not depend on its batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skembed import SentenceEmbedder, backends, clear_cache
+
+pytest.importorskip("onnxruntime")
+
+TEXTS = [
+    "I love apples",
+    "The dog chased the cat across the green field at night, and the cat chased it back",
+    "hello",
+    "",
+    "HOW DO I TRANSFER MONEY TO MY BANK??? HELP!!! 1234",
+    "my card was declined",
+    "what a good day: the sky is blue, the sea is green, and the bank is red",
+]
+
+
+@pytest.mark.parametrize("cache", [False, True], ids=["last-layer graph", "full graph"])
+def test_int8_vector_of_a_text_is_the_same_alone_and_in_any_batch(tiny_model, cache):
+    embedder = SentenceEmbedder(model=tiny_model, precision="int8", cache=cache).fit(TEXTS)
+    together = embedder.transform(TEXTS)
+    for i, text in enumerate(TEXTS):
+        clear_cache()  # with the cache on, the text must go through the encoder again
+        np.testing.assert_allclose(embedder.transform([text])[0], together[i], atol=1e-6)
+    clear_cache()
+    small_batches = embedder.set_params(batch_size=2).transform(TEXTS[::-1])[::-1]
+    np.testing.assert_allclose(small_batches, together, atol=1e-6)
+
+
+def test_int8_is_close_to_fp32_but_not_equal(tiny_model):
+    fp32 = SentenceEmbedder(model=tiny_model, cache=False).fit(TEXTS).transform(TEXTS)
+    int8 = SentenceEmbedder(model=tiny_model, precision="int8", cache=False)
+    cosine = np.sum(fp32 * int8.fit(TEXTS).transform(TEXTS), axis=1)[fp32.any(axis=1)]
+    assert cosine.min() > 0.999
+    assert cosine.min() < 1 - 1e-7  # quantized: a different graph ran
+
+
+def test_int8_graph_is_quantized_per_token_and_named_for_its_scheme(tiny_bert):
+    import onnx
+
+    from skembed.quantize import SCHEME
+
+    loaded = SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS)._model()
+    path = backends.onnx_file(loaded, "int8", "last")
+    assert path.name.endswith(f"-int8-{SCHEME}.onnx")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "MatMulIntegerToFloat" in ops
+    assert "DynamicQuantizeLinear" not in ops  # ONNX Runtime's per-tensor activation scales
+
+
+def test_an_int8_graph_of_the_old_per_tensor_scheme_is_not_reused(tiny_bert, tmp_path):
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    folder = str(shutil.copytree(tiny_bert, tmp_path / "model"))
+    embedder = SentenceEmbedder(model=folder, precision="int8", cache=False).fit(TEXTS)
+    loaded = embedder._model()
+    fp32 = backends.onnx_file(loaded, "fp32", "last")
+    # the file name skembed used for int8 graphs before per-token scales
+    old = fp32.with_name(fp32.name.replace("-fp32.onnx", "-int8.onnx"))
+    quantize_dynamic(str(fp32), str(old), per_channel=True, weight_type=QuantType.QInt8)
+    together = embedder.transform(TEXTS)
+    assert backends.onnx_file_path(loaded, "int8", "last") != old
+    for i, text in enumerate(TEXTS):  # per-tensor scales would make these differ
+        np.testing.assert_allclose(embedder.transform([text])[0], together[i], atol=1e-6)
