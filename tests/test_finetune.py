@@ -199,6 +199,8 @@ def test_the_fingerprint_changes_with_the_tensors_and_the_base(bert, update):
 def test_bad_settings_are_refused_before_training(bert):
     with pytest.raises(ValueError, match="method='triplet' is not one of"):
         run(bert, dataclasses.replace(FAST, method="triplet"))
+    with pytest.raises(ValueError, match="head_init='zeros' is not 'means' or 'random'"):
+        run(bert, dataclasses.replace(FAST, head_init="zeros"))
     with pytest.raises(ValueError, match="at least two distinct labels"):
         encoder, tokenize = bert
         fine_tune(encoder, tokenize, TEXTS, ["x"] * 12, FAST, pooling="mean", base_fingerprint="b")
@@ -215,3 +217,9 @@ def test_batches_group_texts_of_similar_length_and_cover_every_row_once():
         # sorted by length: a batch pads to at most its neighbours' lengths
         assert sum(lengths[b].max() * len(b) for b in epoch) < 1.1 * lengths.sum()
     assert [b.tolist() for b in first] != [b.tolist() for b in second]
+
+
+def test_a_random_head_trains_too_and_differs_from_the_class_means_head(bert, update):
+    randomly = run(bert, dataclasses.replace(FAST, head_init="random"))
+    assert randomly.history[-1] < randomly.history[0]
+    assert randomly.fingerprint != update.fingerprint

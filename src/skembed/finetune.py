@@ -95,6 +95,9 @@ class Settings:
         training texts already are.
     dropout : bool
         Keep the encoder's dropout on while training.
+    head_init : {"means", "random"}
+        ``"softmax"`` only: start the head's rows at the labels' mean frozen vectors, or at
+        random unit vectors (seeded by ``random_state``).
     """
 
     method: str = "softmax"
@@ -112,6 +115,7 @@ class Settings:
     scale: float = 20.0
     margin: float = 0.0
     dropout: bool = True
+    head_init: str = "means"
 
 
 @dataclass(frozen=True, eq=False)  # arrays have no truth value: compare fingerprints
@@ -213,7 +217,7 @@ def fine_tune(
     def train(model, trained, lora, device):
         head = None
         if settings.method == "softmax":
-            head = _prototype_head(model, pool, tokenize, texts, codes, settings, device)
+            head = _head(model, pool, tokenize, texts, codes, settings, device)
         return _train(
             model, pool, tokenize, texts, codes, settings, trained, lora, head,
             device, show_progress,
@@ -364,6 +368,8 @@ def _check(texts: list[str], labels: Any, settings: Settings, pooling: str) -> n
         raise ValueError(
             f"pooling={pooling!r} cannot be fine-tuned: use one of {sorted(POOLING_FUNCTIONS)}"
         )
+    if settings.head_init not in ("means", "random"):
+        raise ValueError(f"head_init={settings.head_init!r} is not 'means' or 'random'")
     for name in ("epochs", "batch_size", "rank", "top_layers", "max_length"):
         if getattr(settings, name) < 1:
             raise ValueError(f"{name}={getattr(settings, name)} must be at least 1")
@@ -456,9 +462,15 @@ def _embed(model: Any, pool: Callable, tokenize: Tokenize, texts: list[str], dev
     return torch.nn.functional.normalize(pool(states, mask), dim=-1)
 
 
-def _prototype_head(model, pool, tokenize, texts, targets, settings, device):
-    """Return the softmax head's weights: each label's mean frozen vector, normalised."""
+def _head(model, pool, tokenize, texts, targets, settings, device):
+    """Return the softmax head's weights: each label's mean frozen vector, or random rows."""
     import torch
+
+    if settings.head_init == "random":
+        generator = torch.Generator().manual_seed(settings.random_state)
+        width = model.config.hidden_size
+        rows = torch.randn(int(targets.max()) + 1, width, generator=generator)
+        return torch.nn.Parameter(rows.to(device))
 
     n_classes = int(targets.max()) + 1
     with torch.no_grad():
