@@ -8,15 +8,19 @@ is quantized alone:
 
 - the weights once, per output column, symmetric int8: ``W ≈ Wq * w_scale``;
 - the activations per row, symmetric: ``m = max |x|`` over the row,
-  ``q = round(127 x / m) + 128`` as uint8 (the fixed zero point 128 keeps the scalar zero
-  point ONNX Runtime's integer kernels take, and the unsigned x signed pair is their fast
-  path on x86);
+  ``q = round(127 x / m) + 128`` as uint8: one zero point for every row, the scalar that
+  ONNX Runtime's integer kernels take, and uint8 x int8 is their fast path on x86. On AVX2
+  without VNNI that kernel adds pairs of products in 16 bits, which saturate when
+  activations sit far from their zero point: asymmetric per-row scales (zero point
+  anywhere in 0..255) lost up to 0.10 of cosine to fp32 on STS-B; with zero point 128 a
+  pair of near-zero activations stays in range (2 x 128 x 127 < 32,768) (docs/speed.md);
 - ``y = (q - 128) @ Wq * (w_scale / 127) * m`` (``MatMulIntegerToFloat``, then one ``Mul``).
 
 Integer products are exact, and every other step is per row, so a token's result does not
 depend on the rows beside it. The rows that share an input (the query, key and value
 projections) share its quantization. Matrix products between activations (attention)
-stay in fp32, as do the embedding tables.
+stay in fp32, as do the embedding tables. ``tests/test_int8.py`` checks that a text's
+vector alone equals its vector in a batch.
 """
 
 from __future__ import annotations
