@@ -43,7 +43,10 @@ ROWS = {
     "top-softmax": dict(
         method="softmax", adapter="top", top_layers=2, epochs=10, learning_rate=2e-4
     ),
-    "lora-softmax": dict(method="softmax", adapter="lora", epochs=10, learning_rate=1e-3),
+    # the default of skembed.finetune.Settings
+    "lora-softmax": dict(
+        method="softmax", adapter="lora", epochs=10, learning_rate=1e-3, margin=0.1
+    ),
     "lora-supcon": dict(method="supcon", adapter="lora", epochs=10, learning_rate=1e-3),
     "full-supcon": dict(method="supcon", adapter="full", epochs=8, learning_rate=5e-5),
 }

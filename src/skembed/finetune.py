@@ -113,7 +113,7 @@ class Settings:
     targets: str = "all"
     top_layers: int = 2
     scale: float = 20.0
-    margin: float = 0.0
+    margin: float = 0.1
     dropout: bool = True
     head_init: str = "means"
 
