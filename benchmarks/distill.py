@@ -10,7 +10,19 @@ SciFact train-query retrieval. The encoder's quality is measured on STS-B dev in
 on the slower tasks its figures are docs/quality.md's (same data, same protocol, an earlier
 run), marked as such. Distillation runs into a fresh table folder, so it is always paid.
 
-    python benchmarks/distill.py [--rounds 3] [--long 200] [--sweep]
+``StaticEmbedder(weighting="learned")`` learns its token weights from the encoder's vectors
+of the texts it is fitted on, so each task fits it on texts it never scores (``--no-learned``
+skips that row, whose fits run the encoder over about 28,000 short texts):
+
+- STS-B dev and SICK-R train+trial: the STS-B *train* sentences (SICK has no split that is
+  not scored: its train and trial files are both scored, and its test file is held out);
+- Banking77: the texts of the rows that the 8/label examples are drawn from (the training
+  side of ``evaluate.classification``'s split; never its evaluation rows), labels unused;
+- SciFact: the corpus's titles, what an index holds before any query comes (the train
+  queries are what is scored; the abstracts would take about 11 minutes through the encoder
+  on 2 cores).
+
+    python benchmarks/distill.py [--rounds 3] [--long 200] [--sweep] [--no-learned]
 
 model2vec itself does not run here: plain ``model2vec`` installs but cannot distil (that
 needs the ``distill`` extra), and ``pip install --dry-run 'model2vec[distill]'`` would
@@ -35,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 # the same CPU name and SciFact abstracts as the throughput benchmark (run from benchmarks/)
-from throughput import cpu_model, read_scifact
+from throughput import SCIFACT, cpu_model, read_scifact
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -91,11 +103,59 @@ def model2vec_recipe(est):
     return copy, seconds
 
 
+def learned_row(sts, sick, banking, measured) -> tuple[str, list[str]]:
+    """Score StaticEmbedder(weighting="learned") fitted on each task's training texts only.
+
+    Adds the row to measured; returns its label and one table line per fit (texts, fit
+    seconds, pickle size).
+    """
+    import gzip
+    import json
+    import pickle
+
+    from skembed import datasets, evaluate, static
+    from skembed.datasets import read_stsb
+
+    train = read_stsb(SHARED / "stsb" / "sts-train.csv")
+    bank = datasets.read_labelled_csv(banking)
+    draw, _ = evaluate._stratified_split(bank.labels, 0.25, 42, banking)  # noqa: SLF001
+    with gzip.open(SCIFACT, "rt", encoding="utf-8") as fh:
+        titles = [t for t in (json.loads(line).get("title", "") for line in fh) if t.strip()]
+    fits, lines = {}, []
+    for name, texts in (
+        ("STS-B train sentences (for STS-B dev and SICK-R)", train.first + train.second),
+        ("Banking77: texts of the training side of the split", [bank.texts[i] for i in draw]),
+        ("SciFact corpus titles", titles),
+    ):
+        start = time.perf_counter()
+        fits[name] = static.StaticEmbedder(weighting="learned").fit(texts)
+        seconds = time.perf_counter() - start
+        size = len(pickle.dumps(fits[name]))
+        lines.append(f"| {name} | {len(set(texts)):,} | {seconds:.1f} | {size:,} |")
+        print(f"  learned on {name}: {seconds:.0f} s", file=sys.stderr, flush=True)
+    on_sts, on_bank, on_titles = fits.values()
+    start = time.perf_counter()
+    label = "StaticEmbedder(weighting='learned')"
+    measured[f"`{label}` (256 dims), fitted on each task's training texts"] = (
+        evaluate.sts(on_sts, sts)["spearman"],
+        evaluate.sts(on_sts, sick)["spearman"],
+        evaluate.classification(on_bank, banking, n_per_label=8, n_runs=10)["accuracy"],
+        evaluate.retrieval(on_titles, SHARED / "scifact", split="train")["ndcg@10"],
+    )
+    print(f"  quality of {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return label, lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the static estimator")
     parser.add_argument("--long", type=int, default=200, help="SciFact abstracts to embed")
     parser.add_argument("--sweep", action="store_true", help="STS-B dev over dims and weighting")
+    parser.add_argument(
+        "--no-learned",
+        action="store_true",
+        help="skip weighting='learned' (encoder over ~28k texts)",
+    )
     args = parser.parse_args()
 
     from skembed import SentenceEmbedder, TruncationWarning, clear_cache, evaluate, static
@@ -209,6 +269,8 @@ def main() -> int:
             evaluate.retrieval(embedder, SHARED / "scifact", split="train")["ndcg@10"],
         )
         print(f"  quality of {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    if not args.no_learned:
+        learned_label, learned_fits = learned_row(sts, sick, banking, measured)
     # docs/quality.md (benchmarks/quality.json): the encoder on the slow tasks
     print(
         "\n| estimator | STS-B dev Spearman | SICK-R train+trial Spearman | "
@@ -226,6 +288,12 @@ def main() -> int:
         "| 0.661 (STS-B **test**) | - | 0.668 (its protocol) | - |"
     )
     print("\n* docs/quality.md: same data and protocol, an earlier run (minutes of encoding)")
+    if not args.no_learned:
+        print(
+            f"\n| `{learned_label}` fitted on | texts | fit s | pickle bytes |\n|---|---|---|---|"
+        )
+        for line in learned_fits:
+            print(line)
     distilled = measured["`StaticEmbedder()` (distilled, 256 dims, SIF)"][0]
     print(f"StaticEmbedder() / encoder on STS-B dev: {distilled / encoder_sts:.3f}")
 

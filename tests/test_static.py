@@ -230,7 +230,7 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
         make_pipeline(StaticEmbedder(model=tiny_bert), LogisticRegression()),
         {
             "staticembedder__dims": [8, 16],
-            "staticembedder__weighting": ["sif", "zipf", "none"],
+            "staticembedder__weighting": ["sif", "zipf", "none", "learned"],
             "staticembedder__input_rows": [False, True],
             "staticembedder__frequencies": ["rank", "fit"],
         },
@@ -265,6 +265,103 @@ def test_fitted_frequencies_weigh_a_token_common_in_x_less(tiny_bert, tables):
     )
     # the same unweighted table serves every weighting: one file beside the tokens'
     assert len(list(tables.iterdir())) == 3  # tokens, rank-weighted sif, unweighted
+
+
+LEARN_TEXTS = [
+    "the dog chased the cat",
+    "a cat sat on the mat",
+    "the money is in the bank",
+    "I love apples and pears",
+    "how do I transfer money to my bank?",
+    "hello world",
+    "the sky is blue today",
+    "dogs and cats are friends",
+]
+
+
+def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, tables):
+    learned = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
+    sif = StaticEmbedder(model=tiny_model, dims=16).fit(LEARN_TEXTS)
+    kept = learned._table.kept
+    counts, rows, targets = static._learning_problem(
+        learned._table, LEARN_TEXTS, learned, *_source(tiny_model)
+    )
+    start = static.token_weights(static.token_probabilities(int(kept.sum())), "sif", 1e-4)
+    weights = learned.token_weights_[kept].astype(np.float64)
+    assert static.learning_loss(counts, rows, targets, weights, start) < (
+        static.learning_loss(counts, rows, targets, start, start) - 0.01
+    )
+    # only the tokens of X moved; the others keep SIF's weight
+    used = np.asarray(counts.sum(axis=0)).ravel() > 0
+    np.testing.assert_allclose(weights[~used], start[~used], rtol=1e-6)
+    assert not np.allclose(weights[used], start[used], rtol=1e-3)
+    assert not np.allclose(learned.transform(TEXTS), sif.transform(TEXTS))
+
+
+def _source(model):
+    from skembed import identity, models
+
+    source = models.resolve(model)
+    return source, identity.identify(source.path)
+
+
+def test_learn_weights_follows_the_gradient_of_its_loss():
+    from scipy.sparse import csr_matrix
+
+    rng = np.random.default_rng(0)
+    counts = csr_matrix(rng.integers(0, 2, size=(30, 40)).astype(float))
+    rows, targets = rng.normal(size=(40, 8)), rng.normal(size=(30, 8))
+    start = rng.uniform(0.2, 1.0, size=40)
+    losses = [
+        static.learning_loss(
+            counts, rows, targets, static.learn_weights(counts, rows, targets, start, n), start
+        )
+        for n in (0, 10, 100)
+    ]
+    assert losses[0] > losses[1] > losses[2]
+
+
+def test_learned_weights_are_deterministic_and_survive_a_pickle(tiny_model, tables):
+    est = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
+    static._TABLES.clear()
+    again = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
+    np.testing.assert_array_equal(again.token_weights_, est.token_weights_)
+    blob = pickle.dumps(est)
+    assert len(blob) < 10_000 + 4 * len(est.token_weights_)  # the weights, no table
+    static._TABLES.clear()
+    expected = est.transform(TEXTS)
+    np.testing.assert_array_equal(pickle.loads(blob).transform(TEXTS), expected)
+    # the same unweighted table serves it: tokens file, unweighted table
+    assert len(list(tables.iterdir())) == 2
+
+
+def test_learned_transform_in_a_fresh_process_imports_neither_torch_nor_onnxruntime(tiny_bert):
+    est = StaticEmbedder(model=tiny_bert, dims=16, weighting="learned").fit(LEARN_TEXTS)
+    code = (
+        "import json, pickle, sys\n"
+        f"vectors = pickle.loads({pickle.dumps(est)!r}).transform({TEXTS!r}).tolist()\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules]\n"
+        "print(json.dumps([heavy, vectors]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+    )
+    heavy, vectors = json.loads(out.stdout)
+    assert heavy == []
+    np.testing.assert_array_equal(np.array(vectors, dtype=np.float32), est.transform(TEXTS))
+
+
+@pytest.mark.parametrize("X", [[], ["only one"], ["same", "same"], ["", "[CLS]"]])
+def test_learned_weighting_refuses_too_few_texts_naming_the_parameter(tiny_bert, tables, X):
+    with pytest.raises(ValueError, match=r"weighting='learned' .* distinct text"):
+        StaticEmbedder(model=tiny_bert, dims=16, weighting="learned").fit(X)
+
+
+def test_default_weighting_ignores_x(tiny_bert, tables):
+    one = StaticEmbedder(model=tiny_bert, dims=16).fit(["x"])
+    many = StaticEmbedder(model=tiny_bert, dims=16).fit(LEARN_TEXTS)
+    assert not hasattr(many, "token_weights_")
+    np.testing.assert_array_equal(one.transform(TEXTS), many.transform(TEXTS))
 
 
 def test_feature_names_follow_the_fitted_column(tiny_bert, tables):
