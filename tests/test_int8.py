@@ -69,3 +69,21 @@ def test_an_int8_graph_of_the_old_per_tensor_scheme_is_not_reused(tiny_bert, tmp
     assert backends.onnx_file_path(loaded, "int8", "last") != old
     for i, text in enumerate(TEXTS):  # per-tensor scales would make these differ
         np.testing.assert_allclose(embedder.transform([text])[0], together[i], atol=1e-6)
+
+
+def test_int8_vectors_an_older_skembed_left_in_a_cache_dir_are_not_served(tiny_bert, tmp_path):
+    # skembed 0.1 kept per-tensor int8 vectors under "<key>-cpu-onnx-int8": put other
+    # vectors (fp32's) there, as an old cache would hold them
+    fp32 = SentenceEmbedder(model=tiny_bert, cache_dir=tmp_path, backend="onnx").fit(TEXTS)
+    expected_fp32 = fp32.transform(TEXTS)
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.endswith("-cpu-onnx-fp32")
+    folder.rename(tmp_path / folder.name.replace("-fp32", "-int8"))
+    clear_cache()
+    int8 = SentenceEmbedder(model=tiny_bert, cache_dir=tmp_path, precision="int8").fit(TEXTS)
+    vectors = int8.transform(TEXTS)
+    clear_cache()
+    alone = SentenceEmbedder(model=tiny_bert, cache=False, precision="int8").fit(TEXTS)
+    np.testing.assert_allclose(vectors, alone.transform(TEXTS), atol=1e-6)
+    assert np.abs(vectors - expected_fp32).max() > 1e-4
+    assert {p.name.rsplit("-onnx-", 1)[1] for p in tmp_path.iterdir()} == {"int8", "int8-rowwise1"}

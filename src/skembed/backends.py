@@ -271,14 +271,23 @@ def _open_session(ort, loaded: LoadedModel, precision: str, graph: str, options)
     )
 
 
+def precision_key(precision: str) -> str:
+    """Return the name of a precision in cache keys: int8 names its quantization scheme.
+
+    Graphs and cached vectors of int8 quantized another way (per tensor, before skembed
+    0.2) differ from today's, so they must never be found under today's key.
+    """
+    if precision == "int8":
+        from .quantize import SCHEME
+
+        return f"int8-{SCHEME}"
+    return precision
+
+
 def onnx_file_path(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     """Return where a model's graph is cached, whether or not it is there yet."""
     stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
-    if precision == "int8":  # graphs quantized another way (per tensor, before) are not reused
-        from .quantize import SCHEME
-
-        precision = f"int8-{SCHEME}"
-    return cache_home() / "onnx" / f"{stem}-{precision}.onnx"
+    return cache_home() / "onnx" / f"{stem}-{precision_key(precision)}.onnx"
 
 
 def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:

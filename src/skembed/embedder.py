@@ -478,8 +478,11 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         if from_statistics and backend == "onnx" and not cached and last_only:
             return encoding.encode_last_layer(loaded, forward, token_ids, **options)
         if from_statistics and (cached or backend == "onnx"):
+            # int8 names its scheme: vectors a per-tensor int8 graph left in a cache_dir
+            # are not today's int8 vectors
+            precision = backends.precision_key(self.precision)
             key = cache.model_key(
-                self.fingerprint_, self.max_length_, f"{loaded.device}-{backend}-{self.precision}"
+                self.fingerprint_, self.max_length_, f"{loaded.device}-{backend}-{precision}"
             )
             return encoding.encode_cached(
                 loaded,
