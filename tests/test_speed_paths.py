@@ -39,10 +39,37 @@ def test_tokenizing_in_slices_gives_the_ids_and_truncation_flags_of_one_call(
     texts = TEXTS  # "" and "hello" fit 8 tokens, the others are cut
     whole = encoding.tokenize(embedder._model(), texts, 8)
     monkeypatch.setattr(encoding, "TOKENIZE_SLICE", 3)  # 35 texts: 11 full slices and 2 texts
+    encoding.clear_token_memo()  # tokenize them again, in slices
     sliced = encoding.tokenize(embedder._model(), texts, 8)
+    assert not any(a is b for a, b in zip(sliced.ids, whole.ids, strict=True))
     assert [a.tolist() for a in sliced.ids] == [a.tolist() for a in whole.ids]
     assert sliced.truncated.tolist() == whole.truncated.tolist()
     assert 0 < whole.truncated.sum() < len(texts)  # both kinds of text are in the test
+
+
+def test_texts_tokenized_before_come_from_the_memo_read_only_per_model_and_max_length(
+    tiny_bert, tiny_roberta
+):
+    clear_cache()
+    bert = SentenceEmbedder(model=tiny_bert).fit(TEXTS)._model()
+    first = encoding.tokenize(bert, TEXTS[:5], 8)
+    again = encoding.tokenize(bert, TEXTS[4::-1], 8)
+    assert all(a is b for a, b in zip(first.ids, again.ids[::-1], strict=True))
+    assert again.truncated.tolist() == first.truncated.tolist()[::-1]
+    with pytest.raises(ValueError, match="read-only"):
+        first.ids[0][0] = 7
+    longer = encoding.tokenize(bert, TEXTS[:5], 64)  # another max_length: tokenized again
+    assert [len(a) for a in longer.ids] != [len(a) for a in first.ids]
+    roberta = SentenceEmbedder(model=tiny_roberta).fit(TEXTS)._model()
+    other = encoding.tokenize(roberta, TEXTS[:5], 8)  # another model: its own tokenizer's ids
+    assert [a.tolist() for a in other.ids] != [a.tolist() for a in first.ids]
+    long_text = "word " * 1000  # over MEMO_TEXT_CHARS: not kept
+    assert (
+        encoding.tokenize(bert, [long_text], 8).ids[0]
+        is not (encoding.tokenize(bert, [long_text], 8).ids[0])
+    )
+    clear_cache()
+    assert encoding.tokenize(bert, TEXTS[:5], 8).ids[0] is not first.ids[0]
 
 
 def test_batch_limits_do_not_change_the_vectors(tiny_model):

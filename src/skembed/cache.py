@@ -101,8 +101,14 @@ PROCESS_CACHE = ProcessCache(int(os.environ.get("SKEMBED_CACHE_BYTES", DEFAULT_L
 
 
 def clear_cache() -> None:
-    """Empty the process cache of encoder output (on-disk caches are left as they are)."""
+    """Empty the process cache of encoder output (on-disk caches are left as they are).
+
+    The memo of token ids of texts seen before is emptied too.
+    """
+    from .encoding import clear_token_memo
+
     PROCESS_CACHE.clear()
+    clear_token_memo()
 
 
 def set_cache_limit(limit_bytes: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -48,21 +49,52 @@ class TokenIds:
 TOKENIZE_SLICE = 1024
 
 
+# Token ids of texts seen before in this process, per (model, max_length): a grid search
+# transforms the same texts 40 times, and tokenizing them again was a tenth of its time.
+# Bounded: texts up to MEMO_TEXT_CHARS characters, MEMO_TEXTS of them per model (then the
+# model's memo starts over). The arrays are read-only, as they are shared between calls.
+_TOKEN_MEMO: dict[tuple[str, int], dict[str, tuple[np.ndarray, bool]]] = {}
+_TOKEN_MEMO_LOCK = threading.Lock()
+MEMO_TEXTS = 200_000
+MEMO_TEXT_CHARS = 2_000
+
+
 def tokenize(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> TokenIds:
     """Tokenize texts in batched calls, truncating each to max_length tokens.
 
     A long text costs time in proportion to max_length, not to its length: only a prefix of
     it is tokenized when that provably gives the same ids and truncation flag as the whole
-    text (see :func:`_tokenize_slice`).
+    text (see :func:`_tokenize_slice`). Texts tokenized before for the same model and
+    max_length come from a memo (the tokenizer is part of the model's fingerprint).
     """
-    ids: list[np.ndarray] = []
+    with _TOKEN_MEMO_LOCK:
+        memo = _TOKEN_MEMO.setdefault((loaded.fingerprint, max_length), {})
+    ids: list[np.ndarray | None] = [None] * len(texts)
     truncated = np.zeros(len(texts), dtype=bool)
-    for start in range(0, len(texts), TOKENIZE_SLICE):
-        part = list(texts[start : start + TOKENIZE_SLICE])
-        part_ids, part_truncated = _tokenize_slice(loaded, part, max_length)
-        ids.extend(part_ids)
-        truncated[start : start + len(part)] = part_truncated
+    todo = []
+    for i, text in enumerate(texts):
+        known = memo.get(text)
+        if known is None:
+            todo.append(i)
+        else:
+            ids[i], truncated[i] = known
+    for start in range(0, len(todo), TOKENIZE_SLICE):
+        rows = todo[start : start + TOKENIZE_SLICE]
+        part_ids, part_truncated = _tokenize_slice(loaded, [texts[i] for i in rows], max_length)
+        if len(memo) + len(rows) > MEMO_TEXTS:
+            memo.clear()
+        for i, row_ids, cut in zip(rows, part_ids, part_truncated, strict=True):
+            row_ids.setflags(write=False)
+            ids[i], truncated[i] = row_ids, cut
+            if len(texts[i]) <= MEMO_TEXT_CHARS:
+                memo[texts[i]] = (row_ids, bool(cut))
     return TokenIds(ids=ids, truncated=truncated)
+
+
+def clear_token_memo() -> None:
+    """Forget the token ids of texts seen before (:func:`skembed.clear_cache` calls it)."""
+    with _TOKEN_MEMO_LOCK:
+        _TOKEN_MEMO.clear()
 
 
 # A text longer than twice this many characters per kept token is tokenized from a prefix:
