@@ -132,22 +132,30 @@ def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables
     assert static.distillations == before + (damaged == "tokens")
 
 
-def test_transform_in_a_fresh_process_imports_neither_torch_nor_onnxruntime(tiny_model):
-    est = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)  # caches the table
-    expected = est.transform(TEXTS)
+def in_fresh_process(code: str) -> tuple[list[str], list]:
+    """Run code (which sets ``vectors``) in a new interpreter; return (heavy modules, vectors)."""
     code = (
         "import json, pickle, sys\n"
-        "from skembed import StaticEmbedder\n"
-        f"fitted = StaticEmbedder(model={tiny_model!r}, dims=16).fit(['x'])\n"
-        f"unpickled = pickle.loads({pickle.dumps(est)!r})\n"
-        f"vectors = [e.transform({TEXTS!r}).tolist() for e in (fitted, unpickled)]\n"
-        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules]\n"
+        + code
+        + "heavy = [m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules]\n"
         "print(json.dumps([heavy, vectors]))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
     )
     heavy, vectors = json.loads(out.stdout)
+    return heavy, vectors
+
+
+def test_transform_in_a_fresh_process_imports_neither_torch_nor_onnxruntime(tiny_model):
+    est = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)  # caches the table
+    expected = est.transform(TEXTS)
+    heavy, vectors = in_fresh_process(
+        "from skembed import StaticEmbedder\n"
+        f"fitted = StaticEmbedder(model={tiny_model!r}, dims=16).fit(['x'])\n"
+        f"unpickled = pickle.loads({pickle.dumps(est)!r})\n"
+        f"vectors = [e.transform({TEXTS!r}).tolist() for e in (fitted, unpickled)]\n"
+    )
     assert heavy == []
     for got in vectors:
         np.testing.assert_array_equal(np.array(got, dtype=np.float32), expected)
@@ -337,16 +345,9 @@ def test_learned_weights_are_deterministic_and_survive_a_pickle(tiny_model, tabl
 
 def test_learned_transform_in_a_fresh_process_imports_neither_torch_nor_onnxruntime(tiny_bert):
     est = StaticEmbedder(model=tiny_bert, dims=16, weighting="learned").fit(LEARN_TEXTS)
-    code = (
-        "import json, pickle, sys\n"
+    heavy, vectors = in_fresh_process(
         f"vectors = pickle.loads({pickle.dumps(est)!r}).transform({TEXTS!r}).tolist()\n"
-        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers') if m in sys.modules]\n"
-        "print(json.dumps([heavy, vectors]))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
-    )
-    heavy, vectors = json.loads(out.stdout)
     assert heavy == []
     np.testing.assert_array_equal(np.array(vectors, dtype=np.float32), est.transform(TEXTS))
 
