@@ -510,7 +510,10 @@ def _lengths(tokenize: Tokenize, texts: list[str], size: int) -> np.ndarray:
 
 
 def _batches(
-    targets: np.ndarray, lengths: np.ndarray, settings: Settings, rng: np.random.RandomState
+    targets: np.ndarray,
+    lengths: np.ndarray | None,
+    settings: Settings,
+    rng: np.random.RandomState,
 ) -> list:
     """Return one epoch of batches (arrays of row indices), shuffled with rng.
 
@@ -560,7 +563,10 @@ def _train(model, pool, tokenize, texts, targets, settings, trained, lora, head,
     import torch
 
     rng = np.random.RandomState(settings.random_state)
-    lengths = _lengths(tokenize, texts, settings.batch_size)
+    # only the softmax loss batches by length; supcon's batches are label-balanced
+    lengths = (
+        _lengths(tokenize, texts, settings.batch_size) if settings.method == "softmax" else None
+    )
     epochs = [_batches(targets, lengths, settings, rng) for _ in range(settings.epochs)]
 
     def loss_of(rows):
