@@ -1,0 +1,87 @@
+"""Where ONNX Runtime spends its time on long texts: kernel time per operator type.
+
+Runs the default model's last-layer graph (fp32, and int8 with ``--precision int8``) on
+one thread over the first SciFact abstracts, tokenized and batched as ``transform`` does
+(length-sorted, ``--batch-tokens`` padded tokens per batch), with ONNX Runtime's profiler
+on, and prints the wall time of a plain run (best of 3) and each operator type's share of
+the profiled kernel time. The CPU model goes beside the table.
+
+    python benchmarks/operator_profile.py [--precision int8] [--texts 64] [--graph FILE]
+
+``--graph`` profiles another ONNX file of the same model (a fused or otherwise edited
+copy of the cached graph) over the same batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+import time
+
+from throughput import cpu_model, read_scifact
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "int8"))
+    parser.add_argument("--texts", type=int, default=64)
+    parser.add_argument("--batch-tokens", type=int, default=512)
+    parser.add_argument("--graph", default=None)
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+
+    from skembed import backends, encoding, models
+
+    loaded = models.load(models.resolve("default"), "cpu")
+    graph = args.graph or str(backends.onnx_file(loaded, args.precision, "last"))
+    token_ids = encoding.tokenize(loaded, read_scifact(args.texts), 256)
+    batching = encoding.Batching(32, args.batch_tokens)
+    batches = [
+        encoding.pad([token_ids.ids[i] for i in idx], loaded.pad_id)
+        for idx in encoding.length_sorted_batches(token_ids.lengths, batching)
+    ]
+
+    def session(profile: str | None):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        if profile:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile
+        return ort.InferenceSession(graph, options, ["CPUExecutionProvider"])
+
+    def run_all(opened) -> float:
+        names = [o.name for o in opened.get_outputs()]
+        start = time.perf_counter()
+        for ids, mask in batches:
+            opened.run(names, {"input_ids": ids, "attention_mask": mask})
+        return time.perf_counter() - start
+
+    plain = session(None)
+    run_all(plain)
+    wall = min(run_all(plain) for _ in range(3))
+    with tempfile.TemporaryDirectory() as tmp:
+        profiled = session(f"{tmp}/profile")
+        run_all(profiled)
+        with open(profiled.end_profiling()) as fh:
+            events = json.load(fh)
+    kernel = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            kernel[event["args"]["op_name"]] += event["dur"]
+    total = sum(kernel.values())
+    print(f"CPU: {cpu_model()}; {graph}")
+    print(
+        f"{args.texts} SciFact abstracts, {token_ids.lengths.mean():.1f} tokens on average, "
+        f"{len(batches)} batches, one thread: {wall:.2f} s (best of 3)"
+    )
+    print("| operator | kernel ms | share |\n|---|---|---|")
+    for name, micros in kernel.most_common():
+        if micros / total >= 0.001:
+            print(f"| {name} | {micros / 1e3:.1f} | {100 * micros / total:.1f}% |")
+
+
+if __name__ == "__main__":
+    main()
