@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -249,11 +250,14 @@ def run_setfit(row: str, seed: int) -> dict:
     dataset = Dataset.from_dict(
         {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
     )
-    arguments = TrainingArguments(seed=seed, show_progress_bar=True, **options)
-    trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
-    wall, cpu = time.perf_counter(), time.process_time()
-    trainer.train()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    with tempfile.TemporaryDirectory() as checkpoints:  # SetFit writes them in the cwd
+        arguments = TrainingArguments(
+            output_dir=checkpoints, seed=seed, show_progress_bar=True, **options
+        )
+        trainer = Trainer(model=model, args=arguments, train_dataset=dataset)
+        wall, cpu = time.perf_counter(), time.process_time()
+        trainer.train()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     body = model.model_body
     train = body.encode([texts[i] for i in rows], normalize_embeddings=True)
     test = body.encode([texts[i] for i in evaluation], normalize_embeddings=True)
