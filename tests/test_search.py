@@ -418,3 +418,31 @@ def test_a_query_returns_its_own_paraphrase_first_on_the_default_model():
     hits = SemanticSearch(n_neighbors=1).fit(corpus).search(queries)
     assert [h[0].index for h in hits] == list(range(len(corpus)))
     assert all(h[0].score > 0.5 for h in hits)
+
+
+def test_an_int8_index_of_another_quantization_scheme_is_refused(tiny_bert, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from skembed.backends import precision_key
+
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert, precision="int8")).fit(TEXTS)
+    index.save(tmp_path)
+    meta = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))
+    assert meta["embedder"]["precision_key"] == precision_key("int8") == "int8-rowwise1"
+    loaded = SemanticSearch.load(tmp_path)  # today's scheme: loads and answers the same
+    np.testing.assert_array_equal(loaded.kneighbors(QUERIES)[1], index.kneighbors(QUERIES)[1])
+    expected = (
+        f"the index in {str(tmp_path)!r} holds int8 vectors {{}}, but int8 vectors are now "
+        "made as 'int8-rowwise1': its corpus vectors and new query vectors would not "
+        "compare; build the index again"
+    )
+    for saved, made in (
+        ("int8-pertensor", "quantized as 'int8-pertensor'"),
+        (None, "quantized per tensor (before skembed 0.2)"),  # saved before the key existed
+    ):
+        meta["embedder"]["precision_key"] = saved
+        if saved is None:
+            del meta["embedder"]["precision_key"]
+        (tmp_path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+        with pytest.raises(ValueError) as info:
+            SemanticSearch.load(tmp_path)
+        assert str(info.value) == expected.format(made)

@@ -378,6 +378,8 @@ class SemanticSearch(BaseEstimator):
                 "fingerprint": self.embedder_.fingerprint_,
                 "model_files": self.embedder_.model_files_,
                 "embedding_dim": self.embedder_.embedding_dim_,
+                # int8 vectors of another quantization scheme differ from today's queries
+                "precision_key": _precision_key(params.get("precision")),
             },
             "embeddings_sha256": _sha256(folder / _VECTORS_FILE),
             "hnsw_sha256": None if hnsw is None else _sha256(folder / _HNSW_FILE),
@@ -394,7 +396,9 @@ class SemanticSearch(BaseEstimator):
         The model is found again from the saved ``model`` parameter and its files are
         checked against the saved fingerprint, as for an unpickled SentenceEmbedder: a
         different model raises :class:`~skembed.ModelMismatchError` rather than query
-        vectors from another model being compared with the saved corpus vectors. An
+        vectors from another model being compared with the saved corpus vectors; so is an
+        index of int8 vectors quantized another way than today's (per tensor, before
+        skembed 0.2), with a ValueError saying to build it again. An
         ``index="hnsw"`` index loads its saved graph (this needs faiss-cpu, as building it
         did) and answers exactly as it did before it was saved.
 
@@ -455,6 +459,7 @@ class SemanticSearch(BaseEstimator):
                 f"the texts in {str(meta_path)!r} are not the ones the index was saved with "
                 "(their sha256 differs): the file was edited; save the index again"
             )
+        _check_precision(saved, str(folder))
         embedder = SentenceEmbedder(**params).fit(texts[:1])
         identity.check(
             Path(embedder.model_path_),
@@ -609,6 +614,28 @@ def _import_faiss():
             "pip install 'skembed[ann]' (or pip install faiss-cpu), or use index='exact'"
         ) from exc
     return faiss
+
+
+def _precision_key(precision) -> str | None:
+    """Return how vectors of this precision are made today (int8 names its scheme)."""
+    from .backends import precision_key
+
+    return precision_key(precision) if isinstance(precision, str) else None
+
+
+def _check_precision(saved: dict, folder: str) -> None:
+    """Refuse int8 corpus vectors made another way than today's int8 query vectors."""
+    precision = saved["params"].get("precision")
+    if precision != "int8":
+        return  # fp32 vectors are made the same way by every version
+    expected, found = _precision_key(precision), saved.get("precision_key")
+    if found != expected:
+        made = f"quantized as {found!r}" if found else "quantized per tensor (before skembed 0.2)"
+        raise ValueError(
+            f"the index in {folder!r} holds int8 vectors {made}, but int8 vectors are now "
+            f"made as {expected!r}: its corpus vectors and new query vectors would not "
+            "compare; build the index again"
+        )
 
 
 def _check_index(index) -> None:
