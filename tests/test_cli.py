@@ -510,12 +510,17 @@ def static_vectors(model: str, texts: list[str]) -> np.ndarray:
     return StaticEmbedder(model=model, dims=16).fit(texts).transform(texts)
 
 
-def test_encode_static_writes_the_static_embedders_vectors(tiny_model, tmp_path, capsys):
+def encode_static(capsys, tmp_path, model: str, output: str, chunk_size: int):
+    """Run ``skembed encode --static --dims 16`` on TEXTS; return (code, stdout, stderr)."""
     source = write_lines(tmp_path / "texts.txt", TEXTS)
-    code, out, err = skembed(
-        capsys, "encode", source, "-o", tmp_path / "X.npy", "--model", tiny_model,
-        "--static", "--dims", 16, "--chunk-size", 3,
+    return skembed(
+        capsys, "encode", source, "-o", tmp_path / output, "--model", model,
+        "--static", "--dims", 16, "--chunk-size", chunk_size,
     )  # fmt: skip
+
+
+def test_encode_static_writes_the_static_embedders_vectors(tiny_model, tmp_path, capsys):
+    code, out, err = encode_static(capsys, tmp_path, tiny_model, "X.npy", 3)
     assert code == 0 and out == ""
     assert err.endswith(f"wrote {len(TEXTS)} vectors of 16 float32 to {tmp_path / 'X.npy'}\n")
     X = np.load(tmp_path / "X.npy")
@@ -524,11 +529,7 @@ def test_encode_static_writes_the_static_embedders_vectors(tiny_model, tmp_path,
 
 
 def test_encode_static_to_parquet_keeps_texts_and_vectors(tiny_bert, tmp_path, capsys):
-    source = write_lines(tmp_path / "texts.txt", TEXTS)
-    code, _, err = skembed(
-        capsys, "encode", source, "-o", tmp_path / "X.parquet", "--model", tiny_bert,
-        "--static", "--dims", 16, "--chunk-size", 4,
-    )  # fmt: skip
+    code, _, err = encode_static(capsys, tmp_path, tiny_bert, "X.parquet", 4)
     assert code == 0, err
     table = pq.read_table(tmp_path / "X.parquet")
     assert table.column("text").to_pylist() == TEXTS
