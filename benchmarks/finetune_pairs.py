@@ -4,8 +4,9 @@
 (``shared/data/mrpc``; the test file is held out on purpose): the pairs are split once
 (seeded) into a training part and a scoring part that no fine-tuning or classifier sees.
 Rows: the frozen encoder, then the encoder fine-tuned on the training pairs' labels with
-the CoSENT loss (``PairFeatures`` passes y to the embedder), for each setting asked. Prints
-accuracy, F1, training seconds and the size of the pickled pipeline.
+the CoSENT loss (``PairFeatures`` passes y to the embedder; 2e-3 unless ``--learning-rate``
+says otherwise), for each setting asked. Prints accuracy, F1, training seconds and the
+size of the pickled pipeline.
 
     python benchmarks/finetune_pairs.py [--epochs 1 2] [--seeds 0]
 """

@@ -188,6 +188,22 @@ def test_pair_features_fine_tune_on_labelled_pairs(tiny_bert):
     assert _gap(tuned.transform(PAIRS)) > _gap(frozen.transform(PAIRS))
 
 
+def test_pairs_tune_at_the_pair_learning_rate_unless_one_is_given(tiny_bert):
+    from skembed import PairFeatures
+    from skembed.finetune import PAIR_LEARNING_RATE
+
+    assert PAIR_LEARNING_RATE == 2e-3
+
+    def update(**params):
+        embedder._TUNED.clear()  # a fresh run each time, not one reused from the last
+        est = SentenceEmbedder(model=tiny_bert, **QUICK, **params)
+        return PairFeatures(est).fit(PAIRS, SAME).embedder_.update_.fingerprint
+
+    default = update()
+    assert default == update(fine_tune_learning_rate=2e-3)
+    assert default != update(fine_tune_learning_rate=1e-3)
+
+
 def test_pairs_need_numeric_labels(tiny_bert):
     from skembed import PairFeatures
 

@@ -133,7 +133,8 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
     fine_tune_epochs : int or None, default=None
         Passes over the training texts; None is :class:`skembed.finetune.Settings`' default.
     fine_tune_learning_rate : float or None, default=None
-        Peak learning rate; None is :class:`skembed.finetune.Settings`' default.
+        Peak learning rate; None is :class:`skembed.finetune.Settings`' default (1e-3) for
+        labelled texts and 2e-3 for labelled pairs (:class:`~skembed.PairFeatures`).
     fine_tune_batch_size : int, default=32
         Texts per training step; memory grows with it, not with the number of texts.
     random_state : int or None, default=0
@@ -718,6 +719,8 @@ def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length, pair
         options["epochs"] = est.fine_tune_epochs
     if est.fine_tune_learning_rate is not None:
         options["learning_rate"] = est.fine_tune_learning_rate
+    elif pairs is not None:
+        options["learning_rate"] = finetune.PAIR_LEARNING_RATE
     settings = finetune.Settings(**options)
     data = hashlib.sha256(pickle.dumps((texts, labels.tolist(), pairs is None))).hexdigest()
     key = (loaded.fingerprint, settings, pooling, prompt, data)
