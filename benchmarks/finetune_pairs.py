@@ -8,7 +8,7 @@ the CoSENT loss (``PairFeatures`` passes y to the embedder; 2e-3 unless ``--lear
 says otherwise), for each setting asked. Prints accuracy, F1, training seconds and the
 size of the pickled pipeline.
 
-    python benchmarks/finetune_pairs.py [--epochs 1 2] [--seeds 0]
+    python benchmarks/finetune_pairs.py [--epochs 1 2] [--seeds 0] [--split 0]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--scored", type=float, default=0.25, help="share of pairs scored")
     parser.add_argument("--learning-rate", type=float, default=None)
+    parser.add_argument(
+        "--split", type=int, default=0, help="seed of the split into trained and scored pairs"
+    )
     args = parser.parse_args()
 
     from sklearn.linear_model import LogisticRegression
@@ -45,13 +48,13 @@ def main() -> None:
     pairs = np.array(list(zip(data.first, data.second, strict=True)), dtype=object)
     labels = np.asarray(data.scores, dtype=int)
     train, test = train_test_split(
-        np.arange(len(labels)), test_size=args.scored, random_state=0, stratify=labels
+        np.arange(len(labels)), test_size=args.scored, random_state=args.split, stratify=labels
     )
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next(ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if "Model name" in ln)
     print(
         f"MRPC train file: {len(train):,} pairs to train on, {len(test):,} scored; "
-        f"all-MiniLM-L6-v2; CPU {model}\n"
+        f"all-MiniLM-L6-v2; split seed {args.split}; CPU {model}\n"
     )
     print(
         "| encoder | seed | accuracy (C=1) | F1 (C=1) | accuracy (C by CV) | C | F1 (C by CV)"
