@@ -39,11 +39,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 METHODS = ("softmax", "supcon")
+"""Losses: a cosine-softmax classifier head with cross-entropy, or supervised contrastive."""
+
 PAIR_LEARNING_RATE = 2e-3
 """The learning rate of :func:`fine_tune_pairs` when none is given: on MRPC's training
 pairs (three fine-tuning seeds, one split, ``benchmarks/finetune_pairs.py``) 2e-3 beat the
 texts' 1e-3 on every seed (0.7805 against 0.7638 mean accuracy) and 4e-3 fell back."""
-"""Losses: a cosine-softmax classifier head with cross-entropy, or supervised contrastive."""
 
 ADAPTERS = ("lora", "top", "full")
 """What is trained: low-rank factors of the linear layers, the last layers, or everything."""
