@@ -16,6 +16,10 @@ appended to ``--results`` (JSON lines) and one table of every result there is pr
     python benchmarks/finetune.py --rows frozen lora-softmax --seeds 0,1,2
     python benchmarks/finetune.py --rows lora-softmax:epochs=6,learning_rate=2e-3 --seeds 0
     python benchmarks/finetune.py --table   # print the table of the results file only
+    python benchmarks/finetune.py --model /path/to/st-folder --rows frozen lora-softmax
+
+``--model`` takes what ``SentenceEmbedder(model=...)`` takes (a folder of a model with mean
+pooling and L2 normalisation, as the default's); its rows are labelled with the folder's name.
 """
 
 from __future__ import annotations
@@ -125,13 +129,16 @@ def settings_of(row: str, seed: int):
     return Settings(**fields)
 
 
+MODEL = "default"  # set by --model
+
+
 def skembed_tokenize(max_length: int):
     """Return tokenize(texts) -> (ids, mask), right-padded, on skembed's own tokenizer."""
     import numpy as np
 
     from skembed import encoding, models
 
-    loaded = models.load(models.resolve("default"), "cpu")
+    loaded = models.load(models.resolve(MODEL), "cpu")
 
     def tokenize(texts):
         token_ids = encoding.tokenize(loaded, texts, max_length).ids
@@ -176,7 +183,7 @@ def run_frozen(seed: int) -> dict:
 
     texts, labels, evaluation = load_data()
     rows = draw(labels, evaluation, seed)
-    embedder = SentenceEmbedder(model="default", cache=False, backend="torch")
+    embedder = SentenceEmbedder(model=MODEL, cache=False, backend="torch")
     train = embedder.fit_transform([texts[i] for i in rows])
     test = embedder.transform([texts[i] for i in evaluation])
     scores = score(train, labels[rows], test, labels[evaluation])
@@ -196,10 +203,10 @@ def run_finetune(row: str, seed: int) -> dict:
     rows = draw(labels, evaluation, seed)
     settings = settings_of(row, seed)
     tokenize, loaded = skembed_tokenize(settings.max_length)
-    encoder = AutoModel.from_pretrained(models.resolve("default").path).eval()
+    encoder = AutoModel.from_pretrained(models.resolve(MODEL).path).eval()
     train_texts = [texts[i] for i in rows]
     # the benchmark's own embedding is skembed's: check once on the base encoder
-    reference = SentenceEmbedder(model="default", cache=False, backend="torch").fit_transform(
+    reference = SentenceEmbedder(model=MODEL, cache=False, backend="torch").fit_transform(
         train_texts[:32]
     )
     ours = embed(encoder, tokenize, train_texts[:32])
@@ -246,7 +253,7 @@ def run_setfit(row: str, seed: int) -> dict:
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
         options[key] = int(value)
-    model = SetFitModel.from_pretrained(str(models.resolve("default").path))
+    model = SetFitModel.from_pretrained(str(models.resolve(MODEL).path))
     dataset = Dataset.from_dict(
         {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
     )
@@ -281,6 +288,8 @@ def child(row: str, seed: int, threads: int | None) -> None:
         result = run_finetune(row, seed)
     import torch
 
+    if MODEL != "default":
+        result.update(model=Path(MODEL).name)
     result.update(
         row=row, seed=seed, peak_rss_mb=round(peak_rss_mb()), threads=torch.get_num_threads()
     )
@@ -297,16 +306,24 @@ def table(results: list[dict]) -> str:
     )
     by_row: dict[str, list[dict]] = {}
     for r in results:
-        by_row.setdefault(r["row"], []).append(r)
-    frozen = {r["seed"]: r["accuracy"] for r in by_row.get("frozen", [])}
-    frozen_cv = {
-        r["seed"]: r["accuracy_cv"] for r in by_row.get("frozen", []) if "accuracy_cv" in r
-    }
+        by_row.setdefault(r["row"] if "model" not in r else f"{r['model']} {r['row']}", []).append(
+            r
+        )
+
+    def frozen_of(row: str, key: str) -> dict:
+        """Return {seed: key} of the frozen row of row's model."""
+        model = row.rsplit(" ", 1)[0] + " " if " " in row else ""
+        return {r["seed"]: r[key] for r in by_row.get(model + "frozen", []) if key in r}
+
     # SetFit first, then the frozen encoder, then the rest as they ran
-    order = sorted(by_row, key=lambda row: (not row.startswith("setfit"), row != "frozen"))
+    order = sorted(
+        by_row,
+        key=lambda row: (" " in row, not row.startswith("setfit"), not row.endswith("frozen")),
+    )
     lines = [
         f"Banking77 train split, {PER_LABEL}/label (616 texts) -> {EVAL_SIZE} other train texts;"
-        f" all-MiniLM-L6-v2; {cpu_name}; {os.cpu_count()} CPUs (shared)",
+        f" all-MiniLM-L6-v2 unless a row names its model; {cpu_name};"
+        f" {os.cpu_count()} CPUs (shared)",
         "",
         "| method | accuracy per seed (C=1) | mean | vs frozen | accuracy per seed (C by CV)"
         " | mean | vs frozen | train wall s | train CPU s | steps"
@@ -316,13 +333,14 @@ def table(results: list[dict]) -> str:
     for row in order:
         rs = sorted(by_row[row], key=lambda r: r["seed"])
         cells = []
-        for key, reference in (("accuracy", frozen), ("accuracy_cv", frozen_cv)):
+        for key in ("accuracy", "accuracy_cv"):
+            reference = frozen_of(row, key)
             if not all(key in r for r in rs):  # results of an older version of this script
                 cells.append("| – | – | –")
                 continue
             per_seed = ", ".join(f"{r['seed']}: {r[key]:.4f}" for r in rs)
             gains = [r[key] - reference[r["seed"]] for r in rs if r["seed"] in reference]
-            gain = f"{np.mean(gains):+.4f}" if gains and row != "frozen" else ""
+            gain = f"{np.mean(gains):+.4f}" if gains and not row.endswith("frozen") else ""
             cells.append(f"| {per_seed} | {np.mean([r[key] for r in rs]):.4f} | {gain}")
         lines.append(
             f"| {row} {cells[0]} {cells[1]}"
@@ -337,6 +355,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", nargs="+", default=["frozen", "lora-softmax"])
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--model", default="default", help="what SentenceEmbedder(model=) takes")
     parser.add_argument("--results", default="finetune_results.jsonl")
     parser.add_argument("--setfit-path", default=None, help="folder holding setfit and datasets")
     parser.add_argument(
@@ -345,6 +364,8 @@ def main() -> None:
     parser.add_argument("--table", action="store_true", help="only print the results' table")
     parser.add_argument("--child", nargs=2, metavar=("ROW", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     if args.child:
         child(args.child[0], int(args.child[1]), args.threads)
         return
@@ -356,6 +377,7 @@ def main() -> None:
                 if row.startswith("setfit") and args.setfit_path:
                     env["PYTHONPATH"] = args.setfit_path
                 command = [sys.executable, __file__, "--child", row, str(seed)]
+                command += ["--model", args.model]
                 if args.threads:
                     command += ["--threads", str(args.threads)]
                 # the child's progress bar goes to this process's stderr

@@ -235,3 +235,41 @@ def test_skops_loads_a_tuned_estimator_with_the_update_type_trusted(tiny_bert):
     np.testing.assert_array_equal(
         sio.loads(data, trusted=trusted).transform(TEXTS), est.transform(TEXTS)
     )
+
+
+@pytest.mark.parametrize(
+    "pipeline, options",
+    [("cls_dense_normalize", {"truncate_dim": 8}), ("mean_prompts", {"prompt_name": "query"})],
+)
+def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, options):
+    # a folder's Dense layers and truncate_dim, and a prompt it leaves out of pooling, are
+    # part of the vectors fine-tuning's loss sees, as they are of the served ones
+    import torch
+
+    from skembed import finetune
+
+    folder = st_folders("bert", pipeline)
+    est = SentenceEmbedder(model=folder, backend="torch", **options).fit(TEXTS)
+    loaded = models.load(models.resolve(folder), "cpu")
+    tokenize, skip, after = embedder._training_view(
+        loaded, est.prompt_, est.max_length_, est.truncate_dim
+    )
+    assert (skip > 0) == (pipeline == "mean_prompts")
+    pool = finetune._Pool(est.pooling_, skip, after)
+    with torch.no_grad():
+        seen = finetune._embed(loaded.encoder, pool, tokenize, TEXTS[:8], "cpu").numpy()
+    served = est.transform(TEXTS[:8])
+    assert seen.shape == served.shape == (8, 8 if pipeline == "cls_dense_normalize" else 32)
+    # training compares directions (a cosine head): the served vectors' own, unit length
+    served /= np.linalg.norm(served, axis=1, keepdims=True)
+    np.testing.assert_allclose(seen, served, atol=1e-5)
+
+
+def test_a_folder_with_dense_layers_fine_tunes_and_truncate_dim_is_its_own_run(st_folders):
+    folder = st_folders("bert", "cls_dense_normalize")
+    before = embedder.fine_tune_runs
+    frozen = SentenceEmbedder(model=folder, backend="torch", truncate_dim=8).fit(TEXTS)
+    tuned = SentenceEmbedder(model=folder, **QUICK, truncate_dim=8).fit(TEXTS, LABELS)
+    assert np.abs(tuned.transform(TEXTS) - frozen.transform(TEXTS)).max() > 1e-4
+    SentenceEmbedder(model=folder, **QUICK).fit(TEXTS, LABELS)  # trains on 16 dimensions
+    assert embedder.fine_tune_runs == before + 2

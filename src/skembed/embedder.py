@@ -723,20 +723,19 @@ def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length, pair
         options["learning_rate"] = finetune.PAIR_LEARNING_RATE
     settings = finetune.Settings(**options)
     data = hashlib.sha256(pickle.dumps((texts, labels.tolist(), pairs is None))).hexdigest()
-    key = (loaded.fingerprint, settings, pooling, prompt, data)
+    key = (loaded.fingerprint, settings, pooling, prompt, est.truncate_dim, data)
     if key in _TUNED:
         _TUNED.move_to_end(key)
         return _TUNED[key], 0.0
 
-    def tokenize(batch: list[str]):
-        ids = encoding.tokenize(loaded, _model_texts(batch, prompt, loaded), max_length)
-        return encoding.pad(ids.ids, loaded.pad_id)
-
+    tokenize, skip, after = _training_view(loaded, prompt, max_length, est.truncate_dim)
     start = time.perf_counter()
     options = {
         "pooling": pooling,
         "base_fingerprint": loaded.fingerprint,
         "show_progress": est.show_progress,
+        "skip_tokens": skip,
+        "after": after,
     }
     with backends.threads("torch", est.n_threads):
         if pairs is not None:
@@ -752,6 +751,23 @@ def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length, pair
     while len(_TUNED) > _TUNED_LIMIT:
         _TUNED.popitem(last=False)
     return update, time.perf_counter() - start
+
+
+def _training_view(loaded, prompt: str, max_length: int, truncate_dim: int | None):
+    """Return (tokenize, skip_tokens, after): fine-tuning's view of the texts as transform's.
+
+    The texts prompted and truncated as transform tokenizes them, the prompt left out of
+    pooling as the folder says, then the folder's Dense layers and ``truncate_dim``: the
+    loss is computed on the vectors that will be served.
+    """
+
+    def tokenize(batch: list[str]):
+        ids = encoding.tokenize(loaded, _model_texts(batch, prompt, loaded), max_length)
+        return encoding.pad(ids.ids, loaded.pad_id)
+
+    pipeline = loaded.pipeline
+    skip = encoding.prompt_tokens(loaded, prompt) if not pipeline.include_prompt else 0
+    return tokenize, skip, encoding.Head(pipeline.dense, truncate_dim, True)
 
 
 def _forget_fit(est) -> None:

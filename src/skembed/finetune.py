@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .encoding import Head
 from .pooling import POOLING_FUNCTIONS
 
 if TYPE_CHECKING:
@@ -188,6 +189,8 @@ def fine_tune(
     pooling: str,
     base_fingerprint: str,
     show_progress: bool = False,
+    skip_tokens: int = 0,
+    after: Head | None = None,
 ) -> Update:
     """Train a copy of encoder on labelled texts and return what changed as an Update.
 
@@ -209,6 +212,13 @@ def fine_tune(
         The base model's identity, folded into :attr:`Update.fingerprint`.
     show_progress : bool
         Show a progress bar over the steps.
+    skip_tokens : int
+        Leading tokens of each text (a prompt that the model's folder leaves out of pooling,
+        :func:`skembed.encoding.prompt_tokens`) that are attended to but not pooled.
+    after : skembed.encoding.Head or None
+        What follows pooling when the vectors are served: the folder's Dense layers (fixed,
+        not trained) and ``truncate_dim``. Training pools, skips and applies them as
+        ``transform`` does, so the loss is computed on the vectors that will be served.
 
     Returns
     -------
@@ -219,7 +229,7 @@ def fine_tune(
     """
     texts = list(texts)
     codes = _check(texts, labels, settings, pooling)
-    pool = POOLING_FUNCTIONS[pooling]
+    pool = _Pool(pooling, skip_tokens, after or Head(normalize=True))
 
     def train(model, trained, lora, device):
         head = None
@@ -244,6 +254,8 @@ def fine_tune_pairs(
     pooling: str,
     base_fingerprint: str,
     show_progress: bool = False,
+    skip_tokens: int = 0,
+    after: Head | None = None,
 ) -> Update:
     """Train a copy of encoder on labelled pairs of texts; return what changed as an Update.
 
@@ -251,8 +263,8 @@ def fine_tune_pairs(
     of pairs, every pair with a higher label should have a higher cosine than every pair
     with a lower one, ``log(1 + sum(exp(scale * (cos_low - cos_high))))``. Labels are
     numbers: 0/1 for paraphrase or not, or graded similarities. ``settings.method`` is not
-    used; the other settings are as for :func:`fine_tune` (the estimator passes
-    :data:`PAIR_LEARNING_RATE` when no learning rate is given).
+    used; the other settings and the keywords are as for :func:`fine_tune` (the estimator
+    passes :data:`PAIR_LEARNING_RATE` when no learning rate is given).
     """
     import torch
 
@@ -268,7 +280,7 @@ def fine_tune_pairs(
     # the settings and pooling validate as for labelled texts (the method is not used)
     as_labels = replace(settings, method="softmax")
     _check(first + second, np.arange(2 * len(first)) % 2, as_labels, pooling)
-    pool = POOLING_FUNCTIONS[pooling]
+    pool = _Pool(pooling, skip_tokens, after or Head(normalize=True))
 
     def train(model, trained, lora, device):
         rng = np.random.RandomState(settings.random_state)
@@ -457,17 +469,85 @@ def _lora_scale(settings: Settings) -> float:
     return settings.alpha / settings.rank
 
 
-def _embed(model: Any, pool: Callable, tokenize: Tokenize, texts: list[str], device: Any):
-    """Return the pooled, L2-normalised vectors of texts (a tensor with the graph)."""
+def _activation(name: str) -> Callable:
+    """Return the torch function of a :class:`skembed.st_folder.DenseLayer` activation."""
+    import torch
+
+    functions = {
+        "identity": lambda x: x,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+        "gelu": torch.nn.functional.gelu,  # exact (erf), as torch.nn.GELU()
+        "sigmoid": torch.sigmoid,
+        "silu": torch.nn.functional.silu,
+    }
+    return functions[name]
+
+
+class _Pool:
+    """The served vector before its L2 norm: pooling (less a prompt), Dense layers, truncation.
+
+    The same steps as ``transform`` (:func:`skembed.encoding.encode` then
+    :func:`skembed.encoding.finish`), in torch so that gradients flow through them; the
+    Dense layers are constants.
+    """
+
+    def __init__(self, pooling: str, skip_tokens: int, after: Head):
+        self.pool = POOLING_FUNCTIONS[pooling]
+        self.skip_tokens = int(skip_tokens)
+        self.after = after
+        self._dense: dict[Any, list] = {}  # device -> [(weight, bias, activation)]
+
+    def width(self, hidden_size: int) -> int:
+        """Return the vectors' dimension for an encoder of hidden_size."""
+        dense = self.after.dense
+        width = dense[-1].out_features if dense else hidden_size
+        return min(width, self.after.truncate_dim or width)
+
+    def pool_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Return the mask of the positions pooled: the attention mask less the prompt's."""
+        from .st_folder import exclude_prompt
+
+        return exclude_prompt(mask, self.skip_tokens) if self.skip_tokens else mask
+
+    def __call__(self, states, pool_mask):
+        import torch
+
+        x = self.pool(states, pool_mask)
+        if self.after.dense:
+            x = x.float()
+            if x.device not in self._dense:
+                self._dense[x.device] = [
+                    (
+                        torch.as_tensor(layer.weight, device=x.device),
+                        None
+                        if layer.bias is None
+                        else torch.as_tensor(layer.bias, device=x.device),
+                        _activation(layer.activation),
+                    )
+                    for layer in self.after.dense
+                ]
+            for weight, bias, activation in self._dense[x.device]:
+                x = torch.nn.functional.linear(x, weight, bias)
+                x = activation(x)
+        if self.after.truncate_dim is not None:
+            x = x[..., : self.after.truncate_dim]
+        return x
+
+
+def _embed(model: Any, pool: _Pool, tokenize: Tokenize, texts: list[str], device: Any):
+    """Return the served, L2-normalised vectors of texts (a tensor with the graph)."""
     import torch
 
     ids, mask = tokenize(texts)
     ids, mask = np.asarray(ids), np.asarray(mask)
     width = max(int(mask.sum(1).max()), 1)  # drop columns that are padding in every row
-    ids = torch.as_tensor(ids[:, :width], dtype=torch.int64, device=device)
-    mask = torch.as_tensor(mask[:, :width], dtype=torch.int64, device=device)
+    ids, mask = ids[:, :width], mask[:, :width]
+    pooled = torch.as_tensor(pool.pool_mask(mask), dtype=torch.int64, device=device)
+    ids = torch.as_tensor(ids, dtype=torch.int64, device=device)
+    mask = torch.as_tensor(mask, dtype=torch.int64, device=device)
     states = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    return torch.nn.functional.normalize(pool(states, mask), dim=-1)
+    return torch.nn.functional.normalize(pool(states, pooled), dim=-1)
 
 
 def _head(model, pool, tokenize, texts, targets, settings, device):
@@ -476,7 +556,7 @@ def _head(model, pool, tokenize, texts, targets, settings, device):
 
     if settings.head_init == "random":
         generator = torch.Generator().manual_seed(settings.random_state)
-        width = model.config.hidden_size
+        width = pool.width(model.config.hidden_size)
         rows = torch.randn(int(targets.max()) + 1, width, generator=generator)
         return torch.nn.Parameter(rows.to(device))
 
