@@ -223,3 +223,24 @@ def test_a_random_head_trains_too_and_differs_from_the_class_means_head(bert, up
     randomly = run(bert, dataclasses.replace(FAST, head_init="random"))
     assert randomly.history[-1] < randomly.history[0]
     assert randomly.fingerprint != update.fingerprint
+
+
+@pytest.mark.parametrize("activation", ["identity", "tanh", "relu", "gelu", "sigmoid", "silu"])
+def test_training_applies_a_dense_layer_as_transform_does(activation):
+    # the torch Dense layer training runs through equals the NumPy one transform runs
+    from skembed.encoding import Head
+    from skembed.finetune import _Pool
+    from skembed.pooling import POOLING_FUNCTIONS
+    from skembed.st_folder import DenseLayer
+
+    rng = np.random.default_rng(0)
+    layer = DenseLayer(
+        weight=rng.normal(size=(6, 8)).astype(np.float32),
+        bias=rng.normal(size=6).astype(np.float32),
+        activation=activation,
+    )
+    states = torch.from_numpy(rng.normal(size=(3, 5, 8)).astype(np.float32) * 2)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    ours = _Pool("mean", 0, Head((layer,), truncate_dim=4))(states, mask).numpy()
+    pooled = POOLING_FUNCTIONS["mean"](states, mask).numpy()
+    np.testing.assert_allclose(ours, layer(pooled)[:, :4], rtol=1e-5, atol=1e-6)
