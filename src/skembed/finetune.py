@@ -229,7 +229,7 @@ def fine_tune(
     """
     texts = list(texts)
     codes = _check(texts, labels, settings, pooling)
-    pool = _Pool(pooling, skip_tokens, after or Head(normalize=True))
+    pool = _Pool(pooling, skip_tokens, after)
 
     def train(model, trained, lora, device):
         head = None
@@ -280,7 +280,7 @@ def fine_tune_pairs(
     # the settings and pooling validate as for labelled texts (the method is not used)
     as_labels = replace(settings, method="softmax")
     _check(first + second, np.arange(2 * len(first)) % 2, as_labels, pooling)
-    pool = _Pool(pooling, skip_tokens, after or Head(normalize=True))
+    pool = _Pool(pooling, skip_tokens, after)
 
     def train(model, trained, lora, device):
         rng = np.random.RandomState(settings.random_state)
@@ -492,10 +492,10 @@ class _Pool:
     Dense layers are constants.
     """
 
-    def __init__(self, pooling: str, skip_tokens: int, after: Head):
+    def __init__(self, pooling: str, skip_tokens: int = 0, after: Head | None = None):
         self.pool = POOLING_FUNCTIONS[pooling]
         self.skip_tokens = int(skip_tokens)
-        self.after = after
+        self.after = after or Head()  # None: the pooled vector as it is
         self._dense: dict[Any, list] = {}  # device -> [(weight, bias, activation)]
 
     def width(self, hidden_size: int) -> int:
