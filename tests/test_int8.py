@@ -32,12 +32,17 @@ def test_int8_vector_of_a_text_is_the_same_alone_and_in_any_batch(tiny_model, ca
     np.testing.assert_allclose(small_batches, together, atol=1e-6)
 
 
-def test_int8_is_close_to_fp32_but_not_equal(tiny_model):
+def test_int8_is_close_to_fp32_and_runs_the_quantized_graph(tiny_model):
+    import onnx
+
     fp32 = SentenceEmbedder(model=tiny_model, cache=False).fit(TEXTS).transform(TEXTS)
-    int8 = SentenceEmbedder(model=tiny_model, precision="int8", cache=False)
-    cosine = np.sum(fp32 * int8.fit(TEXTS).transform(TEXTS), axis=1)[fp32.any(axis=1)]
+    int8 = SentenceEmbedder(model=tiny_model, precision="int8", cache=False).fit(TEXTS)
+    cosine = np.sum(fp32 * int8.transform(TEXTS), axis=1)[fp32.any(axis=1)]
     assert cosine.min() > 0.999
-    assert cosine.min() < 1 - 1e-7  # quantized: a different graph ran
+    # what ran is the quantized graph; how far its vectors land from fp32 is the CPU's
+    # arithmetic (0.9999999 for the tiny RoBERTa on an AVX-512 VNNI CPU), not a property
+    graph = backends.onnx_file_path(int8._model(), "int8", "last")
+    assert "MatMulIntegerToFloat" in {node.op_type for node in onnx.load(str(graph)).graph.node}
 
 
 def test_int8_graph_is_quantized_per_token_and_named_for_its_scheme(tiny_bert):
@@ -75,15 +80,16 @@ def test_int8_vectors_an_older_skembed_left_in_a_cache_dir_are_not_served(tiny_b
     # skembed 0.1 kept per-tensor int8 vectors under "<key>-cpu-onnx-int8": put other
     # vectors (fp32's) there, as an old cache would hold them
     fp32 = SentenceEmbedder(model=tiny_bert, cache_dir=tmp_path, backend="onnx").fit(TEXTS)
-    expected_fp32 = fp32.transform(TEXTS)
+    fp32.transform(TEXTS)
     (folder,) = tmp_path.iterdir()
     assert folder.name.endswith("-cpu-onnx-fp32")
-    folder.rename(tmp_path / folder.name.replace("-fp32", "-int8"))
+    old = folder.rename(tmp_path / folder.name.replace("-fp32", "-int8"))
+    for entry in old.rglob("*.npy"):  # vectors that would show if they were served
+        np.save(entry, -np.load(entry))
     clear_cache()
     int8 = SentenceEmbedder(model=tiny_bert, cache_dir=tmp_path, precision="int8").fit(TEXTS)
     vectors = int8.transform(TEXTS)
     clear_cache()
     alone = SentenceEmbedder(model=tiny_bert, cache=False, precision="int8").fit(TEXTS)
     np.testing.assert_allclose(vectors, alone.transform(TEXTS), atol=1e-6)
-    assert np.abs(vectors - expected_fp32).max() > 1e-4
     assert {p.name.rsplit("-onnx-", 1)[1] for p in tmp_path.iterdir()} == {"int8", "int8-rowwise1"}
