@@ -70,18 +70,18 @@ def model2vec_recipe(est):
     """
     import dataclasses
 
-    from skembed import encoding, models, static
+    from skembed import distil, encoding, locate, models, static, tokens
     from skembed.backends import forward_for, threads
 
     start = time.perf_counter()
-    loaded = models.load(models.resolve(est.model), "cpu")
-    _, meta = static._read(  # noqa: SLF001 - the distilled vocabulary of est
-        static.tokens_file(est.fingerprint_), est.fingerprint_, None, "vectors"
+    loaded = models.load(locate.resolve(est.model), "cpu")
+    _, meta = distil.read(  # the distilled vocabulary of est
+        distil.tokens_file(est.fingerprint_), est.fingerprint_, None, "vectors"
     )
     kept = meta["kept"]
-    prefix, suffix = static._frame(loaded)  # noqa: SLF001
+    prefix, suffix = distil.frame(loaded)
     ids = np.flatnonzero(kept)
-    token_ids = encoding.TokenIds(
+    token_ids = tokens.TokenIds(
         [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
         np.zeros(len(ids), dtype=bool),
     )
@@ -92,11 +92,11 @@ def model2vec_recipe(est):
             forward_for(loaded, "onnx", "fp32", n),
             token_ids,
             pooling="mean",
-            batching=encoding.Batching(static.DISTIL_BATCH, static.DISTIL_BATCH * width),
+            batching=encoding.Batching(distil.DISTIL_BATCH, distil.DISTIL_BATCH * width),
         )
     vectors = np.zeros((len(kept), pooled.shape[1]), dtype=np.float32)
     vectors[ids] = pooled
-    rows, _ = static.build_table(vectors, kept, static._settings(est))  # noqa: SLF001
+    rows, _ = distil.build_table(vectors, kept, static.table_settings(est))
     seconds = time.perf_counter() - start
     copy = static.StaticEmbedder(**est.get_params()).fit(["warm up"])
     copy._table = dataclasses.replace(est._table, vectors=rows)  # noqa: SLF001
@@ -118,7 +118,7 @@ def learned_row(sts, sick, banking, measured) -> tuple[str, list[str]]:
 
     train = read_stsb(SHARED / "stsb" / "sts-train.csv")
     bank = datasets.read_labelled_csv(banking)
-    draw, _ = evaluate._stratified_split(bank.labels, 0.25, 42, banking)  # noqa: SLF001
+    draw, _ = evaluate.stratified_split(bank.labels, 0.25, 42, banking)
     with gzip.open(SCIFACT, "rt", encoding="utf-8") as fh:
         titles = [t for t in (json.loads(line).get("title", "") for line in fh) if t.strip()]
     fits, lines = {}, []
@@ -158,7 +158,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from skembed import SentenceEmbedder, TruncationWarning, clear_cache, evaluate, static
+    from skembed import SentenceEmbedder, TruncationWarning, clear_cache, distil, evaluate, static
     from skembed.datasets import read_stsb
 
     warnings.simplefilter("ignore", TruncationWarning)  # abstracts are cut at 256, as in MTEB
@@ -172,17 +172,17 @@ def main() -> int:
 
     # -- distillation, into a fresh folder so that it is paid in this run
     fresh = tempfile.TemporaryDirectory()
-    static._folder = lambda: Path(fresh.name)  # noqa: SLF001 - the benchmark's own cache
+    distil.folder = lambda: Path(fresh.name)  # the benchmark's own cache
     start = time.perf_counter()
     est = static.StaticEmbedder().fit(["warm up"])
     fit_seconds = time.perf_counter() - start
     table_mb = Path(est.table_path_).stat().st_size / 1e6
-    tokens_mb = static.tokens_file(est.fingerprint_).stat().st_size / 1e6
+    tokens_mb = distil.tokens_file(est.fingerprint_).stat().st_size / 1e6
     import pickle
 
     pickle_bytes = len(pickle.dumps(est))
     start = time.perf_counter()
-    static._TABLES.clear()  # noqa: SLF001 - a new process: only the disk is left
+    clear_cache()  # a new process: only the disk is left
     static.StaticEmbedder().fit(["warm up"])
     reread = time.perf_counter() - start
     start = time.perf_counter()

@@ -136,12 +136,12 @@ def skembed_tokenize(max_length: int):
     """Return tokenize(texts) -> (ids, mask), right-padded, on skembed's own tokenizer."""
     import numpy as np
 
-    from skembed import encoding, models
+    from skembed import locate, models, tokens
 
-    loaded = models.load(models.resolve(MODEL), "cpu")
+    loaded = models.load(locate.resolve(MODEL), "cpu")
 
     def tokenize(texts):
-        token_ids = encoding.tokenize(loaded, texts, max_length).ids
+        token_ids = tokens.tokenize(loaded, texts, max_length).ids
         width = max(len(i) for i in token_ids)
         ids = np.full((len(texts), width), loaded.pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
@@ -196,14 +196,14 @@ def run_finetune(row: str, seed: int) -> dict:
     import numpy as np
     from transformers import AutoModel
 
-    from skembed import SentenceEmbedder, models
+    from skembed import SentenceEmbedder, locate
     from skembed.finetune import apply_update, fine_tune
 
     texts, labels, evaluation = load_data()
     rows = draw(labels, evaluation, seed)
     settings = settings_of(row, seed)
     tokenize, loaded = skembed_tokenize(settings.max_length)
-    encoder = AutoModel.from_pretrained(models.resolve(MODEL).path).eval()
+    encoder = AutoModel.from_pretrained(locate.resolve(MODEL).path).eval()
     train_texts = [texts[i] for i in rows]
     # the benchmark's own embedding is skembed's: check once on the base encoder
     reference = SentenceEmbedder(model=MODEL, cache=False, backend="torch").fit_transform(
@@ -244,7 +244,7 @@ def run_setfit(row: str, seed: int) -> dict:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    from skembed import models
+    from skembed import locate
 
     texts, labels, evaluation = load_data()
     rows = draw(labels, evaluation, seed)
@@ -253,7 +253,7 @@ def run_setfit(row: str, seed: int) -> dict:
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
         options[key] = int(value)
-    model = SetFitModel.from_pretrained(str(models.resolve(MODEL).path))
+    model = SetFitModel.from_pretrained(str(locate.resolve(MODEL).path))
     dataset = Dataset.from_dict(
         {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
     )

@@ -25,7 +25,7 @@ import sys
 ROUND = r"""
 import json, time
 from skembed import SentenceEmbedder, identity, models
-path = models.resolve("default").path
+path = locate.resolve("default").path
 start = time.perf_counter(); SentenceEmbedder().fit(["x"]); cold_fit = time.perf_counter() - start
 start = time.perf_counter(); SentenceEmbedder().fit(["x"]); warm_fit = time.perf_counter() - start
 start = time.perf_counter(); identity.identify(path); warm_identify = time.perf_counter() - start

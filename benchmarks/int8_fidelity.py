@@ -59,7 +59,8 @@ def graph_embedder(loaded, graph: Path, threads: int, max_length: int):
     """Return embed(texts) -> unit vectors, running one graph the way skembed runs int8."""
     import onnxruntime as ort
 
-    from skembed import backends, encoding
+    from skembed import backends, encoding, tokens
+    from skembed.head import Head
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one batch per thread, as skembed's streams
@@ -74,11 +75,11 @@ def graph_embedder(loaded, graph: Path, threads: int, max_length: int):
     def embed(texts: list[str]) -> np.ndarray:
         if loaded.pipeline.do_lower_case:
             texts = [t.lower() for t in texts]
-        token_ids = encoding.tokenize(loaded, texts, max_length)
+        token_ids = tokens.tokenize(loaded, texts, max_length)
         vectors = encoding.encode_last_layer(
             loaded, forward, token_ids, pooling="mean", batching=encoding.Batching()
         )
-        return encoding.finish(vectors, token_ids, encoding.Head())
+        return Head()(vectors, empty=token_ids.lengths == 0)
 
     return embed
 
@@ -105,15 +106,16 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sentence_transformers import SentenceTransformer
 
-    from skembed import SentenceEmbedder, backends
+    from skembed import SentenceEmbedder, graphs
     from skembed.datasets import read_stsb
+    from skembed.embedder import loaded_model
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*were truncated")  # abstracts over 256 tokens
     shipped = SentenceEmbedder(precision="int8", cache=False, n_threads=args.threads)
     shipped.fit(["warm up"])
-    loaded = shipped._model()
-    fp32_graph = backends.onnx_file(loaded, "fp32", "last")
+    loaded = loaded_model(shipped)
+    fp32_graph = graphs.onnx_file(loaded, "fp32", "last")
     st = SentenceTransformer(
         str(loaded.path), device="cpu", local_files_only=True, trust_remote_code=False
     )

@@ -33,11 +33,11 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from skembed import backends, encoding, models
+    from skembed import encoding, graphs, locate, models, tokens
 
-    loaded = models.load(models.resolve("default"), "cpu")
-    graph = args.graph or str(backends.onnx_file(loaded, args.precision, "last"))
-    token_ids = encoding.tokenize(loaded, read_scifact(args.texts), 256)
+    loaded = models.load(locate.resolve("default"), "cpu")
+    graph = args.graph or str(graphs.onnx_file(loaded, args.precision, "last"))
+    token_ids = tokens.tokenize(loaded, read_scifact(args.texts), 256)
     batching = encoding.Batching(32, args.batch_tokens)
     batches = [
         encoding.pad([token_ids.ids[i] for i in idx], loaded.pad_id)

@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from skembed import SentenceEmbedder, models
+from skembed import SentenceEmbedder, clear_cache
 
 DATA = Path(__file__).with_name("data") / "banking77_subset.csv"
 NEW_QUESTIONS = ["my card still hasn't come", "can I top up with a cheque?", "what is my PIN?"]
@@ -44,7 +44,7 @@ def run(model: str = "default", rows: int | None = None, out: str | Path | None 
         path = Path(out or Path(tmp) / "pipeline.joblib")
         joblib.dump(pipe, path)
         size = path.stat().st_size
-        models.clear_registry()  # as in a new process: the model is read and checked again
+        clear_cache()  # as in a new process: the model is read and checked again
         start = time.perf_counter()
         loaded = joblib.load(path)
         predicted = loaded.predict(NEW_QUESTIONS)  # loads the model on first use

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from skembed import SentenceEmbedder, models
+from skembed import SentenceEmbedder, clear_cache, models
 from skembed.cli import main
 from tiny_models import CORPUS
 
@@ -623,15 +623,14 @@ def test_encode_dims_without_static_says_to_add_it(tiny_bert, tmp_path, capsys):
 def test_encode_static_says_when_it_built_the_table_and_reads_it_next_time(
     tiny_bert, tmp_path, capsys, monkeypatch
 ):
-    from skembed import static
+    from skembed import distil
 
-    monkeypatch.setattr(static, "_folder", lambda: tmp_path / "static")
-    monkeypatch.setattr(static, "_TABLES", type(static._TABLES)())
+    monkeypatch.setattr(distil, "folder", lambda: tmp_path / "static")
     source = write_lines(tmp_path / "texts.txt", TEXTS)
     argv = ["encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert, "--static"]
     first = skembed(capsys, *argv, "--dims", 16)[2]
     assert re.match(rf"skembed: built the static table of {re.escape(tiny_bert)} in \d", first)
     assert f"(cached in {tmp_path / 'static'}" in first
-    static._TABLES.clear()  # as in a new process: only the disk is left
+    clear_cache()  # as in a new process: only the disk is left
     again = skembed(capsys, *argv, "--dims", 16)[2]
     assert again.startswith("skembed: wrote") and "built" not in again

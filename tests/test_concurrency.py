@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from skembed import SentenceEmbedder
+from skembed.embedder import loaded_model
 from tiny_models import CORPUS
 
 THREADS = 16
@@ -74,7 +75,7 @@ def test_estimators_sharing_a_model_with_other_max_lengths_do_not_mix(tiny_bert,
         SentenceEmbedder(model=tiny_bert, backend=backend, max_length=n, cache=False).fit(TEXTS)
         for n in lengths
     ]
-    assert len({id(e._model()) for e in estimators}) == 1  # one loaded model, one tokenizer
+    assert len({id(loaded_model(e)) for e in estimators}) == 1  # one loaded model, one tokenizer
     serial = [e.transform(TEXTS) for e in estimators]
     calls = [lambda e=estimators[i % 4]: e.transform(TEXTS) for i in range(THREADS)]
     for i, got in enumerate(_run_together(calls)):
@@ -109,7 +110,7 @@ def _threads_and_vectors(model: str, texts: list[str]):
     from skembed import SentenceEmbedder, backends
 
     est = SentenceEmbedder(model=model, backend="onnx", cache=False).fit(texts)
-    return os.environ.get("OMP_NUM_THREADS"), backends._default_threads(), est.transform(texts)
+    return os.environ.get("OMP_NUM_THREADS"), backends.default_threads(), est.transform(texts)
 
 
 def test_joblib_workers_use_one_encoder_thread_each_and_agree(tiny_bert):

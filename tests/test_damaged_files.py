@@ -9,7 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from skembed import SemanticSearch, SentenceEmbedder, backends, clear_cache, models
+from skembed import SemanticSearch, SentenceEmbedder, backends, clear_cache, graphs, models
+from skembed.embedder import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world"]
 
@@ -18,8 +19,6 @@ pytest.importorskip("onnxruntime")
 
 def _fresh_process_state() -> None:
     """What a new process starts with: no open sessions, no loaded models, no cached vectors."""
-    backends._sessions.clear()
-    models.clear_registry()
     clear_cache()
 
 
@@ -31,7 +30,7 @@ def test_a_damaged_onnx_graph_is_exported_again_with_a_warning(
     folder = shutil.copytree(tiny_bert, tmp_path / "model")
     est = SentenceEmbedder(model=str(folder), backend="onnx", precision=precision, cache=False)
     expected = est.fit(TEXTS).transform(TEXTS)
-    graph = backends.onnx_file_path(est._model(), precision, "last")
+    graph = graphs.onnx_file_path(loaded_model(est), precision, "last")
     assert graph.is_file()
     content = graph.read_bytes()
     graph.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"")

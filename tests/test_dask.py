@@ -95,7 +95,7 @@ def test_an_own_sentence_transformers_folder_with_a_prompt_runs_on_the_workers(c
 def test_workers_run_one_encoder_thread_per_task(client):
     # the nanny sets OMP_NUM_THREADS=1, which skembed's thread default follows (ONNX Runtime
     # and PyTorch alike), so two task threads per worker use two threads, not four
-    threads = client.run(lambda: importlib.import_module("skembed.backends")._default_threads())
+    threads = client.run(lambda: importlib.import_module("skembed.backends").default_threads())
     assert set(threads.values()) == {1}
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from skembed import SentenceEmbedder
+from skembed import SentenceEmbedder, locate
 from skembed.datasets import read_stsb
 
 pytestmark = pytest.mark.model
@@ -38,10 +38,8 @@ def reference_vectors(stsb_dev):
     """STS-B dev vectors from sentence-transformers on the same folder, computed once."""
     from sentence_transformers import SentenceTransformer
 
-    from skembed import models
-
     _, first, second = stsb_dev
-    st = SentenceTransformer(str(models.resolve("default").path), device="cpu")
+    st = SentenceTransformer(str(locate.resolve("default").path), device="cpu")
     assert st.max_seq_length == 256
     return [st.encode(texts, batch_size=32, normalize_embeddings=True) for texts in (first, second)]
 

@@ -9,6 +9,7 @@ import pytest
 from sklearn.base import clone
 
 from skembed import ModelNotFoundError, SentenceEmbedder, TruncationWarning, models
+from skembed.embedder import loaded_model
 
 TEXTS = ["I love apples", "The dog chased the cat", "", "How do I transfer money?"]
 
@@ -46,7 +47,7 @@ def test_static_mean_is_the_mean_of_input_embedding_rows(tiny_bert):
     import torch
 
     est = SentenceEmbedder(model=tiny_bert, pooling="static_mean", normalize=False).fit(TEXTS)
-    matrix = est._model().encoder.get_input_embeddings().weight.detach().numpy()
+    matrix = loaded_model(est).encoder.get_input_embeddings().weight.detach().numpy()
     ids = est.tokenize(["I love apples"])[0].ids
     expected = matrix[ids].mean(axis=0)
     with torch.inference_mode():
@@ -215,4 +216,4 @@ def test_cuda_request_on_a_cpu_machine_falls_back_with_a_warning(tiny_bert):
         pytest.skip("this machine has CUDA")
     with pytest.warns(UserWarning, match="device='cuda' was requested but CUDA is not available"):
         est = SentenceEmbedder(model=tiny_bert, device="cuda").fit(TEXTS)
-    assert est._model().device == "cpu"
+    assert loaded_model(est).device == "cpu"

@@ -427,11 +427,11 @@ def test_classification_scores_eval_path_when_given(tmp_path):
 
 
 def test_few_shot_draws_take_n_per_label_and_differ_between_runs():
-    from skembed.evaluate import _sample_per_label
+    from skembed.evaluate import sample_per_label
 
     labels = np.array(["a"] * 10 + ["b"] * 3 + ["c"] * 7, dtype=object)
     rng = np.random.default_rng(0)
-    first, second = (_sample_per_label(labels, 4, rng) for _ in range(2))
+    first, second = (sample_per_label(labels, 4, rng) for _ in range(2))
     for rows in (first, second):
         values, counts = np.unique(labels[rows], return_counts=True)
         assert dict(zip(values, counts, strict=True)) == {"a": 4, "b": 3, "c": 4}

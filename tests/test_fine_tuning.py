@@ -17,20 +17,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 
-from skembed import SentenceEmbedder, embedder, models
+from skembed import SentenceEmbedder, clear_cache, locate, models, tuning
 from tiny_models import CORPUS
 
 TEXTS = [f"{text} {i}" for i, text in enumerate(CORPUS * 6)]
 LABELS = np.array([(i % len(CORPUS)) % 3 for i in range(len(TEXTS))])  # follows the text
 QUICK = {"fine_tune": "softmax", "fine_tune_epochs": 2, "backend": "torch"}
-
-
-@pytest.fixture(autouse=True)
-def _no_reuse():
-    """Each test's fine-tuning runs are its own: reuse is tested where it is meant."""
-    embedder._TUNED.clear()
-    yield
-    embedder._TUNED.clear()
 
 
 def test_vectors_change_only_when_labels_are_given(tiny_bert):
@@ -53,7 +45,7 @@ def test_the_loss_goes_down(tiny_bert):
 
 def test_the_same_random_state_gives_the_same_vectors(tiny_bert):
     first = SentenceEmbedder(model=tiny_bert, **QUICK, random_state=3).fit(TEXTS, LABELS)
-    embedder._TUNED.clear()  # train again, do not reuse
+    clear_cache()  # train again, do not reuse
     second = SentenceEmbedder(model=tiny_bert, **QUICK, random_state=3).fit(TEXTS, LABELS)
     np.testing.assert_allclose(first.transform(TEXTS), second.transform(TEXTS), atol=1e-6)
     other = SentenceEmbedder(model=tiny_bert, **QUICK, random_state=4).fit(TEXTS, LABELS)
@@ -77,10 +69,10 @@ def test_cross_validation_tunes_each_fold_on_its_training_texts_only(tiny_bert):
 
 def test_a_search_over_the_classifier_tunes_once_per_fold(tiny_bert):
     pipe = make_pipeline(SentenceEmbedder(model=tiny_bert, **QUICK), LogisticRegression())
-    before = embedder.fine_tune_runs
+    before = tuning.fine_tune_runs
     grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3)
     grid.fit(TEXTS, LABELS)
-    assert embedder.fine_tune_runs - before == 3 + 1  # 3 folds, then the refit on all texts
+    assert tuning.fine_tune_runs - before == 3 + 1  # 3 folds, then the refit on all texts
 
 
 def test_tuned_and_frozen_vectors_never_mix_in_the_cache(tiny_bert):
@@ -107,9 +99,9 @@ def test_a_tuned_pickle_holds_the_update_not_the_weights(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
     expected = est.transform(TEXTS)
     blob = pickle.dumps(est)
-    weights = (models.resolve(tiny_bert).path / "model.safetensors").stat().st_size
+    weights = (locate.resolve(tiny_bert).path / "model.safetensors").stat().st_size
     assert len(blob) < est.update_.nbytes + 5_000 < weights
-    models.clear_registry()
+    clear_cache()
     np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), expected, atol=1e-6)
 
 
@@ -121,7 +113,7 @@ def test_a_tuned_pickle_with_weights_is_self_contained(tiny_bert, tmp_path):
     expected = est.transform(TEXTS)
     blob = pickle.dumps(est)
     shutil.rmtree(folder)
-    models.clear_registry()
+    clear_cache()
     np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), expected, atol=1e-6)
 
 
@@ -195,7 +187,7 @@ def test_pairs_tune_at_the_pair_learning_rate_unless_one_is_given(tiny_bert):
     assert PAIR_LEARNING_RATE == 2e-3
 
     def update(**params):
-        embedder._TUNED.clear()  # a fresh run each time, not one reused from the last
+        clear_cache()  # a fresh run each time, not one reused from the last
         est = SentenceEmbedder(model=tiny_bert, **QUICK, **params)
         return PairFeatures(est).fit(PAIRS, SAME).embedder_.update_.fingerprint
 
@@ -215,14 +207,14 @@ def test_pairs_need_numeric_labels(tiny_bert):
 def test_the_pair_loss_is_cosent():
     import torch
 
-    from skembed.finetune import _cosent
+    from skembed.losses import cosent
 
     cosine = torch.tensor([0.9, 0.2, 0.5, 0.1])
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
     # every (positive, negative) pair: log(1 + sum exp(scale * (cos_negative - cos_positive)))
     terms = [20 * (cosine[n] - cosine[p]) for p in (0, 2) for n in (1, 3)]
     expected = torch.logsumexp(torch.stack([torch.tensor(0.0), *terms]), 0)
-    assert torch.isclose(_cosent(cosine, labels, 20.0), expected)
+    assert torch.isclose(cosent(cosine, labels, 20.0), expected)
 
 
 def test_skops_loads_a_tuned_estimator_with_the_update_type_trusted(tiny_bert):
@@ -250,14 +242,14 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
 
     folder = st_folders("bert", pipeline)
     est = SentenceEmbedder(model=folder, backend="torch", **options).fit(TEXTS)
-    loaded = models.load(models.resolve(folder), "cpu")
-    tokenize, skip, after = embedder._training_view(
+    loaded = models.load(locate.resolve(folder), "cpu")
+    tokenize, skip, after = tuning.training_view(
         loaded, est.prompt_, est.max_length_, est.truncate_dim
     )
     assert (skip > 0) == (pipeline == "mean_prompts")
-    pool = finetune._Pool(est.pooling_, skip, after)
+    served_as = finetune.Served(est.pooling_, skip, after)
     with torch.no_grad():
-        seen = finetune._embed(loaded.encoder, pool, tokenize, TEXTS[:8], "cpu").numpy()
+        seen = finetune.embed_texts(loaded.encoder, served_as, tokenize, TEXTS[:8], "cpu").numpy()
     served = est.transform(TEXTS[:8])
     assert seen.shape == served.shape == (8, 8 if pipeline == "cls_dense_normalize" else 32)
     # training compares directions (a cosine head): the served vectors' own, unit length
@@ -267,9 +259,9 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
 
 def test_a_folder_with_dense_layers_fine_tunes_and_truncate_dim_is_its_own_run(st_folders):
     folder = st_folders("bert", "cls_dense_normalize")
-    before = embedder.fine_tune_runs
+    before = tuning.fine_tune_runs
     frozen = SentenceEmbedder(model=folder, backend="torch", truncate_dim=8).fit(TEXTS)
     tuned = SentenceEmbedder(model=folder, **QUICK, truncate_dim=8).fit(TEXTS, LABELS)
     assert np.abs(tuned.transform(TEXTS) - frozen.transform(TEXTS)).max() > 1e-4
     SentenceEmbedder(model=folder, **QUICK).fit(TEXTS, LABELS)  # trains on 16 dimensions
-    assert embedder.fine_tune_runs == before + 2
+    assert tuning.fine_tune_runs == before + 2

@@ -1,4 +1,5 @@
-"""skembed.finetune on the tiny BERT: training, determinism, merging, the update's identity."""
+"""skembed.finetune on the tiny BERT: training, determinism, merging (skembed.update), the
+update's identity."""
 
 from __future__ import annotations
 
@@ -10,14 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from skembed.finetune import (  # noqa: E402
-    Settings,
-    Update,
-    _unmerged,
-    apply_update,
-    fine_tune,
-    update_fingerprint,
-)
+from skembed.finetune import Settings, fine_tune  # noqa: E402
+from skembed.lora import unmerged  # noqa: E402
+from skembed.update import Update, apply_update, update_fingerprint  # noqa: E402
 
 CARD = [
     "my card was declined",
@@ -155,7 +151,7 @@ def test_apply_update_merges_lora_into_plain_weights(bert, update):
     assert merged.state_dict().keys() == encoder.state_dict().keys()
     tuned = vectors(merged, tokenize)
     assert np.abs(tuned - vectors(encoder, tokenize)).max() > 1e-3
-    np.testing.assert_allclose(tuned, vectors(_unmerged(encoder, update), tokenize), atol=1e-6)
+    np.testing.assert_allclose(tuned, vectors(unmerged(encoder, update), tokenize), atol=1e-6)
 
 
 def test_apply_update_copies_whole_parameters_of_a_partial_update(bert):
@@ -207,11 +203,11 @@ def test_bad_settings_are_refused_before_training(bert):
 
 
 def test_batches_group_texts_of_similar_length_and_cover_every_row_once():
-    from skembed.finetune import _by_length
+    from skembed.schedule import batches_by_length
 
     lengths = np.random.RandomState(0).randint(3, 90, size=200)
     rng = np.random.RandomState(1)
-    first, second = _by_length(lengths, 16, rng), _by_length(lengths, 16, rng)
+    first, second = batches_by_length(lengths, 16, rng), batches_by_length(lengths, 16, rng)
     for epoch in (first, second):
         assert sorted(np.concatenate(epoch).tolist()) == list(range(200))
         # sorted by length: a batch pads to at most its neighbours' lengths
@@ -227,11 +223,9 @@ def test_a_random_head_trains_too_and_differs_from_the_class_means_head(bert, up
 
 @pytest.mark.parametrize("activation", ["identity", "tanh", "relu", "gelu", "sigmoid", "silu"])
 def test_training_applies_a_dense_layer_as_transform_does(activation):
-    # the torch Dense layer training runs through equals the NumPy one transform runs
-    from skembed.encoding import Head
-    from skembed.finetune import _Pool
+    # the one head after pooling: in torch for training, in NumPy for transform
+    from skembed.head import DenseLayer, Head
     from skembed.pooling import POOLING_FUNCTIONS
-    from skembed.st_folder import DenseLayer
 
     rng = np.random.default_rng(0)
     layer = DenseLayer(
@@ -241,6 +235,10 @@ def test_training_applies_a_dense_layer_as_transform_does(activation):
     )
     states = torch.from_numpy(rng.normal(size=(3, 5, 8)).astype(np.float32) * 2)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
-    ours = _Pool("mean", 0, Head((layer,), truncate_dim=4))(states, mask).numpy()
     pooled = POOLING_FUNCTIONS["mean"](states, mask).numpy()
-    np.testing.assert_allclose(ours, layer(pooled)[:, :4], rtol=1e-5, atol=1e-6)
+    for normalize in (False, True):
+        head = Head((layer,), truncate_dim=4, normalize=normalize)
+        ours = head.torch(torch.from_numpy(pooled)).numpy()
+        np.testing.assert_allclose(ours, head(pooled), rtol=1e-5, atol=1e-6)
+    unnormalized = Head((layer,), truncate_dim=4, normalize=False)(pooled)
+    np.testing.assert_allclose(unnormalized, layer(pooled)[:, :4], rtol=1e-6)

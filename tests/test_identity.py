@@ -18,9 +18,12 @@ from skembed import (
     UnsupportedFolderError,
     bundle,
     cache,
+    clear_cache,
     identity,
     models,
 )
+from skembed._files import cache_home
+from skembed.embedder import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world", "my card was declined"]
 LEGACY = Path(__file__).parent / "data" / "legacy"
@@ -63,7 +66,7 @@ def variants(tiny_bert, tmp_path_factory) -> dict[str, Path]:
 
 def _reference(folder: Path) -> np.ndarray:
     """The folder's vectors from PyTorch with every cache off, in a process state of its own."""
-    models.clear_registry()
+    clear_cache()
     return (
         SentenceEmbedder(model=str(folder), backend="torch", cache=False)
         .fit(TEXTS)
@@ -144,7 +147,7 @@ def test_a_pickle_of_a_folder_edited_after_fitting_names_the_file(tiny_bert, tmp
     est = SentenceEmbedder(model=str(folder)).fit(TEXTS)
     blob = pickle.dumps(est)
     _edit_json(folder / "config.json", hidden_act="relu")
-    models.clear_registry()
+    clear_cache()
     with pytest.raises(ModelMismatchError) as info:
         pickle.loads(blob).transform(TEXTS)
     message = str(info.value)
@@ -162,7 +165,7 @@ def test_the_same_folder_edited_while_an_estimator_holds_it_is_refused_on_pytorc
     _edit_json(folder / "config.json", hidden_act="relu")
     # the encoder is read lazily; reading it now would mix old description and new config
     with pytest.raises(ModelMismatchError, match="config.json changed"):
-        est._model().encoder  # noqa: B018 - the property reads the encoder
+        loaded_model(est).encoder  # noqa: B018 - the property reads the encoder
 
 
 def _hostile(est: SentenceEmbedder, files: dict[str, bytes]) -> bytes:
@@ -183,11 +186,11 @@ def test_hostile_member_names_in_a_pickle_are_refused(tiny_bert, tmp_path, name)
     files = dict(est.__getstate__()["_model_files"])
     files[name] = b"{}"
     blob = _hostile(est, files)
-    models.clear_registry()
+    clear_cache()
     with pytest.raises(bundle.UnsafeBundleError) as info:
         pickle.loads(blob).transform(TEXTS)
     assert str(info.value).startswith(f"this pickle's model files include {name!r}, which is not")
-    assert not (models.cache_home() / "escaped.json").exists()
+    assert not (cache_home() / "escaped.json").exists()
     assert not Path("/tmp/absolute.json").exists()
 
 
@@ -205,12 +208,12 @@ def test_a_tampered_unpacked_folder_is_unpacked_again(tiny_bert, tmp_path):
     expected = est.transform(TEXTS)
     blob = pickle.dumps(est)
     shutil.rmtree(folder)
-    models.clear_registry()
-    unpacked = pickle.loads(blob)._model().path
-    assert unpacked == models.cache_home() / "models" / est.fingerprint_
+    clear_cache()
+    unpacked = loaded_model(pickle.loads(blob)).path
+    assert unpacked == cache_home() / "models" / est.fingerprint_
     _edit_json(unpacked / "config.json", hidden_act="relu")  # tampered on disk
     (unpacked / "modules.json").write_text("[]")  # and a file added
-    models.clear_registry()
+    clear_cache()
     cache.clear_cache()
     with pytest.warns(UserWarning, match="does not match this pickle"):
         again = pickle.loads(blob)
@@ -232,12 +235,12 @@ def test_a_pickle_of_skembed_0_1_0_loads_with_a_warning_to_refit():
 
 def test_a_self_contained_pickle_of_skembed_0_1_0_gives_its_vectors():
     old = pickle.loads((LEGACY / "tiny-bert-pickle-weights-0.1.0.pkl").read_bytes())
-    models.clear_registry()
+    clear_cache()
     with pytest.warns(LegacyFingerprintWarning):
         vectors = old.transform(["I love apples", "the dog chased the cat"])
     expected = np.load(LEGACY / "tiny-bert-pickle-weights-0.1.0-vectors.npy")
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
-    assert old.fingerprint_ == identity.identify(old._model().path).fingerprint
+    assert old.fingerprint_ == identity.identify(loaded_model(old).path).fingerprint
     again = pickle.loads(pickle.dumps(old))  # pickled again: the whole folder is recorded
     assert set(again.model_files_) >= {"config.json", "model.safetensors", "tokenizer.json"}
     np.testing.assert_allclose(again.transform(["I love apples"]), expected[:1], atol=1e-6)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skembed import models
+from skembed import clear_cache
+from skembed.embedder import loaded_model
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 TAG = "main-6743d60"
@@ -27,7 +28,7 @@ def _load(name: str):
 
 def test_a_self_contained_embedder_gives_its_vectors():
     embedder, expected = _load("tiny-bert-pickle-weights")
-    models.clear_registry()
+    clear_cache()
     np.testing.assert_allclose(embedder.transform(TEXTS), expected, atol=1e-6)
 
 
@@ -52,7 +53,7 @@ def test_a_static_embedder_gives_its_vectors_from_its_model_folder():
     # its tiny model's folder, byte for byte: the one the self-contained pickle carries
     embedder, _ = _load("tiny-bert-pickle-weights")
     embedder.transform(TEXTS[:1])
-    static.model = str(embedder._model().path)
+    static.model = str(loaded_model(embedder).path)
     np.testing.assert_allclose(static.transform(TEXTS), expected, atol=1e-5)
 
 

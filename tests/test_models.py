@@ -11,7 +11,16 @@ import sys
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, encoding, models
+from skembed import (
+    ModelMismatchError,
+    SentenceEmbedder,
+    clear_cache,
+    devices,
+    locate,
+    models,
+    tokens,
+)
+from skembed.embedder import loaded_model
 
 TEXTS = [
     "I love apples",
@@ -28,8 +37,8 @@ TEXTS = [
 def test_tokenizing_gives_the_ids_and_truncation_of_transformers(tiny_model, max_length):
     from transformers import AutoTokenizer
 
-    loaded = SentenceEmbedder(model=tiny_model).fit(TEXTS)._model()
-    got = encoding.tokenize(loaded, TEXTS, max_length)
+    loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(TEXTS))
+    got = tokens.tokenize(loaded, TEXTS, max_length)
     reference = AutoTokenizer.from_pretrained(tiny_model)(
         TEXTS, truncation=True, max_length=max_length, return_overflowing_tokens=True
     )
@@ -45,7 +54,7 @@ def test_tokenizing_gives_the_ids_and_truncation_of_transformers(tiny_model, max
 def test_the_description_holds_the_sizes_and_limits_of_the_model(tiny_bert):
     from transformers import AutoConfig
 
-    description = models.describe(models.resolve(tiny_bert).path)
+    description = models.describe(locate.resolve(tiny_bert).path)
     config = AutoConfig.from_pretrained(tiny_bert)
     assert description["dim"] == config.hidden_size == 32
     assert description["n_layers"] == config.num_hidden_layers + 1 == 3
@@ -62,8 +71,8 @@ def test_a_damaged_or_older_description_is_read_again_with_transformers(tiny_ber
     stored.parent.mkdir(parents=True, exist_ok=True)
     for content in ("{not json", json.dumps({"tokenizer": "{}", "dim": 32})):
         stored.write_text(content)
-        models.clear_registry()
-        loaded = models.load(models.resolve(folder), "cpu")
+        clear_cache()
+        loaded = models.load(locate.resolve(folder), "cpu")
         assert loaded.dim == 32
         models.save_description(loaded)  # what an ONNX Runtime run does: it mends the file
         assert json.loads(stored.read_text()) == loaded.description
@@ -94,8 +103,8 @@ def test_the_pytorch_encoder_is_read_only_when_pytorch_runs(tiny_bert, tmp_path)
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
     onnx_run = SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS)
     onnx_run.transform(TEXTS)  # exports the graph (reads the encoder once), saves the description
-    models.clear_registry()
-    loaded = SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS)._model()
+    clear_cache()
+    loaded = loaded_model(SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS))
     SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS).transform(TEXTS)
     assert loaded._encoder is None  # ONNX Runtime ran from the graph alone
     torch_run = SentenceEmbedder(model=str(folder), backend="torch").fit(TEXTS)
@@ -105,10 +114,10 @@ def test_the_pytorch_encoder_is_read_only_when_pytorch_runs(tiny_bert, tmp_path)
 
 def test_changed_weights_are_refused_when_the_encoder_is_read_late(tiny_bert, tmp_path):
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
-    loaded = models.load(models.resolve(folder), "cpu")
+    loaded = models.load(locate.resolve(folder), "cpu")
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")  # any change to the bytes
-    with pytest.raises(models.ModelMismatchError, match="changed after the model was loaded"):
+    with pytest.raises(ModelMismatchError, match="changed after the model was loaded"):
         loaded.encoder  # noqa: B018 - the property reads the weights
 
 
@@ -127,7 +136,7 @@ def test_an_edited_tokenizer_or_config_is_described_again(tiny_bert, tmp_path):
 def test_the_gpu_check_without_torch_agrees_with_torch():
     import torch
 
-    assert models._torch_has_gpu_build() == (
+    assert devices.torch_has_gpu_build() == (
         torch.version.cuda is not None or torch.version.hip is not None
     )
 
@@ -136,7 +145,7 @@ def test_the_gpu_check_without_torch_agrees_with_torch():
 def test_static_mean_reads_the_embedding_rows_pytorch_would_use(st_folders, architecture):
     est = SentenceEmbedder(model=str(st_folders(architecture, "last_normalize")))
     est.set_params(pooling="static_mean", normalize=False).fit(TEXTS)
-    loaded = est._model()
+    loaded = loaded_model(est)
     table = loaded.encoder.get_input_embeddings().weight.detach().numpy()
     np.testing.assert_array_equal(loaded.input_embeddings(), table)
     expected = np.array(

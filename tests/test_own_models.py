@@ -11,8 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skembed import SemanticSearch, SentenceEmbedder, cache_info, models
+from skembed import SemanticSearch, SentenceEmbedder, cache_info, clear_cache, models
 from skembed.cli import main
+from skembed.embedder import loaded_model
 
 CORPUS = [
     "I love apples",
@@ -72,7 +73,7 @@ def test_a_pickle_by_reference_of_an_own_folder_gives_its_vectors(st_folders):
     blob = pickle.dumps(est)
     assert len(blob) < 3_000
     assert "2_Dense/model.safetensors" in est.model_files_
-    models.clear_registry()
+    clear_cache()
     np.testing.assert_allclose(pickle.loads(blob).transform(CORPUS), est.transform(CORPUS))
 
 
@@ -84,10 +85,10 @@ def test_a_self_contained_pickle_carries_the_module_folders(st_folders, tmp_path
     expected = est.transform(CORPUS)
     blob = pickle.dumps(est)
     shutil.rmtree(folder)
-    models.clear_registry()
+    clear_cache()
     loaded = pickle.loads(blob)
     np.testing.assert_allclose(loaded.transform(CORPUS), expected, atol=1e-6)
-    assert (loaded._model().path / "2_Dense" / "model.safetensors").is_file()
+    assert (loaded_model(loaded).path / "2_Dense" / "model.safetensors").is_file()
 
 
 def test_a_grid_over_pooling_encodes_each_text_once_with_an_own_folder(st_folders):

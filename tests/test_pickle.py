@@ -11,7 +11,15 @@ import joblib
 import numpy as np
 import pytest
 
-from skembed import ModelMismatchError, ModelNotFoundError, SentenceEmbedder, models
+from skembed import (
+    ModelMismatchError,
+    ModelNotFoundError,
+    SentenceEmbedder,
+    clear_cache,
+    locate,
+    models,
+)
+from skembed.embedder import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "", "how do I transfer money?"]
 
@@ -61,7 +69,7 @@ def test_default_pickle_holds_a_reference_not_the_weights(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
     blob = pickle.dumps(est)
     assert len(blob) < 2_000  # parameters, path and sha256 only
-    weights = (models.resolve(tiny_bert).path / "model.safetensors").read_bytes()
+    weights = (locate.resolve(tiny_bert).path / "model.safetensors").read_bytes()
     assert weights[-200:] not in blob
 
 
@@ -110,11 +118,11 @@ def test_pickle_weights_makes_a_self_contained_pickle(tiny_model, tmp_path, fmt)
     data = dumps(est)
     assert len(data) > (folder / "model.safetensors").stat().st_size
     shutil.rmtree(folder)  # the loading machine does not have the folder
-    models.clear_registry()
+    clear_cache()
     loaded = loads(data)
     np.testing.assert_allclose(loaded.transform(TEXTS), expected, atol=1e-6)
-    assert loaded._model().path.parent.name == "models"  # unpacked into SKEMBED_HOME
-    assert loaded._model().fingerprint == est.fingerprint_
+    assert loaded_model(loaded).path.parent.name == "models"  # unpacked into SKEMBED_HOME
+    assert loaded_model(loaded).fingerprint == est.fingerprint_
 
 
 def test_model_fitted_for_cuda_runs_on_a_cpu_only_machine(tiny_bert):

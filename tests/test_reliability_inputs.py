@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import skembed
-from skembed import SentenceEmbedder, cache, encoding
+from skembed import SentenceEmbedder, cache, tokens
 from skembed._input import check_texts
+from skembed.embedder import loaded_model
 from skembed.pooling import STATISTICS
 
 FIX = 'repair the text first, e.g. text.encode("utf-8", "replace").decode("utf-8")'
@@ -116,7 +117,7 @@ def straddling(piece: str, at: int, shift: int, filler: str) -> str:
     return head + piece + " dog" * 1500
 
 
-CUT = encoding.PREFIX_MIN_CHARS  # where the first prefix of a text ends, for small max_length
+CUT = tokens.PREFIX_MIN_CHARS  # where the first prefix of a text ends, for small max_length
 # fillers without tokens (for BERT: spaces, control characters) bring the kept tokens up to
 # the cut, so that a wrong cut would change them
 STRADDLING = [
@@ -139,23 +140,23 @@ TEXTS = STRADDLING + list(SPECIAL.values()) + [awkward_text(seed, 7000) for seed
 
 
 def whole_text_tokenization(loaded, text: str, max_length: int) -> tuple[list[int], bool]:
-    (whole,) = loaded.encode_texts([text], max_length)
+    (whole,) = tokens.encode_batch(loaded, [text], max_length)
     return whole.ids, bool(whole.overflowing)
 
 
 @pytest.mark.parametrize("max_length", [4, 16, 62, 300])
 def test_long_texts_get_the_whole_texts_ids_and_truncation_flag(tiny_model, max_length):
-    loaded = SentenceEmbedder(model=tiny_model).fit(["x"])._model()
-    got = encoding.tokenize(loaded, TEXTS, max_length)
+    loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(["x"]))
+    got = tokens.tokenize(loaded, TEXTS, max_length)
     for i, text in enumerate(TEXTS):
         ids, truncated = whole_text_tokenization(loaded, text, max_length)
         assert (got.ids[i].tolist(), bool(got.truncated[i])) == (ids, truncated), i
 
 
 def test_a_long_text_that_fits_is_not_flagged(tiny_bert):
-    loaded = SentenceEmbedder(model=tiny_bert).fit(["x"])._model()
+    loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(["x"]))
     text = " " * 5000 + "the cat chased the dog" + "\n" * 5000
-    got = encoding.tokenize(loaded, [text], 62)
+    got = tokens.tokenize(loaded, [text], 62)
     assert (got.ids[0].tolist(), bool(got.truncated[0])) == whole_text_tokenization(
         loaded, text, 62
     )
@@ -163,22 +164,22 @@ def test_a_long_text_that_fits_is_not_flagged(tiny_bert):
 
 
 def test_a_left_truncating_model_keeps_the_end_of_a_long_text(tiny_bert):
-    loaded = SentenceEmbedder(model=tiny_bert).fit(["x"])._model()
+    loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(["x"]))
     left = dataclasses.replace(loaded, truncation_side="left")
     text = "the cat " * 1000 + "hello world"
-    got = encoding.tokenize(left, [text], 6)
+    got = tokens.tokenize(left, [text], 6)
     assert left.tokenizer.decode(got.ids[0].tolist()) == "the cat hello world"
     assert got.truncated[0]
 
 
 def test_ten_megabytes_of_words_are_read_from_a_prefix(tiny_model):
-    loaded = SentenceEmbedder(model=tiny_model).fit(["x"])._model()
+    loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(["x"]))
     big = "word " * 2_000_000
-    size = encoding.PREFIX_CHARS_PER_TOKEN * 256
-    cut = encoding._prefix_cut(big, size)
-    (head,) = loaded.encode_texts([big[:cut]], 256)
+    size = tokens.PREFIX_CHARS_PER_TOKEN * 256
+    cut = tokens.prefix_cut(big, size)
+    (head,) = tokens.encode_batch(loaded, [big[:cut]], 256)
     assert (size, cut) == (2048, 2044)  # the end of the last whole word within 2,048
-    assert encoding._prefix_is_enough(head, big, cut)
+    assert tokens.prefix_is_enough(head, big, cut)
 
 
 def test_embedding_a_ten_megabyte_text_gives_the_prefix_vector_and_one_warning(tiny_bert):
@@ -215,7 +216,7 @@ def damage(path: Path, how: str) -> None:
 def cached_files(embedder, cache_dir: Path) -> list[Path]:
     (folder,) = [p for p in cache_dir.iterdir() if p.is_dir()]
     disk = cache.DiskCache(cache_dir, folder.name)
-    return [disk._path(text) for text in CACHED]
+    return [disk.path_of(text) for text in CACHED]
 
 
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "2-d", "nan"])

@@ -422,7 +422,7 @@ def test_a_query_returns_its_own_paraphrase_first_on_the_default_model():
 
 def test_an_int8_index_of_another_quantization_scheme_is_refused(tiny_bert, tmp_path):
     pytest.importorskip("onnxruntime")
-    from skembed.backends import precision_key
+    from skembed.quantize import precision_key
 
     index = SemanticSearch(SentenceEmbedder(model=tiny_bert, precision="int8")).fit(TEXTS)
     index.save(tmp_path)

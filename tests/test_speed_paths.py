@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, backends, clear_cache, encoding
+from skembed import SentenceEmbedder, backends, clear_cache, encoding, graphs, tokens
+from skembed._files import cache_home
+from skembed.embedder import loaded_model
 from skembed.encoding import Batching, length_sorted_batches
 
 TEXTS = [
@@ -37,10 +39,10 @@ def test_tokenizing_in_slices_gives_the_ids_and_truncation_flags_of_one_call(
 ):
     embedder = SentenceEmbedder(model=tiny_bert, max_length=8).fit(TEXTS)
     texts = TEXTS  # "" and "hello" fit 8 tokens, the others are cut
-    whole = encoding.tokenize(embedder._model(), texts, 8)
-    monkeypatch.setattr(encoding, "TOKENIZE_SLICE", 3)  # 35 texts: 11 full slices and 2 texts
-    encoding.clear_token_memo()  # tokenize them again, in slices
-    sliced = encoding.tokenize(embedder._model(), texts, 8)
+    whole = tokens.tokenize(loaded_model(embedder), texts, 8)
+    monkeypatch.setattr(tokens, "TOKENIZE_SLICE", 3)  # 35 texts: 11 full slices and 2 texts
+    clear_cache()  # tokenize them again, in slices
+    sliced = tokens.tokenize(loaded_model(embedder), texts, 8)
     assert not any(a is b for a, b in zip(sliced.ids, whole.ids, strict=True))
     assert [a.tolist() for a in sliced.ids] == [a.tolist() for a in whole.ids]
     assert sliced.truncated.tolist() == whole.truncated.tolist()
@@ -51,25 +53,25 @@ def test_texts_tokenized_before_come_from_the_memo_read_only_per_model_and_max_l
     tiny_bert, tiny_roberta
 ):
     clear_cache()
-    bert = SentenceEmbedder(model=tiny_bert).fit(TEXTS)._model()
-    first = encoding.tokenize(bert, TEXTS[:5], 8)
-    again = encoding.tokenize(bert, TEXTS[4::-1], 8)
+    bert = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
+    first = tokens.tokenize(bert, TEXTS[:5], 8)
+    again = tokens.tokenize(bert, TEXTS[4::-1], 8)
     assert all(a is b for a, b in zip(first.ids, again.ids[::-1], strict=True))
     assert again.truncated.tolist() == first.truncated.tolist()[::-1]
     with pytest.raises(ValueError, match="read-only"):
         first.ids[0][0] = 7
-    longer = encoding.tokenize(bert, TEXTS[:5], 64)  # another max_length: tokenized again
+    longer = tokens.tokenize(bert, TEXTS[:5], 64)  # another max_length: tokenized again
     assert [len(a) for a in longer.ids] != [len(a) for a in first.ids]
-    roberta = SentenceEmbedder(model=tiny_roberta).fit(TEXTS)._model()
-    other = encoding.tokenize(roberta, TEXTS[:5], 8)  # another model: its own tokenizer's ids
+    roberta = loaded_model(SentenceEmbedder(model=tiny_roberta).fit(TEXTS))
+    other = tokens.tokenize(roberta, TEXTS[:5], 8)  # another model: its own tokenizer's ids
     assert [a.tolist() for a in other.ids] != [a.tolist() for a in first.ids]
     long_text = "word " * 1000  # over MEMO_TEXT_CHARS: not kept
     assert (
-        encoding.tokenize(bert, [long_text], 8).ids[0]
-        is not (encoding.tokenize(bert, [long_text], 8).ids[0])
+        tokens.tokenize(bert, [long_text], 8).ids[0]
+        is not (tokens.tokenize(bert, [long_text], 8).ids[0])
     )
     clear_cache()
-    assert encoding.tokenize(bert, TEXTS[:5], 8).ids[0] is not first.ids[0]
+    assert tokens.tokenize(bert, TEXTS[:5], 8).ids[0] is not first.ids[0]
 
 
 def test_batch_limits_do_not_change_the_vectors(tiny_model):
@@ -97,8 +99,8 @@ def test_onnx_runtime_statistics_equal_pytorch_pooling_of_every_layer(tiny_model
 
     pytest.importorskip("onnxruntime")
     embedder = SentenceEmbedder(model=tiny_model).fit(TEXTS)
-    loaded = embedder._model()
-    token_ids = encoding.tokenize(loaded, TEXTS[:5], 64)
+    loaded = loaded_model(embedder)
+    token_ids = tokens.tokenize(loaded, TEXTS[:5], 64)
     ids, mask = encoding.pad(token_ids.ids, 0)  # 5 lengths, padded to the longest
     onnx = backends.forward_for(loaded, "onnx", "fp32", 1)(ids, mask, "statistics")[0]
     hidden = backends.forward_for(loaded, "torch", "fp32", 1)(ids, mask, "all")
@@ -114,17 +116,15 @@ def test_onnx_runtime_statistics_equal_pytorch_pooling_of_every_layer(tiny_model
 def test_uncached_runs_use_the_last_layer_graph_and_give_the_same_vectors(tiny_model, pooling):
     import onnx
 
-    from skembed import backends, models
-
     pytest.importorskip("onnxruntime")
     expected = SentenceEmbedder(model=tiny_model, backend="torch", pooling=pooling, cache=False)
     onnx_run = SentenceEmbedder(model=tiny_model, backend="onnx", pooling=pooling, cache=False)
     np.testing.assert_allclose(
         onnx_run.fit(TEXTS).transform(TEXTS), expected.fit(TEXTS).transform(TEXTS), atol=1e-5
     )
-    path = models.cache_home() / "onnx" / f"{onnx_run.fingerprint_[:32]}-opset17-v4-last-fp32.onnx"
+    path = cache_home() / "onnx" / f"{onnx_run.fingerprint_[:32]}-opset17-v4-last-fp32.onnx"
     assert path.is_file()  # transform exported it: the uncached run used the last graph
-    assert backends.onnx_file(onnx_run._model(), "fp32", "last") == path
+    assert graphs.onnx_file(loaded_model(onnx_run), "fp32", "last") == path
     assert [o.name for o in onnx.load(str(path)).graph.output] == ["statistics"]
 
 
@@ -132,8 +132,8 @@ def test_the_last_layer_statistics_are_the_last_layer_of_all_statistics(tiny_ber
     from skembed import backends
 
     pytest.importorskip("onnxruntime")
-    loaded = SentenceEmbedder(model=tiny_bert).fit(TEXTS)._model()
-    ids, mask = encoding.pad(encoding.tokenize(loaded, TEXTS[:5], 64).ids, 0)
+    loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
+    ids, mask = encoding.pad(tokens.tokenize(loaded, TEXTS[:5], 64).ids, 0)
     for backend in ("torch", "onnx"):
         forward = backends.forward_for(loaded, backend, "fp32", 1)
         last = forward(ids, mask, "last_statistics")[0]
@@ -151,7 +151,7 @@ def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
     embedder = SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS)
     cosine = np.sum(fp32 * embedder.transform(TEXTS), axis=1)
     assert cosine.min() > 0.95
-    graph = backends.onnx_file_path(embedder._model(), "int8")  # the quantized graph ran
+    graph = graphs.onnx_file_path(loaded_model(embedder), "int8")  # the quantized graph ran
     assert "MatMulIntegerToFloat" in {node.op_type for node in onnx.load(str(graph)).graph.node}
     with pytest.raises(ValueError, match="precision='int8' runs on ONNX Runtime"):
         SentenceEmbedder(model=tiny_bert, backend="torch", precision="int8").fit(TEXTS)
@@ -172,18 +172,16 @@ def test_auto_backend_is_onnx_runtime_on_the_cpu_when_installed_and_torch_on_a_g
 def test_the_onnx_graph_has_eager_attention_statistics_and_its_version_in_its_name(tiny_bert):
     import onnx
 
-    from skembed import backends
-
     pytest.importorskip("onnxruntime")
     embedder = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)
     embedder.transform(TEXTS)
-    path = backends.onnx_file(embedder._model(), "fp32")
+    path = graphs.onnx_file(loaded_model(embedder), "fp32")
     assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v4-fp32.onnx"
     graph = onnx.load(str(path)).graph
     ops = {node.op_type for node in graph.node}
     assert "Softmax" in ops and "IsNaN" not in ops  # fused attention exports IsNaN/Where
     assert [o.name for o in graph.output] == ["hidden_0", "hidden_1", "hidden_2", "statistics"]
-    assert embedder._model().encoder.config._attn_implementation == "sdpa"  # restored
+    assert loaded_model(embedder).encoder.config._attn_implementation == "sdpa"  # restored
 
 
 def _streamed(forward, batches, output):
@@ -197,9 +195,9 @@ def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
     from skembed.backends import Forward
 
     pytest.importorskip("onnxruntime")
-    loaded = SentenceEmbedder(model=tiny_model).fit(TEXTS)._model()
-    token_ids = encoding.tokenize(loaded, TEXTS, 64)
-    batches = list(encoding._batches(loaded, token_ids, Batching(4, 1024), False))
+    loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(TEXTS))
+    token_ids = tokens.tokenize(loaded, TEXTS, 64)
+    batches = list(encoding.padded_batches(loaded, token_ids, Batching(4, 1024), False))
     onnx = backends.forward_for(loaded, "onnx", "fp32", 2)
     assert (onnx.threads, onnx.streams) == (2, 2)
     assert backends.forward_for(loaded, "torch", "fp32", 2).streams == 1
@@ -228,9 +226,9 @@ def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
 def test_an_error_in_a_streamed_batch_reaches_the_caller(tiny_bert):
     from skembed.backends import Forward
 
-    loaded = SentenceEmbedder(model=tiny_bert).fit(TEXTS)._model()
-    token_ids = encoding.tokenize(loaded, TEXTS, 64)
-    batches = list(encoding._batches(loaded, token_ids, Batching(4, 1024), False))
+    loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
+    token_ids = tokens.tokenize(loaded, TEXTS, 64)
+    batches = list(encoding.padded_batches(loaded, token_ids, Batching(4, 1024), False))
 
     def run(ids, mask, output, threads):
         if len(ids) < 4:  # the last batch

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from skembed.head import DenseLayer, Head
 from skembed.st_folder import (
-    DenseLayer,
     FolderPipeline,
     UnsupportedFolderError,
-    apply_dense_and_normalize,
     exclude_prompt,
     needs_remote_code,
     prompt_length,
@@ -60,7 +59,9 @@ def _ours(model, pipeline: FolderPipeline, prompt: str | None, truncate_dim: int
         assert n == features["prompt_length"]  # the count ST itself uses
         mask = exclude_prompt(mask, n)
     pooled = POOLING_FUNCTIONS[pipeline.pooling](states, mask).numpy()
-    return apply_dense_and_normalize(pooled, pipeline, truncate_dim=truncate_dim)
+    # ST's modules (Dense, Normalize), then its truncate_dim: a truncated vector of a
+    # normalizing folder is not of unit length unless encode() is told to normalize
+    return Head(pipeline.dense, normalize=pipeline.normalize)(pooled)[:, :truncate_dim]
 
 
 def _assert_same_vectors(ours: np.ndarray, expected: np.ndarray) -> None:
@@ -294,10 +295,9 @@ def test_dense_activations_match_torch(name):
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_truncate_dim_comes_after_normalize():
-    pipeline = FolderPipeline(pooling="mean", normalize=True)
-    out = apply_dense_and_normalize(np.array([[3.0, 4.0, 12.0]]), pipeline, truncate_dim=2)
-    np.testing.assert_allclose(out, [[3 / 13, 4 / 13]], rtol=1e-6)
+def test_the_head_truncates_then_normalizes_as_st_encode_with_normalize_embeddings():
+    out = Head(truncate_dim=2, normalize=True)(np.array([[3.0, 4.0, 12.0]]))
+    np.testing.assert_allclose(out, [[3 / 5, 4 / 5]], rtol=1e-6)
 
 
 # -- refusals ------------------------------------------------------------------------------

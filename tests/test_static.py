@@ -13,6 +13,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skembed import static
+from skembed import clear_cache, distil, locate, static, weighting
 from skembed.static import DamagedTableWarning, StaticEmbedder
 
 TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", "hello world"]
@@ -31,10 +32,10 @@ TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", 
 def tables(tmp_path, monkeypatch):
     """A table folder of this test's own, and an empty in-process table registry."""
     folder = tmp_path / "static"
-    monkeypatch.setattr(static, "_folder", lambda: folder)
-    static._TABLES.clear()
+    monkeypatch.setattr(distil, "folder", lambda: folder)
+    clear_cache()
     yield folder
-    static._TABLES.clear()
+    clear_cache()
 
 
 def test_transform_gives_one_unit_vector_of_dims_per_text(tiny_model, tables):
@@ -54,13 +55,13 @@ def test_a_row_is_the_encoders_mean_pooled_vector_of_that_token_after_cls(tiny_m
 
     from skembed import models
 
-    loaded = models.load(models.resolve(tiny_model), "cpu")
+    loaded = models.load(locate.resolve(tiny_model), "cpu")
     vocabulary = loaded.tokenizer.get_vocab()
     dog = vocabulary.get("dog", vocabulary.get("Ġdog"))
     first = loaded.tokenizer.encode("x").ids[0]  # [CLS] or <s>
     with torch.inference_mode():
         states = loaded.encoder(input_ids=torch.tensor([[first, dog]])).last_hidden_state
-    vectors, kept = static.distil(loaded)
+    vectors, kept = distil.distil(loaded)
     np.testing.assert_allclose(vectors[dog], states[0].mean(0).numpy(), rtol=1e-4, atol=1e-5)
     special = {i for i, t in loaded.tokenizer.get_added_tokens_decoder().items() if t.special}
     assert kept[dog] and not kept[sorted(special)].any()
@@ -80,28 +81,25 @@ def test_input_rows_put_the_models_own_row_beside_the_distilled_one(tiny_model, 
 def test_fitting_twice_gives_the_same_vectors(tiny_model, tables):
     first = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS).transform(TEXTS)
     shutil.rmtree(tables)
-    static._TABLES.clear()
+    clear_cache()
     again = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS).transform(TEXTS)
     np.testing.assert_array_equal(first, again)
 
 
 def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(tiny_bert, tables):
-    before = static.distillations
+    before = distil.distillations
     est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
-    assert static.distillations == before + 1 and est.distill_seconds_ > 0
+    assert distil.distillations == before + 1 and est.distill_seconds_ > 0
     expected = est.transform(TEXTS)
-    static._TABLES.clear()  # a new process: only the disk is left
+    clear_cache()  # a new process: only the disk is left
     again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     assert again.distill_seconds_ == 0.0
     np.testing.assert_array_equal(again.transform(TEXTS), expected)
-    StaticEmbedder(model=tiny_bert, dims=8, weighting="zipf").fit(TEXTS)
-    assert static.distillations == before + 1
-    fingerprint = est.fingerprint_
-    assert set(tables.iterdir()) == {
-        static.tokens_file(fingerprint),
-        static.table_file(fingerprint, static._settings(StaticEmbedder(dims=16))),
-        static.table_file(fingerprint, static._settings(StaticEmbedder(dims=8, weighting="zipf"))),
-    }
+    zipf = StaticEmbedder(model=tiny_bert, dims=8, weighting="zipf").fit(TEXTS)
+    assert distil.distillations == before + 1
+    tokens = distil.tokens_file(est.fingerprint_)
+    assert set(tables.iterdir()) == {tokens, Path(est.table_path_), Path(zipf.table_path_)}
+    assert len({tokens, Path(est.table_path_), Path(zipf.table_path_)}) == 3
 
 
 @pytest.mark.parametrize("damaged", ["table", "tokens"])
@@ -109,8 +107,8 @@ def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(
 def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables, damaged, how):
     est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     expected = est.transform(TEXTS)
-    table = static.table_file(est.fingerprint_, static._settings(est))
-    target = table if damaged == "table" else static.tokens_file(est.fingerprint_)
+    table = Path(est.table_path_)
+    target = table if damaged == "table" else distil.tokens_file(est.fingerprint_)
     if damaged == "tokens":
         table.unlink()  # or the finished table would be read without the tokens file
     data = target.read_bytes()
@@ -124,12 +122,12 @@ def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables
         arrays[key][np.flatnonzero(arrays[key].any(axis=1))[0], 0] += 1.0
         with open(target, "wb") as fh:
             np.savez(fh, **arrays)
-    static._TABLES.clear()
-    before = static.distillations
+    clear_cache()
+    before = distil.distillations
     with pytest.warns(DamagedTableWarning, match="damaged"):
         again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     np.testing.assert_array_equal(again.transform(TEXTS), expected)
-    assert static.distillations == before + (damaged == "tokens")
+    assert distil.distillations == before + (damaged == "tokens")
 
 
 def in_fresh_process(code: str) -> tuple[list[str], list]:
@@ -197,7 +195,7 @@ def test_pickles_by_reference_and_gives_the_same_vectors(tiny_model, tables):
     est = StaticEmbedder(model=tiny_model, dims=16).fit(TEXTS)
     blob = pickle.dumps(est)
     assert len(blob) < 10_000  # parameters, identity and file hashes; no table
-    static._TABLES.clear()
+    clear_cache()
     np.testing.assert_array_equal(pickle.loads(blob).transform(TEXTS), est.transform(TEXTS))
 
 
@@ -233,7 +231,7 @@ def test_clone_and_get_params_follow_scikit_learn(tiny_bert, tables):
 def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
     texts = TEXTS * 5
     labels = [0, 1, 0, 1] * 5
-    before = static.distillations
+    before = distil.distillations
     search = GridSearchCV(
         make_pipeline(StaticEmbedder(model=tiny_bert), LogisticRegression()),
         {
@@ -244,17 +242,17 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
         },
         cv=2,
     ).fit(texts, labels)
-    assert static.distillations == before + 1
+    assert distil.distillations == before + 1
     assert search.best_estimator_[0].embedding_dim_ in (8, 16)
 
 
 def test_weightings_scale_rows_by_rank():
-    p = static.token_probabilities(1000)
-    sif, zipf = static.token_weights(p, "sif", 1e-3), static.token_weights(p, "zipf")
+    p = weighting.token_probabilities(1000)
+    sif, zipf = weighting.token_weights(p, "sif", 1e-3), weighting.token_weights(p, "zipf")
     assert np.all(np.diff(sif) > 0) and np.all(np.diff(zipf) > 0)  # rarer weighs more
     p1 = 1.0 / np.sum(1.0 / np.arange(1, 1001))
     assert sif[0] == pytest.approx(1e-3 / (1e-3 + p1)) and zipf[0] == pytest.approx(np.log(2))
-    assert (static.token_weights(p[:5], "none") == 1).all()
+    assert (weighting.token_weights(p[:5], "none") == 1).all()
 
 
 def test_fitted_frequencies_weigh_a_token_common_in_x_less(tiny_bert, tables):
@@ -267,7 +265,7 @@ def test_fitted_frequencies_weigh_a_token_common_in_x_less(tiny_bert, tables):
     weights = fitted.token_weights_
     assert weights.shape == (len(fitted._table.vectors),) and weights[money] < weights[sky]
     assert not np.allclose(fitted.transform(TEXTS), rank.transform(TEXTS))
-    static._TABLES.clear()
+    clear_cache()
     np.testing.assert_array_equal(
         pickle.loads(pickle.dumps(fitted)).transform(TEXTS), fitted.transform(TEXTS)
     )
@@ -291,13 +289,13 @@ def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, ta
     learned = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
     sif = StaticEmbedder(model=tiny_model, dims=16).fit(LEARN_TEXTS)
     kept = learned._table.kept
-    counts, rows, targets = static._learning_problem(
+    counts, rows, targets = static.learning_problem(
         learned._table, LEARN_TEXTS, learned, *_source(tiny_model)
     )
-    start = static.token_weights(static.token_probabilities(int(kept.sum())), "sif", 1e-4)
+    start = weighting.token_weights(weighting.token_probabilities(int(kept.sum())), "sif", 1e-4)
     weights = learned.token_weights_[kept].astype(np.float64)
-    assert static.learning_loss(counts, rows, targets, weights, start) < (
-        static.learning_loss(counts, rows, targets, start, start) - 0.01
+    assert weighting.learning_loss(counts, rows, targets, weights, start) < (
+        weighting.learning_loss(counts, rows, targets, start, start) - 0.01
     )
     # only the tokens of X moved; the others keep SIF's weight
     used = np.asarray(counts.sum(axis=0)).ravel() > 0
@@ -307,9 +305,9 @@ def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, ta
 
 
 def _source(model):
-    from skembed import identity, models
+    from skembed import identity
 
-    source = models.resolve(model)
+    source = locate.resolve(model)
     return source, identity.identify(source.path)
 
 
@@ -321,8 +319,8 @@ def test_learn_weights_follows_the_gradient_of_its_loss():
     rows, targets = rng.normal(size=(40, 8)), rng.normal(size=(30, 8))
     start = rng.uniform(0.2, 1.0, size=40)
     losses = [
-        static.learning_loss(
-            counts, rows, targets, static.learn_weights(counts, rows, targets, start, n), start
+        weighting.learning_loss(
+            counts, rows, targets, weighting.learn_weights(counts, rows, targets, start, n), start
         )
         for n in (0, 10, 100)
     ]
@@ -331,12 +329,12 @@ def test_learn_weights_follows_the_gradient_of_its_loss():
 
 def test_learned_weights_are_deterministic_and_survive_a_pickle(tiny_model, tables):
     est = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
-    static._TABLES.clear()
+    clear_cache()
     again = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
     np.testing.assert_array_equal(again.token_weights_, est.token_weights_)
     blob = pickle.dumps(est)
     assert len(blob) < 10_000 + 4 * len(est.token_weights_)  # the weights, no table
-    static._TABLES.clear()
+    clear_cache()
     expected = est.transform(TEXTS)
     np.testing.assert_array_equal(pickle.loads(blob).transform(TEXTS), expected)
     # the same unweighted table serves it: tokens file, unweighted table

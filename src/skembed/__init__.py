@@ -12,11 +12,11 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "SentenceEmbedder": "embedder",
-    "Tokenization": "embedder",
-    "TruncationWarning": "embedder",
-    "MissingTextWarning": "embedder",
-    "ModelMismatchError": "models",
-    "ModelNotFoundError": "models",
+    "Tokenization": "tokens",
+    "TruncationWarning": "tokens",
+    "MissingTextWarning": "_input",
+    "ModelMismatchError": "identity",
+    "ModelNotFoundError": "identity",
     "LegacyFingerprintWarning": "identity",
     "UnsupportedFolderError": "st_folder",
     "cache_info": "cache",

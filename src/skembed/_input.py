@@ -15,7 +15,44 @@ MISSING_POLICIES = ("error", "empty", "zeros")
 
 
 class MissingTextWarning(UserWarning):
-    """Warned once per call when missing texts were embedded as "" or given zero vectors."""
+    """Warned once per call when missing texts were embedded as "" or given zero vectors.
+
+    Attributes
+    ----------
+    missing : int
+        How many texts were missing.
+    total : int
+        How many texts the call had.
+    """
+
+    def __init__(self, missing: int, total: int, policy: str):
+        done = "were embedded as empty strings" if policy == "empty" else "were given zero vectors"
+        super().__init__(f"{missing:,} of {total:,} texts were missing and {done}")
+        self.missing, self.total, self.policy = missing, total, policy
+
+    def __reduce__(self):
+        return type(self), (self.missing, self.total, self.policy)
+
+
+class BadTextError(TypeError):
+    """An item of X is not a text: the message names it (``X[3] is float (nan); ...``).
+
+    Attributes
+    ----------
+    name : str
+        The input's name in the message, ``"X"``.
+    index : int
+        The item's index in it.
+    value : object
+        The item itself.
+    """
+
+    def __init__(self, name: str, index: int, value: object, where: str | None = None):
+        super().__init__(_describe(where or f"{name}[{index}]", value))
+        self.name, self.index, self.value, self.where = name, index, value, where
+
+    def __reduce__(self):  # pickled from a Dask worker to the client
+        return type(self), (self.name, self.index, self.value, self.where)
 
 
 def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
@@ -49,6 +86,23 @@ def check_texts_with_missing(
     return _checked(X, name, offset, allow_missing=True)
 
 
+def texts_under_policy(
+    X: object, missing: str, *, offset: int = 0, stacklevel: int = 2
+) -> tuple[list[str], np.ndarray]:
+    """Return X's texts under a ``missing`` policy, and the rows to zero afterwards.
+
+    ``"error"`` raises for a missing text (:func:`check_texts`). Missing texts are ``""``
+    for ``"empty"`` and ``"zeros"`` alike, counted in one :class:`MissingTextWarning`:
+    ``"zeros"`` embeds ``""`` once (texts are deduplicated) and its rows are zeroed
+    afterwards, so all policies share one embedding path.
+    """
+    if missing == "error":
+        return check_texts(X, offset=offset), np.empty(0, dtype=np.int64)
+    texts, absent = check_texts_with_missing(X, offset=offset)
+    warn_missing(len(absent), len(texts), missing, stacklevel=stacklevel + 1)
+    return texts, absent if missing == "zeros" else absent[:0]
+
+
 def column_name(X: object) -> str | None:
     """Return the name of X's one column: a named pandas/polars Series or one-column DataFrame.
 
@@ -69,20 +123,14 @@ def column_name(X: object) -> str | None:
 
 def warn_missing(n_missing: int, n_texts: int, policy: str, stacklevel: int = 2) -> None:
     """Warn once with the count of missing texts that the policy filled; nothing if none."""
-    if not n_missing:
-        return
-    done = "were embedded as empty strings" if policy == "empty" else "were given zero vectors"
-    warnings.warn(
-        f"{n_missing:,} of {n_texts:,} texts were missing and {done}",
-        MissingTextWarning,
-        stacklevel=stacklevel + 1,
-    )
+    if n_missing:
+        warnings.warn(MissingTextWarning(n_missing, n_texts, policy), stacklevel=stacklevel + 1)
 
 
 def _checked(
     X: object, name: str, offset: int, allow_missing: bool
 ) -> tuple[list[str], np.ndarray]:
-    texts = _as_list(X, name)
+    texts = as_list(X, name)
     if not texts:
         raise ValueError(
             f"{name} is empty (0 texts); {_WHO}: pass at least one text, e.g. ['some text']"
@@ -101,7 +149,7 @@ def _checked(
             checked.append("")
         else:
             _check_unicode(checked, name, offset)  # the first bad item is the one named
-            raise _bad_item(name, i + offset, t)
+            raise BadTextError(name, i + offset, t)
     _check_unicode(checked, name, offset)
     return checked, np.asarray(absent, dtype=np.int64)
 
@@ -124,7 +172,8 @@ def _check_unicode(texts: list[str], name: str, offset: int) -> None:
             ) from None
 
 
-def _as_list(X: object, name: str) -> list:
+def as_list(X: object, name: str = "X") -> list:
+    """Return the items of X as a list (one column of a table), raising for X's shape only."""
     if isinstance(X, (str, bytes)):
         raise TypeError(
             f"{name} is a single {type(X).__name__} ({_short(X)}); {_WHO} in a list-like: "
@@ -174,28 +223,26 @@ def _as_list(X: object, name: str) -> list:
     )
 
 
-def _bad_item(name: str, i: int, t: object) -> Exception:
-    where = f"{name}[{i}]"
+def _describe(where: str, t: object) -> str:
+    """Return what is wrong with the item t that where names, and what to do."""
     if _is_missing(t):
-        return TypeError(
-            f"{where} is {type(t).__name__} ({t!r}); {_WHO}: fill or drop missing texts first"
-        )
+        return f"{where} is {type(t).__name__} ({t!r}); {_WHO}: fill or drop missing texts first"
     if isinstance(t, (bytes, bytearray)):
-        return TypeError(
+        return (
             f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: decode it first, "
             "e.g. value.decode('utf-8')"
         )
     if isinstance(t, (list, tuple, np.ndarray, set, dict)):
-        return TypeError(
+        return (
             f"{where} is a {type(t).__name__}, not one text; {_WHO}, one per item: "
             "flatten nested lists or join their parts into one string first"
         )
     if isinstance(t, (int, float, complex, np.number, np.bool_)):
-        return TypeError(
+        return (
             f"{where} is {type(t).__name__} ({t!r}); {_WHO}: convert numbers with str() "
             "or drop them first"
         )
-    return TypeError(f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: convert it first")
+    return f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: convert it first"
 
 
 def _is_missing(t: object) -> bool:
@@ -222,6 +269,16 @@ class TextFeaturesMixin:
     For estimators with ``_n_features_out`` and, when fitted on a named column,
     ``feature_names_in_`` (:class:`~skembed.SentenceEmbedder`, ``StaticEmbedder``).
     """
+
+    def _record_column(self, X) -> None:
+        """Set ``feature_names_in_`` from X's column name, or forget an earlier fit's."""
+        name = column_name(X)
+        if name is None:
+            self.__dict__.pop("feature_names_in_", None)
+            self.__dict__.pop("n_features_in_", None)
+        else:
+            self.feature_names_in_ = np.asarray([name], dtype=object)
+            self.n_features_in_ = 1
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Return the names of the output features, one per dimension.

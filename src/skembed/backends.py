@@ -10,17 +10,13 @@ statistics (:func:`skembed.pooling.layer_statistics`, what the encoder cache kee
 rest of skembed pools them the same way whatever ran them.
 
 ONNX Runtime (``pip install 'skembed[onnx]'``) runs ``backend="onnx"``, ``precision="int8"``
-and ``backend="auto"`` on the CPU when it is installed: ``torch.onnx.export`` of the loaded
-encoder with eager attention (opset 17, dynamic batch and sequence axes), cached on disk
-under ``<skembed home>/onnx/`` keyed by the weights' sha256, written atomically and
-re-created when missing, beside the model's description (:func:`skembed.models.describe`).
-With both on disk, the statistics paths import neither torch nor transformers. Two graphs
-per model, each exported on first use: the full one (every layer's states and statistics)
-and a smaller one for ``"last_statistics"`` (see :func:`onnx_file`).
-``precision="int8"`` quantizes a graph's weights per column and its activations per token
-(:mod:`skembed.quantize`), so a text's vector does not depend on the other texts in a
-call. ONNX Runtime runs a stream of batches several at a time, one thread each (see
-:meth:`Forward.map`).
+and ``backend="auto"`` on the CPU when it is installed, from the model's graphs on disk
+(:mod:`skembed.graphs`): with them and the model's description cached, the statistics
+paths import neither torch nor transformers. ``precision="int8"`` runs a graph whose
+weights are quantized per column and activations per token (:mod:`skembed.quantize`), so
+a text's vector does not depend on the other texts in a call. ONNX Runtime runs a stream
+of batches several at a time, one thread each (see :meth:`Forward.map`); its sessions are
+opened once per process.
 """
 
 from __future__ import annotations
@@ -30,10 +26,10 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .models import cache_home, save_description, write_atomically
+from .cache import Memo
+from .graphs import onnx_file, onnx_file_path
 from .pooling import layer_statistics
 
 if TYPE_CHECKING:
@@ -42,14 +38,6 @@ if TYPE_CHECKING:
     from .models import LoadedModel
 
 BACKENDS = ("auto", "torch", "onnx")
-PRECISIONS = ("fp32", "int8")
-OPSET = 17
-# part of the cached file's name: a change to what _export writes must change it, or graphs
-# exported by an older skembed would be reused. v2: eager attention; v3: statistics output;
-# v4: statistics with one matrix product for both means
-GRAPH_VERSION = "v4"
-GRAPHS = {"full": "", "last": "-last"}
-"""The two graphs of a model and what their file names add (see :func:`onnx_file`)."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +86,7 @@ class Forward:
                 yield idx, future.result()
 
 
-class ExportError(RuntimeError):
-    """Raised when an encoder cannot be exported to ONNX; says to use backend='torch'."""
-
-
-_sessions: dict[tuple, Forward] = {}
-_sessions_lock = threading.Lock()
+_SESSIONS = Memo("onnx runtime sessions")  # (model, precision, threads) -> Forward
 
 
 def onnxruntime_available() -> bool:
@@ -149,7 +132,7 @@ def threads(backend: str, n_threads: int | None):
     the same rule without importing torch: OMP_NUM_THREADS, else the physical cores.
     """
     if backend == "onnx":
-        yield n_threads or _default_threads()
+        yield n_threads or default_threads()
         return
     import torch
 
@@ -164,7 +147,8 @@ def threads(backend: str, n_threads: int | None):
         torch.set_num_threads(before)
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
+    """Return ONNX Runtime's thread count: OMP_NUM_THREADS when set, else the physical cores."""
     import os
 
     from joblib import cpu_count
@@ -180,10 +164,7 @@ def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: in
     if backend == "torch":
         return _torch_forward(loaded)
     key = (loaded.fingerprint, str(loaded.path), precision, n_threads)
-    with _sessions_lock:
-        if key not in _sessions:
-            _sessions[key] = _onnx_forward(loaded, precision, n_threads)
-        return _sessions[key]
+    return _SESSIONS.get_or_make(key, lambda: _onnx_forward(loaded, precision, n_threads))
 
 
 def _torch_forward(loaded: LoadedModel) -> Forward:
@@ -269,117 +250,3 @@ def _open_session(ort, loaded: LoadedModel, precision: str, graph: str, options)
     return ort.InferenceSession(
         str(onnx_file(loaded, precision, graph)), options, ["CPUExecutionProvider"]
     )
-
-
-def precision_key(precision: str) -> str:
-    """Return the name of a precision in cache keys: int8 names its quantization scheme.
-
-    Graphs and cached vectors of int8 quantized another way (per tensor, before skembed
-    0.2) differ from today's, so they must never be found under today's key.
-    """
-    if precision == "int8":
-        from .quantize import SCHEME
-
-        return f"int8-{SCHEME}"
-    return precision
-
-
-def onnx_file_path(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
-    """Return where a model's graph is cached, whether or not it is there yet."""
-    stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
-    return cache_home() / "onnx" / f"{stem}-{precision_key(precision)}.onnx"
-
-
-def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
-    """Return a cached ONNX graph of a model, exporting (and quantizing) it when missing.
-
-    ``graph="full"`` outputs every layer's states and statistics (what the encoder cache
-    keeps); ``graph="last"`` outputs only the last layer's statistics, shape (batch, 1,
-    statistics, dim): no per-layer outputs and a seventh of the pooling, for runs that
-    need nothing else.
-    """
-    fp32 = onnx_file_path(loaded, "fp32", graph)
-    fp32.parent.mkdir(parents=True, exist_ok=True)
-    if not fp32.is_file():
-        try:
-            write_atomically(fp32, lambda tmp: _export(loaded, tmp, graph))
-        except Exception as exc:  # noqa: BLE001 - any failure of the exporter is the same news
-            kind = getattr(loaded.encoder.config, "model_type", "this")
-            raise ExportError(
-                f"the {kind} encoder in {loaded.path} could not be exported to ONNX "
-                f"({type(exc).__name__}: {exc}); run it with backend='torch'"
-            ) from exc
-    save_description(loaded)  # the next process loads the model without PyTorch
-    if precision == "fp32":
-        return fp32
-    int8 = onnx_file_path(loaded, "int8", graph)
-    if not int8.is_file():
-        write_atomically(int8, lambda tmp: _quantize(fp32, tmp))
-    return int8
-
-
-def _export(loaded: LoadedModel, target: Path, graph: str) -> None:
-    import torch
-
-    class Outputs(torch.nn.Module):
-        def __init__(self, encoder):
-            super().__init__()
-            self.encoder = encoder
-
-        def forward(self, input_ids, attention_mask):
-            if graph == "last":
-                out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-                return layer_statistics((out.last_hidden_state,), attention_mask)
-            out = self.encoder(
-                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
-            )
-            # the statistics in the graph: ONNX Runtime pools while the states are in its
-            # memory, instead of PyTorch pooling 35 small tensors per batch afterwards
-            return (*out.hidden_states, layer_statistics(out.hidden_states, attention_mask))
-
-    # a padded batch, so that the traced graph keeps the attention-mask path
-    ids = torch.tensor([[1, 2, 3, 4], [1, 2, 0, 0]]) % loaded.encoder.config.vocab_size
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    names = ["statistics"]
-    if graph == "full":
-        names = [f"hidden_{i}" for i in range(loaded.n_layers)] + names
-    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
-    axes.update({n: {0: "batch", 1: "tokens"} for n in names[:-1]})
-    axes["statistics"] = {0: "batch"}
-    # eager attention exports as MatMul, Softmax, MatMul; PyTorch's fused attention exports
-    # with extra masking passes (IsNaN, Where) over the scores, which made ONNX Runtime 21%
-    # slower on 256-token texts and 5% on short ones (measured on 2 threads)
-    with (
-        warnings.catch_warnings(),
-        torch.inference_mode(False),
-        torch.no_grad(),
-        _attention(loaded.encoder, "eager"),
-    ):
-        warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
-        torch.onnx.export(
-            Outputs(loaded.encoder).eval(),
-            (ids, mask),
-            str(target),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["input_ids", "attention_mask"],
-            output_names=names,
-            dynamic_axes=axes,
-        )
-
-
-@contextmanager
-def _attention(encoder, implementation: str):
-    """Switch the attention implementation of a Hugging Face model for a while."""
-    before = encoder.config._attn_implementation
-    encoder.set_attn_implementation(implementation)
-    try:
-        yield
-    finally:
-        encoder.set_attn_implementation(before)
-
-
-def _quantize(fp32: Path, target: Path) -> None:
-    from .quantize import quantize_rowwise
-
-    quantize_rowwise(fp32, target)

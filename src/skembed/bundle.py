@@ -20,8 +20,15 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .identity import Identity, ModelMismatchError, file_hash, identity_files, relative
-from .models import cache_home
+from ._files import atomic_folder, cache_home
+from .identity import (
+    WEIGHT_FILES,
+    Identity,
+    ModelMismatchError,
+    file_hash,
+    identity_files,
+    relative,
+)
 
 # one optional folder, then a file name; letters, digits, '.', '_', '-' only
 _SAFE_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+")
@@ -85,19 +92,11 @@ def unpack(files: dict[str, bytes], expected: Identity) -> Path:
             stacklevel=3,
         )
         _remove(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".unpack-", dir=target.parent))
-    try:
+    # another process may unpack the same checked files at the same time: the first stays
+    with atomic_folder(target) as staging:
         for name, content in files.items():
             (staging / name).parent.mkdir(exist_ok=True)
             (staging / name).write_bytes(content)
-        try:
-            os.rename(staging, target)  # atomic; another process may have won the race
-        except OSError:
-            if not _intact(target, expected):
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -142,8 +141,6 @@ def legacy_identity(files: dict[str, bytes], weights_sha256: str) -> Identity:
 
 def _legacy_weight_names(files: dict[str, bytes]) -> list[str]:
     import json
-
-    from .identity import WEIGHT_FILES
 
     for name in WEIGHT_FILES:
         if name + ".index.json" in files:

@@ -1,4 +1,5 @@
-"""Caches of encoder output, so a grid search runs the encoder once per unique text.
+"""Caches of encoder output, so a grid search runs the encoder once per unique text, and the
+registry of every process-wide memo, so that :func:`clear_cache` empties them all.
 
 What is kept per text is not its token states (tokens x layers x dim, up to megabytes for
 long texts) but, for every layer, the few statistics every pooling mode is read from (see
@@ -14,23 +15,97 @@ Two layers:
   written atomically, readable by several processes at once, so parallel searches
   (``n_jobs=2``) also encode each text once. Encoding into a disk cache holds a lock file,
   so two processes never encode the same text at the same time.
+
+Other modules keep memos of their own in the process: loaded models, ONNX Runtime
+sessions, file hashes, token ids, fine-tuning updates, static tables. Each is a
+:class:`Memo` (or the process cache itself), registered when it is made; :func:`clear_cache`
+empties every one, and :func:`memo_sizes` says how much each holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from . import _files
+
 DEFAULT_LIMIT_BYTES = 1 << 30
+
+_REGISTRY: dict[str, Any] = {}  # name -> a memo with clear() and __len__()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def register(name: str, memo: Any) -> None:
+    """Register a process-wide memo (anything with ``clear()`` and ``len()``) by name."""
+    with _REGISTRY_LOCK:
+        if name in _REGISTRY and _REGISTRY[name] is not memo:
+            raise ValueError(f"a memo named {name!r} is registered already")
+        _REGISTRY[name] = memo
+
+
+def memo_sizes() -> dict[str, int]:
+    """Return how many entries each registered memo holds, by name."""
+    with _REGISTRY_LOCK:
+        memos = dict(_REGISTRY)
+    return {name: len(memo) for name, memo in sorted(memos.items())}
+
+
+class Memo:
+    """A process-wide map of key -> value, least recently used first out beyond ``limit``.
+
+    Registered under ``name`` when made, so that :func:`clear_cache` empties it. The lock
+    is reentrant and held by :meth:`get_or_make` while the value is made, so that two
+    threads asking for one key make it once.
+    """
+
+    def __init__(self, name: str, limit: int | None = None):
+        self.name, self.limit = name, limit
+        self._items: OrderedDict = OrderedDict()
+        self.lock = threading.RLock()
+        register(name, self)
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self._items)
+
+    def get(self, key: Hashable, default: Any = None) -> Any:
+        """Return the value of key (now the most recently used), or default."""
+        with self.lock:
+            if key not in self._items:
+                return default
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store value under key, dropping the least recently used beyond the limit."""
+        with self.lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while self.limit is not None and len(self._items) > self.limit:
+                self._items.popitem(last=False)
+
+    def get_or_make(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        """Return the value of key, made by ``make()`` and stored when it is not there."""
+        with self.lock:
+            if key in self._items:
+                return self.get(key)
+            value = make()
+            self.put(key, value)
+            return value
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self.lock:
+            self._items.clear()
 
 
 class ProcessCache:
@@ -43,6 +118,10 @@ class ProcessCache:
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
     def get(self, model_key: str, text: str) -> np.ndarray | None:
         """Return the entry for a text, or None."""
@@ -98,17 +177,21 @@ class ProcessCache:
 
 
 PROCESS_CACHE = ProcessCache(int(os.environ.get("SKEMBED_CACHE_BYTES", DEFAULT_LIMIT_BYTES)))
+register("encoder output", PROCESS_CACHE)
 
 
 def clear_cache() -> None:
-    """Empty the process cache of encoder output (on-disk caches are left as they are).
+    """Empty every process-wide memo of skembed; on-disk caches are left as they are.
 
-    The memo of token ids of texts seen before is emptied too.
+    The process cache of encoder output, and what else the process keeps to be fast the
+    next time: token ids of texts seen before, loaded models, ONNX Runtime sessions, file
+    hashes, fine-tuning updates and static tables. Estimators keep working: the next call
+    loads what it needs again and gives the same vectors.
     """
-    from .encoding import clear_token_memo
-
-    PROCESS_CACHE.clear()
-    clear_token_memo()
+    with _REGISTRY_LOCK:
+        memos = list(_REGISTRY.values())
+    for memo in memos:
+        memo.clear()
 
 
 def set_cache_limit(limit_bytes: int) -> None:
@@ -143,13 +226,14 @@ class DiskCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.entry_width = entry_width
 
-    def _path(self, text: str) -> Path:
+    def path_of(self, text: str) -> Path:
+        """Return the file that holds (or will hold) the entry of a text."""
         digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
         return self.folder / digest[:2] / f"{digest}.npy"
 
     def get(self, text: str) -> np.ndarray | None:
         """Return the stored entry for a text, or None (also for a damaged file, dropped)."""
-        path = self._path(text)
+        path = self.path_of(text)
         try:
             entry = np.load(path, allow_pickle=False)
         except FileNotFoundError:
@@ -186,17 +270,11 @@ class DiskCache:
         return None
 
     def put(self, text: str, entry: np.ndarray) -> None:
-        """Store an entry: write a temporary file, then rename it into place."""
-        path = self._path(text)
+        """Store an entry, written whole or not at all."""
+        path = self.path_of(text)
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, entry, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with _files.atomic_file(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, entry, allow_pickle=False)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

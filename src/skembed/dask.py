@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 from sklearn.utils.validation import check_is_fitted
 
-from ._input import _as_list, _bad_item
+from ._input import BadTextError
 from .embedder import SentenceEmbedder
 
 __all__ = ["decision_function", "predict", "predict_proba", "transform"]
@@ -314,37 +314,17 @@ def _run_partition(part, estimator, *, method, starts, out_meta, columns, partit
 
 
 def _call(estimator, method, part, number, starts, out_meta) -> np.ndarray:
-    """Return estimator.method(part), naming a bad text by its row in the whole collection."""
-    if len(part) == 0:  # filtering leaves empty partitions; an estimator refuses no texts
-        return out_meta
-    try:
-        return np.asarray(getattr(estimator, method)(part))
-    except (TypeError, ValueError) as exc:
-        renamed = _global_error(exc, part, number, starts)
-        if renamed is None:
-            raise
-        raise renamed from None
-
-
-def _global_error(exc, part, number, starts) -> Exception | None:
-    """Return exc naming the bad text's row in all of X, or None if exc is not about a text.
+    """Return estimator.method(part), naming a bad text by its row in the whole collection.
 
     The estimator names the row within the partition (``X[3]``); with the partition's
     first row added, the message is what ``estimator.method(X.compute())`` says.
     """
+    if len(part) == 0:  # filtering leaves empty partitions; an estimator refuses no texts
+        return out_meta
     try:
-        texts = _as_list(part, "X")
-    except (TypeError, ValueError):
-        return None
-    for i, text in enumerate(texts):
-        if isinstance(text, str):
-            continue
-        local = str(_bad_item("X", i, text))
-        if str(exc) != local:
-            return None
+        return np.asarray(getattr(estimator, method)(part))
+    except BadTextError as exc:
         if starts is not None and number is not None:
-            where = f"X[{starts[number] + i}]"
-        else:
-            where = f"X (partition {number}, row {i})"
-        return type(exc)(where + local[len(f"X[{i}]") :])
-    return None
+            raise BadTextError(exc.name, starts[number] + exc.index, exc.value) from None
+        where = f"{exc.name} (partition {number}, row {exc.index})"
+        raise BadTextError(exc.name, exc.index, exc.value, where=where) from None

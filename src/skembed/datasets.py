@@ -157,7 +157,7 @@ def read_labelled_csv(
         Name of the column holding the labels. None takes the one other column, which the
         file must then have exactly.
     """
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         if text_column not in header:
@@ -243,7 +243,7 @@ def read_beir(path: str | os.PathLike, split: str = "test") -> RetrievalSet:
 # -- file plumbing -----------------------------------------------------------------------
 
 
-def _open_text(path: str | os.PathLike) -> io.TextIOBase:
+def open_text(path: str | os.PathLike) -> io.TextIOBase:
     """Open a text file, gzipped or not; utf-8-sig drops a byte-order mark if there is one."""
     path = Path(path)
     if not path.is_file():
@@ -255,7 +255,7 @@ def _open_text(path: str | os.PathLike) -> io.TextIOBase:
 
 def _tsv_rows(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     """Yield (line number, fields) of a TAB-separated file, quoting off, blank lines skipped."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         n = 0
         for line_no, line in enumerate(fh, start=1):
             line = line.rstrip("\r\n")
@@ -267,7 +267,7 @@ def _tsv_rows(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for line_no, line in enumerate(fh, start=1):
             if line.strip():
                 try:

@@ -4,42 +4,28 @@ from __future__ import annotations
 
 import itertools
 import os
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
-from . import backends, bundle, cache, encoding, identity, models
+from . import backends, encoding, locate, models, resolve, tokens, tuning
+from ._checks import check_one_of
 from ._input import (
     MISSING_POLICIES,
-    MissingTextWarning,  # noqa: F401 - public here, beside TruncationWarning
+    MissingTextWarning,
     TextFeaturesMixin,
     check_texts,
     check_texts_with_missing,
-    column_name,
-    warn_missing,
+    texts_under_policy,
 )
-from .pooling import LINEAR_MODES, POOLING_FUNCTIONS, STATIC_MODES
+from .devices import resolve_device
+from .head import Head
+from .tokens import Tokenization, TruncationWarning
 
-
-class TruncationWarning(UserWarning):
-    """Warned once per call when some texts were longer than max_length and were cut."""
-
-
-@dataclass(frozen=True)
-class Tokenization:
-    """The tokens of one text as the encoder sees them."""
-
-    text: str
-    tokens: list[str]
-    ids: list[int]
-    truncated: bool
+__all__ = ["MissingTextWarning", "SentenceEmbedder", "Tokenization", "TruncationWarning"]
 
 
 class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
@@ -288,47 +274,24 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         """
         return self._fit(X, y)
 
-    def _fit_pairs(self, first: list[str], second: list[str], y) -> SentenceEmbedder:
-        """Fit on the texts of pairs; with ``fine_tune``, fine-tune on the pairs' labels.
-
-        What :class:`~skembed.PairFeatures` calls: ``y`` holds a number per pair, higher for
-        more similar pairs (1 for paraphrases, 0 for not), and the loss is CoSENT
-        (:func:`skembed.finetune.fine_tune_pairs`).
-        """
-        return self._fit(first + second, y, pairs=(first, second))
-
     def _fit(self, X, y, pairs=None) -> SentenceEmbedder:
-        _check_params(self)
-        _forget_fit(self)  # interrupted (Ctrl-C during fine-tuning): unfitted, never half-tuned
-        if self.missing == "error":
-            texts = check_texts(X)
-        else:
-            texts, _ = check_texts_with_missing(X)
-        source = models.resolve(self.model)
-        loaded = models.load(source, models.resolve_device(self.device))
-        layers = _layer_indices(self.layer, loaded.n_layers)  # fail now, not at transform
-        if self.max_length is not None and self.max_length > loaded.capacity:
-            raise ValueError(
-                f"max_length={self.max_length} is more than the model in {source.path} can "
-                f"take ({loaded.capacity} tokens); use max_length<={loaded.capacity} or None"
-            )
-        pipeline = loaded.pipeline
-        dim = pipeline.output_dim or loaded.dim
-        if self.truncate_dim is not None and self.truncate_dim > dim:
-            raise ValueError(
-                f"truncate_dim={self.truncate_dim} is more than the {dim} dimensions of the "
-                f"model in {source.path}; use truncate_dim<={dim} or None"
-            )
-        pooling = (pipeline.pooling or "mean") if self.pooling == "auto" else self.pooling
-        prompt = _resolve_prompt(self.prompt, self.prompt_name, pipeline, source.path)
-        max_length = int(self.max_length or loaded.limit)
-        base = loaded
-        update, seconds = None, 0.0
+        params = self.get_params(deep=False)
+        resolve.check_params(params)
+        tuning.check_params(params)
+        check_one_of("missing", self.missing, MISSING_POLICIES)
+        # forget an earlier fit: one interrupted (Ctrl-C while fine-tuning) leaves it unfitted
+        fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
+        for name in [*fitted, "_loaded", "_model_files"]:
+            self.__dict__.pop(name, None)
+        texts = check_texts(X) if self.missing == "error" else check_texts_with_missing(X)[0]
+        source = locate.resolve(self.model)
+        loaded = models.load(source, resolve_device(self.device))
+        resolved = resolve.resolve(loaded, source.path, params)
+        base, update, seconds = loaded, None, 0.0
         if self.fine_tune is not None and y is not None:
-            update, seconds = _fine_tuned(
-                self, loaded, texts, y, pooling, prompt, layers, max_length, pairs
-            )
+            update, seconds = tuning.fine_tuned(loaded, texts, y, params, resolved, pairs)
             loaded = models.tuned(base, update)
+        pipeline = loaded.pipeline
         self.model_path_ = str(source.path)
         self.model_origin_ = source.origin
         self.fingerprint_ = loaded.fingerprint
@@ -338,26 +301,16 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         self.fine_tune_loss_ = list(update.history) if update is not None else []
         self.fine_tune_steps_ = update.steps if update is not None else 0
         self.fine_tune_seconds_ = seconds
-        self.pooling_ = pooling
-        self.normalize_ = (
-            (pipeline.normalize or pipeline.pooling is None)
-            if self.normalize == "auto"
-            else bool(self.normalize)
-        )
+        self.pooling_ = resolved.pooling
+        self.normalize_ = resolved.normalize
         self.prompts_ = dict(pipeline.prompts)
-        self.prompt_ = prompt
+        self.prompt_ = resolved.prompt
         self.dense_layers_ = len(pipeline.dense)
-        self.embedding_dim_ = self.truncate_dim or dim
+        self.embedding_dim_ = resolved.embedding_dim
         self.n_layers_ = loaded.n_layers
-        self.max_length_ = max_length
+        self.max_length_ = resolved.max_length
         self.backend_ = backends.resolve(self.backend, self.precision, loaded.device)
-        name = column_name(X)
-        if name is None:  # a refit on unnamed texts forgets the column of an earlier fit
-            self.__dict__.pop("feature_names_in_", None)
-            self.__dict__.pop("n_features_in_", None)
-        else:
-            self.feature_names_in_ = np.asarray([name], dtype=object)
-            self.n_features_in_ = 1
+        self._record_column(X)
         self._loaded = loaded
         return self
 
@@ -377,7 +330,7 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         X_new : ndarray of shape (n_texts, ``embedding_dim_``), dtype float32
         """
         check_is_fitted(self)
-        texts, zeroed = self._texts(X)
+        texts, zeroed = texts_under_policy(X, self.missing, stacklevel=2)
         vectors = self._embed(texts, memory=self.cache, prompt=prompt)
         vectors[zeroed] = 0.0
         return vectors
@@ -418,91 +371,39 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
             check_texts(X)  # raises the usual "X is a single str" error
         iterator, offset = iter(X), 0
         while chunk := list(itertools.islice(iterator, chunk_size)):
-            texts, zeroed = self._texts(chunk, offset=offset)
+            texts, zeroed = texts_under_policy(chunk, self.missing, offset=offset, stacklevel=2)
             vectors = self._embed(texts, memory=False, prompt=prompt)
             vectors[zeroed] = 0.0
             yield vectors.astype(dtype, copy=False)
             offset += len(chunk)
 
-    def _texts(self, X, offset: int = 0) -> tuple[list[str], np.ndarray]:
-        """Return X's texts under the ``missing`` policy, and the rows to zero afterwards.
-
-        Missing texts are "" for "empty" and "zeros" alike: "zeros" embeds "" once (texts
-        are deduplicated) and zeroes those rows, so all policies share one embedding path.
-        """
-        if self.missing == "error":
-            return check_texts(X, offset=offset), np.empty(0, dtype=np.int64)
-        texts, absent = check_texts_with_missing(X, offset=offset)
-        warn_missing(len(absent), len(texts), self.missing, stacklevel=3)
-        return texts, absent if self.missing == "zeros" else absent[:0]
-
     def _embed(self, texts: list[str], memory: bool, prompt: str | None = None) -> np.ndarray:
         loaded = self._model()
-        prompt = self.prompt_ if prompt is None else prompt
-        unique, inverse = _unique(_model_texts(texts, prompt, loaded))
-        token_ids = encoding.tokenize(loaded, unique, self.max_length_)
-        self._warn_truncated(token_ids.truncated[inverse])
-        layers = _layer_indices(self.layer, loaded.n_layers)
-        # a prompt left out of pooling (include_prompt=False) needs a pooling mask of its own
-        skip = encoding.prompt_tokens(loaded, prompt) if not loaded.pipeline.include_prompt else 0
-        backend = backends.resolve(self.backend, self.precision, loaded.device)
-        with backends.threads(backend, self.n_threads) as n_threads:
-            forward = backends.forward_for(loaded, backend, self.precision, n_threads)
-            vectors = self._encode(
-                loaded, forward, unique, token_ids, layers, backend, memory, skip
-            )
-        head = encoding.Head(
-            loaded.pipeline.dense[: self.dense_layers_], self.truncate_dim, self.normalize_
+        vectors, truncated = encoding.embed(
+            loaded,
+            texts,
+            self._plan(loaded),
+            prompt=self.prompt_ if prompt is None else prompt,
+            memory=memory,
+            cache_dir=self.cache_dir,
         )
-        return encoding.finish(vectors, token_ids, head)[inverse]
+        tokens.warn_truncated(truncated, self.max_length_, stacklevel=3)
+        return vectors
 
-    def _encode(
-        self, loaded, forward, texts, token_ids, layers, backend, memory, skip
-    ) -> np.ndarray:
-        options = {
-            "pooling": self.pooling_,
-            "batching": encoding.Batching(self.batch_size, self.batch_tokens),
-            "show_progress": self.show_progress,
-        }
-        from_statistics = (
-            self.pooling_ not in STATIC_MODES
-            and (len(layers) == 1 or self.pooling_ in LINEAR_MODES)
-            and not skip
-        )
-        if self.pooling_ in STATIC_MODES:  # no encoder: rows of the embedding matrix, NumPy
-            return encoding.encode_static(loaded, token_ids, skip)
-        cached = memory or self.cache_dir is not None
-        # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
-        # faster than PyTorch pooling its states afterwards; with no cache to fill, the
-        # last layer alone comes from a graph that computes nothing else
-        last_only = layers == (loaded.n_layers - 1,)
-        if from_statistics and backend == "onnx" and not cached and last_only:
-            return encoding.encode_last_layer(loaded, forward, token_ids, **options)
-        if from_statistics and (cached or backend == "onnx"):
-            # int8 names its scheme: vectors a per-tensor int8 graph left in a cache_dir
-            # are not today's int8 vectors
-            precision = backends.precision_key(self.precision)
-            key = cache.model_key(
-                self.fingerprint_, self.max_length_, f"{loaded.device}-{backend}-{precision}"
-            )
-            return encoding.encode_cached(
-                loaded,
-                forward,
-                texts,
-                token_ids,
-                layers=layers,
-                memory=cache.PROCESS_CACHE if memory else None,
-                disk=(
-                    cache.DiskCache(self.cache_dir, key, entry_width=encoding.entry_width(loaded))
-                    if self.cache_dir is not None
-                    else None
-                ),
-                key=key,
-                **options,
-            )
-        # max over several layers and prompts left out of pooling need token states
-        return encoding.encode(
-            loaded, forward, token_ids, layers=layers, skip_tokens=skip, **options
+    def _plan(self, loaded: models.LoadedModel) -> encoding.Plan:
+        """Return how texts become vectors, from the parameters and what fit resolved."""
+        return encoding.Plan(
+            pooling=self.pooling_,
+            layers=encoding.layer_indices(self.layer, loaded.n_layers),
+            head=Head(
+                loaded.pipeline.dense[: self.dense_layers_], self.truncate_dim, self.normalize_
+            ),
+            max_length=self.max_length_,
+            backend=backends.resolve(self.backend, self.precision, loaded.device),
+            precision=self.precision,
+            n_threads=self.n_threads,
+            batching=encoding.Batching(self.batch_size, self.batch_tokens),
+            show_progress=self.show_progress,
         )
 
     # -- introspection -------------------------------------------------------------------
@@ -518,16 +419,7 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         ['[CLS]', 'i', 'love', 'apples', '[SEP]']
         """
         check_is_fitted(self)
-        texts = check_texts(X)
-        loaded = self._model()
-        token_ids = encoding.tokenize(
-            loaded, _model_texts(texts, self.prompt_, loaded), self.max_length_
-        )
-        token = loaded.tokenizer.id_to_token
-        return [
-            Tokenization(text, [token(i) for i in ids.tolist()], ids.tolist(), bool(cut))
-            for text, ids, cut in zip(texts, token_ids.ids, token_ids.truncated, strict=True)
-        ]
+        return tokens.tokenizations(self._model(), check_texts(X), self.prompt_, self.max_length_)
 
     def token_embeddings(self, X) -> list[np.ndarray]:
         """Return, per text, the token vectors (n_tokens, dim) that pooling would see.
@@ -536,21 +428,8 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         the input embedding rows for ``pooling="static_mean"``; not normalized.
         """
         check_is_fitted(self)
-        texts = check_texts(X)
         loaded = self._model()
-        token_ids = encoding.tokenize(
-            loaded, _model_texts(texts, self.prompt_, loaded), self.max_length_
-        )
-        backend = backends.resolve(self.backend, self.precision, loaded.device)
-        with backends.threads(backend, self.n_threads) as n_threads:
-            forward = backends.forward_for(loaded, backend, self.precision, n_threads)
-            return encoding.token_vectors(
-                loaded,
-                forward,
-                token_ids,
-                layers=_layer_indices(self.layer, loaded.n_layers),
-                static=self.pooling_ in STATIC_MODES,
-            )
+        return encoding.token_embeddings(loaded, check_texts(X), self._plan(loaded), self.prompt_)
 
     # -- scikit-learn plumbing -----------------------------------------------------------
 
@@ -565,333 +444,58 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         state = dict(super().__getstate__())
         state.pop("_loaded", None)
         if self.pickle_weights and "fingerprint_" in state and "_model_files" not in state:
-            path = self._model().path
-            identity.check(
-                path,
-                str(self.model),
-                getattr(self, "base_fingerprint_", None) or self.fingerprint_,
-                self.model_files_,
-                fix="Fit the estimator again before pickling it",
-            )
-            state["_model_files"] = bundle.pack(path)
+            base = getattr(self, "base_fingerprint_", None) or self.fingerprint_
+            path, spec = self._model().path, str(self.model)
+            state["_model_files"] = models.pack(path, spec, base, self.model_files_)
         return state
 
     def __setstate__(self, state):
         # pickles of skembed 0.1.0 predate these parameters and fitted attributes: they keep
         # the vectors they were fitted to give (their pooling, no prompt, no Dense layers)
-        for name in ("prompt", "prompt_name", "truncate_dim", "fine_tune"):
-            state.setdefault(name, None)
-        for name, value in (
-            ("fine_tune_adapter", "lora"),
-            ("fine_tune_epochs", None),
-            ("fine_tune_learning_rate", None),
-            ("fine_tune_batch_size", 32),
-            ("random_state", 0),
-        ):
+        for name, value in _ADDED_AFTER_0_1_0.items():
             state.setdefault(name, value)
-        state.setdefault("missing", "error")
         if "fingerprint_" in state and "pooling_" not in state:
-            state.update(
-                pooling_=state["pooling"],
-                normalize_=bool(state["normalize"]),
-                prompt_="",
-                prompts_={},
-                dense_layers_=0,
-            )
+            state.update(pooling_=state["pooling"], normalize_=bool(state["normalize"]))
+            state.update(prompt_="", prompts_={}, dense_layers_=0)
         self.__dict__.update(state)
 
     def _model(self) -> models.LoadedModel:
-        """Return the loaded model, loading it again (and checking it) after unpickling.
-
-        The folder found must be the one the estimator was fitted with, file by file
-        (:func:`skembed.identity.check`); pickles of skembed 0.1.0, which recorded the
-        weights' sha256 only, are checked on the weights and take the folder's identity.
-        """
+        """Return the loaded model, loading it again (and checking it) after unpickling."""
         loaded = getattr(self, "_loaded", None)
         if loaded is None:
             expected = getattr(self, "model_files_", None)  # None: pickled by skembed 0.1.0
-            base_print = getattr(self, "base_fingerprint_", None) or self.fingerprint_
-            files = getattr(self, "_model_files", None)
-            if files is not None:
-                packed = (
-                    identity.Identity(base_print, expected)
-                    if expected is not None
-                    else bundle.legacy_identity(files, base_print)
-                )
-                source = models.ModelSource(self.model, bundle.unpack(files, packed), "pickle")
-            else:
-                source = _resolve_for_unpickled(self.model, base_print)
-            found = identity.check(
-                source.path,
-                str(self.model),
-                base_print,
-                expected,
-                fix="Install the exact model it was fitted with (same package version or "
-                "folder), or fit the estimator again",
-            )
+            base = getattr(self, "base_fingerprint_", None) or self.fingerprint_
+            packed, update = getattr(self, "_model_files", None), getattr(self, "update_", None)
+            loaded, found = models.reopen(self.model, self.device, base, expected, packed, update)
             if expected is None:  # caches and later pickles key on the whole folder
                 self.fingerprint_, self.model_files_ = found.fingerprint, dict(found.files)
-                base_print = found.fingerprint
                 self.__dict__.pop("_model_files", None)
-            loaded = models.load(source, models.resolve_device(self.device))
-            if loaded.fingerprint != base_print:  # changed between the check and the load
-                raise models.ModelMismatchError(
-                    f"the model in {source.path} changed while it was being loaded; try again"
-                )
-            update = getattr(self, "update_", None)
-            if update is not None:  # base weights checked above; the update is in the pickle
-                loaded = models.tuned(loaded, update)
             self._loaded = loaded
         return loaded
 
-    def _warn_truncated(self, truncated: np.ndarray) -> None:
-        n = int(truncated.sum())
-        if n:
-            warnings.warn(
-                f"{n:,} of {len(truncated):,} texts were longer than {self.max_length_} tokens "
-                "and were truncated",
-                TruncationWarning,
-                stacklevel=4,
-            )
+
+_ADDED_AFTER_0_1_0 = {
+    **dict.fromkeys(("prompt", "prompt_name", "truncate_dim", "fine_tune")),
+    **{"fine_tune_adapter": "lora", "fine_tune_epochs": None, "fine_tune_learning_rate": None},
+    **{"fine_tune_batch_size": 32, "random_state": 0, "missing": "error"},
+}
 
 
-def _resolve_for_unpickled(spec, fingerprint: str) -> models.ModelSource:
-    try:
-        return models.resolve(spec)
-    except models.ModelNotFoundError as exc:
-        raise models.ModelNotFoundError(
-            f"this estimator was fitted with model {spec!r} (fingerprint {fingerprint}), "
-            f"which is not on this machine: {exc}. To carry the model inside the pickle, "
-            "pickle it with pickle_weights=True"
-        ) from None
+def loaded_model(embedder: SentenceEmbedder) -> models.LoadedModel:
+    """Return the model a fitted SentenceEmbedder runs (loaded again after unpickling).
 
-
-_TUNED: OrderedDict = OrderedDict()
-"""Updates of this process's fine-tuning runs, by everything that determines them: a search
-over other steps' parameters fine-tunes once per training set (a few MB at most)."""
-_TUNED_LIMIT = 8
-fine_tune_runs = 0
-"""How many times an encoder was fine-tuned in this process (tests count reuse)."""
-
-
-def _fine_tuned(est, loaded, texts, y, pooling, prompt, layers, max_length, pairs=None):
-    """Return (the update fine-tuning gives on (texts, y), seconds spent now: 0 if reused).
-
-    With ``pairs`` = (first, second), y labels the pairs (numbers: higher is more similar).
+    A documented internal, for the command line and tests: the tokenizer, sizes and
+    sentence-transformers pipeline of :class:`skembed.models.LoadedModel`.
     """
-    global fine_tune_runs
-    import hashlib
-    import pickle
-    import time
-
-    from . import finetune
-
-    if pooling in STATIC_MODES:
-        raise ValueError(
-            f"fine_tune={est.fine_tune!r} trains the encoder, which pooling={pooling!r} does not "
-            "use; choose a contextual pooling (e.g. 'mean') or fine_tune=None"
-        )
-    if layers != (loaded.n_layers - 1,):
-        raise ValueError(
-            f"fine_tune={est.fine_tune!r} trains the pooled last layer; use layer=-1 with it"
-        )
-    labels = np.asarray(y)
-    rows, what = (len(pairs[0]), "pair") if pairs is not None else (len(texts), "text")
-    if labels.ndim != 1 or len(labels) != rows:
-        raise ValueError(
-            f"y has shape {labels.shape} for {rows} {what}s; fine-tuning takes one label per {what}"
-        )
-    if pairs is not None and not np.issubdtype(labels.dtype, np.number):
-        raise ValueError(
-            f"y holds {labels.dtype} labels; fine-tuning on pairs needs numbers, higher for "
-            "more similar pairs (1 for a paraphrase, 0 for not)"
-        )
-    options = {
-        "method": est.fine_tune,
-        "adapter": est.fine_tune_adapter,
-        "batch_size": est.fine_tune_batch_size,
-        "max_length": max_length,
-        "random_state": (
-            int(np.random.randint(2**31)) if est.random_state is None else est.random_state
-        ),
-    }
-    if est.fine_tune_epochs is not None:
-        options["epochs"] = est.fine_tune_epochs
-    if est.fine_tune_learning_rate is not None:
-        options["learning_rate"] = est.fine_tune_learning_rate
-    elif pairs is not None:
-        options["learning_rate"] = finetune.PAIR_LEARNING_RATE
-    settings = finetune.Settings(**options)
-    data = hashlib.sha256(pickle.dumps((texts, labels.tolist(), pairs is None))).hexdigest()
-    key = (loaded.fingerprint, settings, pooling, prompt, est.truncate_dim, data)
-    if key in _TUNED:
-        _TUNED.move_to_end(key)
-        return _TUNED[key], 0.0
-
-    tokenize, skip, after = _training_view(loaded, prompt, max_length, est.truncate_dim)
-    start = time.perf_counter()
-    options = {
-        "pooling": pooling,
-        "base_fingerprint": loaded.fingerprint,
-        "show_progress": est.show_progress,
-        "skip_tokens": skip,
-        "after": after,
-    }
-    with backends.threads("torch", est.n_threads):
-        if pairs is not None:
-            update = finetune.fine_tune_pairs(
-                loaded.encoder, tokenize, *pairs, labels, settings, **options
-            )
-        else:
-            update = finetune.fine_tune(
-                loaded.encoder, tokenize, texts, labels, settings, **options
-            )
-    fine_tune_runs += 1
-    _TUNED[key] = update
-    while len(_TUNED) > _TUNED_LIMIT:
-        _TUNED.popitem(last=False)
-    return update, time.perf_counter() - start
+    check_is_fitted(embedder)
+    return embedder._model()
 
 
-def _training_view(loaded, prompt: str, max_length: int, truncate_dim: int | None):
-    """Return (tokenize, skip_tokens, after): fine-tuning's view of the texts as transform's.
+def fit_pairs(embedder: SentenceEmbedder, first: list[str], second: list[str], y):
+    """Fit on the texts of pairs; with ``fine_tune``, fine-tune on the pairs' labels.
 
-    The texts prompted and truncated as transform tokenizes them, the prompt left out of
-    pooling as the folder says, then the folder's Dense layers and ``truncate_dim``: the
-    loss is computed on the vectors that will be served.
+    What :class:`~skembed.PairFeatures` calls: ``y`` holds a number per pair, higher for
+    more similar pairs (1 for paraphrases, 0 for not), and the loss is CoSENT
+    (:func:`skembed.finetune.fine_tune_pairs`).
     """
-
-    def tokenize(batch: list[str]):
-        ids = encoding.tokenize(loaded, _model_texts(batch, prompt, loaded), max_length)
-        return encoding.pad(ids.ids, loaded.pad_id)
-
-    pipeline = loaded.pipeline
-    skip = encoding.prompt_tokens(loaded, prompt) if not pipeline.include_prompt else 0
-    return tokenize, skip, encoding.Head(pipeline.dense, truncate_dim, True)
-
-
-def _forget_fit(est) -> None:
-    """Remove what an earlier fit learned, so that an interrupted fit leaves none of it."""
-    for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("_")]:
-        delattr(est, name)
-    est.__dict__.pop("_loaded", None)
-    est.__dict__.pop("_model_files", None)
-
-
-def _resolve_prompt(prompt, prompt_name, pipeline, path) -> str:
-    """Return the prompt put before every text: prompt, the named one, or the default."""
-    if prompt is not None and prompt_name is not None:
-        raise ValueError(
-            f"prompt={prompt!r} and prompt_name={prompt_name!r} were both given; give one"
-        )
-    if prompt is not None:
-        return prompt
-    name = prompt_name if prompt_name is not None else pipeline.default_prompt_name
-    if name is None:
-        return ""
-    if name not in pipeline.prompts:
-        raise ValueError(
-            f"prompt_name={name!r} is not one of the prompts of the model in {path} "
-            f"({sorted(pipeline.prompts) or 'it has none'}, from "
-            "config_sentence_transformers.json); pass one of those, or the text itself as "
-            "prompt="
-        )
-    return pipeline.prompts[name]
-
-
-def _model_texts(texts: list[str], prompt: str, loaded: models.LoadedModel) -> list[str]:
-    """Return the texts as the tokenizer gets them: prompted, lower-cased when the folder says.
-
-    sentence-transformers puts the prompt before the text, then its Transformer module
-    lower-cases both when its config says ``do_lower_case``.
-    """
-    if prompt:
-        texts = [prompt + t for t in texts]
-    if loaded.pipeline.do_lower_case:
-        texts = [t.lower() for t in texts]
-    return texts
-
-
-def _check_params(est: SentenceEmbedder) -> None:
-    if not isinstance(est.model, (str, os.PathLike)):
-        raise TypeError(
-            f"model={est.model!r} must be 'default', a folder path or a hub id, "
-            f"not {type(est.model).__name__}"
-        )
-    if est.pooling != "auto" and est.pooling not in POOLING_FUNCTIONS:
-        raise ValueError(
-            f"pooling={est.pooling!r} is not 'auto' or one of {sorted(POOLING_FUNCTIONS)}"
-        )
-    layers = est.layer if isinstance(est.layer, (tuple, list)) else (est.layer,)
-    if not layers or not all(_is_int(i) for i in layers):
-        raise TypeError(f"layer={est.layer!r} must be an int or a non-empty tuple of ints")
-    if not (isinstance(est.normalize, (bool, np.bool_)) or est.normalize == "auto"):
-        raise TypeError(f"normalize={est.normalize!r} must be True, False or 'auto'")
-    for name in ("prompt", "prompt_name"):
-        if getattr(est, name) is not None and not isinstance(getattr(est, name), str):
-            raise TypeError(f"{name}={getattr(est, name)!r} must be None or a string")
-    if est.truncate_dim is not None and not (_is_int(est.truncate_dim) and est.truncate_dim >= 1):
-        raise ValueError(f"truncate_dim={est.truncate_dim!r} must be None or a positive int")
-    if est.max_length is not None and not (_is_int(est.max_length) and est.max_length >= 1):
-        raise ValueError(f"max_length={est.max_length!r} must be None or a positive int")
-    for name in ("batch_size", "batch_tokens"):
-        value = getattr(est, name)
-        if not (_is_int(value) and value >= 1):
-            raise ValueError(f"{name}={value!r} must be a positive int")
-    if est.backend not in backends.BACKENDS:
-        raise ValueError(f"backend={est.backend!r} is not one of {list(backends.BACKENDS)}")
-    if est.precision not in backends.PRECISIONS:
-        raise ValueError(f"precision={est.precision!r} is not one of {list(backends.PRECISIONS)}")
-    if est.n_threads is not None and not (_is_int(est.n_threads) and est.n_threads >= 1):
-        raise ValueError(f"n_threads={est.n_threads!r} must be None or a positive int")
-    if not isinstance(est.device, str):
-        raise TypeError(f"device={est.device!r} must be a string such as 'auto', 'cpu', 'cuda'")
-    if est.fine_tune is not None:
-        from .finetune import ADAPTERS, METHODS
-
-        if est.fine_tune not in METHODS:
-            raise ValueError(f"fine_tune={est.fine_tune!r} is not None or one of {list(METHODS)}")
-        if est.fine_tune_adapter not in ADAPTERS:
-            raise ValueError(
-                f"fine_tune_adapter={est.fine_tune_adapter!r} is not one of {list(ADAPTERS)}"
-            )
-    for name in ("fine_tune_epochs", "fine_tune_batch_size"):
-        value = getattr(est, name)
-        if not (value is None and name == "fine_tune_epochs") and not (
-            _is_int(value) and value >= 1
-        ):
-            raise ValueError(f"{name}={value!r} must be a positive int")
-    rate = est.fine_tune_learning_rate
-    if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < 1):
-        raise ValueError(f"fine_tune_learning_rate={rate!r} must be None or between 0 and 1")
-    if est.random_state is not None and not _is_int(est.random_state):
-        raise TypeError(f"random_state={est.random_state!r} must be None or an int")
-    if not (isinstance(est.missing, str) and est.missing in MISSING_POLICIES):
-        raise ValueError(f"missing={est.missing!r} is not one of {list(MISSING_POLICIES)}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _layer_indices(layer, n_layers: int) -> tuple[int, ...]:
-    """Return layer as a tuple of non-negative indices into the model's hidden states."""
-    layers = tuple(layer) if isinstance(layer, (tuple, list)) else (layer,)
-    out = []
-    for i in layers:
-        if not -n_layers <= i < n_layers:
-            raise ValueError(
-                f"layer={layer!r}: index {i} is out of range for a model with {n_layers} "
-                f"hidden-state layers (0 is the embedding output); use {-n_layers}..{n_layers - 1}"
-            )
-        out.append(int(i) % n_layers)
-    return tuple(out)
-
-
-def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
-    """Return the distinct texts in first-seen order and, per text, its index among them."""
-    index: dict[str, int] = {}
-    inverse = np.fromiter(
-        (index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts)
-    )
-    return list(index), inverse
+    return embedder._fit(first + second, y, pairs=(first, second))

@@ -1,14 +1,17 @@
-"""Text to vectors: tokenize once, sort by length, batch, run the encoder, pool.
+"""Text to vectors: tokenize once, sort by length, batch, run the encoder, pool, finish.
 
-The data flow is one way: texts -> token ids -> padded batches -> token states -> pooled
-vectors. Each step is a function of arrays/tensors; the estimator only wires them.
+The data flow is one way: texts -> token ids (:mod:`skembed.tokens`) -> padded batches ->
+token states or per-layer statistics (:mod:`skembed.backends`) -> pooled vectors
+(:mod:`skembed.pooling`, through the caches of :mod:`skembed.cache` when they help) ->
+final vectors (:class:`skembed.head.Head`). Each step is a function of arrays/tensors;
+:func:`embed` runs them all for a :class:`Plan`, which an estimator makes from its
+parameters.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -16,12 +19,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import backends, cache
+from .head import Head
 from .pooling import (
+    LINEAR_MODES,
     POOLING_FUNCTIONS,
     STATIC_MODES,
     STATISTICS,
     pool_statistics,
 )
+from .quantize import precision_key
+from .st_folder import exclude_prompt
+from .tokens import TokenIds, model_texts, prompt_tokens, tokenize
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -29,149 +38,6 @@ if TYPE_CHECKING:
     from .backends import Forward
     from .cache import DiskCache, ProcessCache
     from .models import LoadedModel
-
-
-@dataclass
-class TokenIds:
-    """Token ids of each text after truncation, and which texts were truncated."""
-
-    ids: list[np.ndarray]
-    truncated: np.ndarray  # bool, one per text
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Return the number of tokens of each text."""
-        return np.fromiter((len(i) for i in self.ids), dtype=np.int64, count=len(self.ids))
-
-
-# texts per call to the tokenizer: its per-text objects (offsets, token strings) take about
-# 5 kB each, so 10,000 texts at once held 50 MB for a moment; 1,024 at a time hold 5 MB
-TOKENIZE_SLICE = 1024
-
-
-# Token ids of texts seen before in this process, per (model, max_length): a grid search
-# transforms the same texts 40 times, and tokenizing them again was a tenth of its time.
-# Bounded: texts up to MEMO_TEXT_CHARS characters, MEMO_TEXTS of them per model (then the
-# model's memo starts over). The arrays are read-only, as they are shared between calls.
-_TOKEN_MEMO: dict[tuple[str, int], dict[str, tuple[np.ndarray, bool]]] = {}
-_TOKEN_MEMO_LOCK = threading.Lock()
-MEMO_TEXTS = 200_000
-MEMO_TEXT_CHARS = 2_000
-
-
-def tokenize(loaded: LoadedModel, texts: Sequence[str], max_length: int) -> TokenIds:
-    """Tokenize texts in batched calls, truncating each to max_length tokens.
-
-    A long text costs time in proportion to max_length, not to its length: only a prefix of
-    it is tokenized when that provably gives the same ids and truncation flag as the whole
-    text (see :func:`_tokenize_slice`). Texts tokenized before for the same model and
-    max_length come from a memo (the tokenizer is part of the model's fingerprint).
-    """
-    with _TOKEN_MEMO_LOCK:
-        memo = _TOKEN_MEMO.setdefault((loaded.fingerprint, max_length), {})
-    ids: list[np.ndarray | None] = [None] * len(texts)
-    truncated = np.zeros(len(texts), dtype=bool)
-    todo = []
-    for i, text in enumerate(texts):
-        known = memo.get(text)
-        if known is None:
-            todo.append(i)
-        else:
-            ids[i], truncated[i] = known
-    for start in range(0, len(todo), TOKENIZE_SLICE):
-        rows = todo[start : start + TOKENIZE_SLICE]
-        part_ids, part_truncated = _tokenize_slice(loaded, [texts[i] for i in rows], max_length)
-        if len(memo) + len(rows) > MEMO_TEXTS:
-            memo.clear()
-        for i, row_ids, cut in zip(rows, part_ids, part_truncated, strict=True):
-            row_ids.setflags(write=False)
-            ids[i], truncated[i] = row_ids, cut
-            if len(texts[i]) <= MEMO_TEXT_CHARS:
-                memo[texts[i]] = (row_ids, bool(cut))
-    return TokenIds(ids=ids, truncated=truncated)
-
-
-def clear_token_memo() -> None:
-    """Forget the token ids of texts seen before (:func:`skembed.clear_cache` calls it)."""
-    with _TOKEN_MEMO_LOCK:
-        _TOKEN_MEMO.clear()
-
-
-# A text longer than twice this many characters per kept token is tokenized from a prefix:
-# 8 is generous (English runs about 4-5 characters per WordPiece token), so the first
-# prefix is almost always long enough
-PREFIX_CHARS_PER_TOKEN = 8
-PREFIX_MIN_CHARS = 1024
-# where a prefix may end: before a run of whitespace that every pre-tokenizer splits at
-# (WordPiece's, byte-level BPE's regex, Metaspace); no other Unicode spaces, whose
-# handling differs between tokenizers
-_CUT_SPACES = " \t\n\r"
-
-
-def _tokenize_slice(
-    loaded: LoadedModel, texts: list[str], max_length: int
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Return the ids and truncation flags of texts, tokenizing long texts from a prefix.
-
-    Tokenizing 10 MB to keep 256 tokens took tens of seconds. A long text is first cut
-    after about ``PREFIX_CHARS_PER_TOKEN * max_length`` characters, at the start of a
-    whitespace run (no word, multi-byte character or byte-level "space + word" token is
-    split). Its prefix is used only when the prefix overflows max_length and the token
-    after the kept ones ends before a further whitespace, so that a whole word separates
-    every kept token from the cut; otherwise the prefix is doubled, up to the whole text.
-    Texts without whitespace, and models that truncate on the left (which keep the end of
-    the text), are tokenized whole.
-    """
-    encodings: list = [None] * len(texts)
-    size = max(PREFIX_CHARS_PER_TOKEN * max_length, PREFIX_MIN_CHARS)
-    pending: dict[int, int] = {}  # index of a long text -> characters of its next prefix
-    whole = []
-    for i, text in enumerate(texts):
-        if len(text) > 2 * size and loaded.truncation_side == "right":
-            pending[i] = size
-        else:
-            whole.append(i)
-    whole_encodings = loaded.encode_texts([texts[i] for i in whole], max_length)
-    for i, encoding in zip(whole, whole_encodings, strict=True):
-        encodings[i] = encoding
-    while pending:
-        cuts = {i: _prefix_cut(texts[i], n) for i, n in pending.items()}
-        cuts = {i: cut for i, cut in cuts.items() if cut}  # no whitespace yet: a longer one
-        heads = loaded.encode_texts([texts[i][:cut] for i, cut in cuts.items()], max_length)
-        retry = {}
-        for (i, cut), encoding in zip(cuts.items(), heads, strict=True):
-            if cut == len(texts[i]) or _prefix_is_enough(encoding, texts[i], cut):
-                encodings[i] = encoding
-            else:
-                retry[i] = 2 * pending[i]
-        retry.update((i, 2 * n) for i, n in pending.items() if i not in cuts)
-        pending = retry
-    ids = [np.asarray(e.ids, dtype=np.int64) for e in encodings]
-    return ids, np.fromiter((bool(e.overflowing) for e in encodings), bool, len(encodings))
-
-
-def _prefix_cut(text: str, size: int) -> int:
-    """Return where a prefix of about size characters may end, 0 if nowhere, or len(text)."""
-    if 2 * size >= len(text):
-        return len(text)
-    head = text[:size]
-    space = max(head.rfind(c) for c in _CUT_SPACES)
-    return len(head[: max(space, 0)].rstrip(_CUT_SPACES))
-
-
-def _prefix_is_enough(encoding, text: str, cut: int) -> bool:
-    """Tell whether a prefix's truncated encoding is the whole text's (see _tokenize_slice)."""
-    if not encoding.overflowing:
-        return False  # the whole text may still overflow, or the kept tokens may change
-    after = encoding.overflowing[0]
-    content = [
-        end
-        for (_, end), special in zip(after.offsets, after.special_tokens_mask, strict=True)
-        if not special
-    ]
-    if not content:
-        return False
-    return any(text.find(c, content[0], cut) >= 0 for c in _CUT_SPACES)
 
 
 @dataclass(frozen=True)
@@ -254,13 +120,11 @@ def encode(
     """
     import torch
 
-    from .st_folder import exclude_prompt
-
     pool = POOLING_FUNCTIONS[pooling]
     static = pooling in STATIC_MODES
     out = np.empty((len(token_ids.ids), loaded.dim), dtype=np.float32)
     with torch.inference_mode():
-        for idx, ids, mask in _batches(loaded, token_ids, batching, show_progress):
+        for idx, ids, mask in padded_batches(loaded, token_ids, batching, show_progress):
             if not static:
                 _trace(idx, token_ids)
             states = token_states(loaded, forward, ids, mask, layers, static)
@@ -284,24 +148,6 @@ def encode_static(loaded: LoadedModel, token_ids: TokenIds, skip_tokens: int = 0
         if len(ids):
             out[i] = table[ids].astype(np.float64).mean(axis=0)
     return out
-
-
-def prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
-    """Return how many leading tokens of a prompted text are the prompt's, as ST counts them.
-
-    The prompt tokenized alone, with the special tokens, less a trailing special token
-    (sentence-transformers' ``prompt_length``, :func:`skembed.st_folder.prompt_length`): a
-    leading ``[CLS]`` counts as the prompt's.
-    """
-    if not prompt:
-        return 0
-    from .st_folder import prompt_length
-
-    if loaded.pipeline.do_lower_case:
-        prompt = prompt.lower()
-    (encoding,) = loaded.encode_texts([prompt], loaded.capacity)
-    special = {i for i, t in loaded.tokenizer.get_added_tokens_decoder().items() if t.special}
-    return prompt_length(encoding.ids, special)
 
 
 def encode_last_layer(
@@ -366,36 +212,9 @@ def encode_cached(
     return pool_statistics(stats, table[:, -1], pooling, layers)
 
 
-@dataclass(frozen=True)
-class Head:
-    """What follows pooling: the folder's Dense layers, truncation, normalisation."""
-
-    dense: tuple = ()  # skembed.st_folder.DenseLayer, applied in order
-    truncate_dim: int | None = None
-    normalize: bool = True
-
-
 def entry_width(loaded: LoadedModel) -> int:
     """Return the length of a cache entry: every layer's statistics, then the token count."""
     return loaded.n_layers * len(STATISTICS) * loaded.dim + 1
-
-
-def finish(vectors: np.ndarray, token_ids: TokenIds, head: Head) -> np.ndarray:
-    """Return the final vectors: Dense layers, the first truncate_dim dimensions, L2 norm.
-
-    As sentence-transformers' ``encode`` with ``truncate_dim`` and
-    ``normalize_embeddings``: normalisation comes after truncation, so a truncated vector
-    is unit length. Texts with no tokens at all get a zero vector.
-    """
-    for layer in head.dense:
-        vectors = layer(vectors)
-    if head.truncate_dim is not None:
-        vectors = np.ascontiguousarray(vectors[:, : head.truncate_dim])
-    vectors[token_ids.lengths == 0] = 0.0  # a text with no tokens at all has no meaning
-    if head.normalize:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors /= np.maximum(norms, 1e-12)
-    return vectors
 
 
 def _fill_from_caches(table: np.ndarray, rows, texts, memory, disk, key: str) -> np.ndarray:
@@ -435,7 +254,9 @@ def _statistics(
         yield idx, entries
 
 
-def _batches(loaded: LoadedModel, token_ids: TokenIds, batching: Batching, show_progress: bool):
+def padded_batches(
+    loaded: LoadedModel, token_ids: TokenIds, batching: Batching, show_progress: bool = False
+):
     """Yield (indices, ids, mask) arrays for length-sorted padded batches."""
     batches = list(length_sorted_batches(token_ids.lengths, batching))
     yield from _padded(loaded, token_ids, batches, show_progress)
@@ -494,9 +315,7 @@ def token_vectors(
 
     result: list[np.ndarray] = [np.empty(0)] * len(token_ids.ids)
     with torch.inference_mode():
-        for idx, ids, mask in _batches(
-            loaded, token_ids, Batching(1, 1), False
-        ):  # one text: no padding
+        for idx, ids, mask in padded_batches(loaded, token_ids, Batching(1, 1)):  # no padding
             states = token_states(loaded, forward, ids, mask, layers, static)
             result[idx[0]] = states[0].float().cpu().numpy()
     return result
@@ -508,3 +327,118 @@ def _progress(batches: list, show: bool):
     from tqdm.auto import tqdm
 
     return tqdm(batches, desc="skembed", unit="batch")
+
+
+# -- the whole way, for an estimator --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How texts become vectors, all but the texts: what an estimator's parameters say."""
+
+    pooling: str
+    layers: tuple[int, ...]  # non-negative indices (see layer_indices)
+    head: Head
+    max_length: int
+    backend: str  # resolved: "torch" or "onnx"
+    precision: str
+    n_threads: int | None = None
+    batching: Batching = Batching()
+    show_progress: bool = False
+
+
+def embed(
+    loaded: LoadedModel,
+    texts: Sequence[str],
+    plan: Plan,
+    *,
+    prompt: str = "",
+    memory: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (vectors, truncated): each text's final float32 vector, and which were cut.
+
+    Repeated texts are encoded once. ``prompt`` is put before every text; a folder whose
+    pooling leaves the prompt out (``include_prompt=False``) pools without its tokens.
+    ``memory`` keeps the encoder's output in the process cache, ``cache_dir`` on disk.
+    """
+    unique_texts, inverse = unique(model_texts(texts, prompt, loaded))
+    token_ids = tokenize(loaded, unique_texts, plan.max_length)
+    skip = prompt_tokens(loaded, prompt) if not loaded.pipeline.include_prompt else 0
+    if plan.pooling in STATIC_MODES:  # no encoder: rows of the embedding matrix, NumPy
+        pooled = encode_static(loaded, token_ids, skip)
+    else:
+        with backends.threads(plan.backend, plan.n_threads) as n_threads:
+            forward = backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
+            pooled = _pooled(
+                loaded, forward, unique_texts, token_ids, plan, skip, memory, cache_dir
+            )
+    vectors = plan.head(pooled, empty=token_ids.lengths == 0)
+    return vectors[inverse], token_ids.truncated[inverse]
+
+
+def _pooled(loaded, forward, texts, token_ids, plan: Plan, skip: int, memory, cache_dir):
+    """Return the pooled vectors of texts by the fastest path that gives them exactly."""
+    options = {
+        "pooling": plan.pooling,
+        "batching": plan.batching,
+        "show_progress": plan.show_progress,
+    }
+    from_statistics = (len(plan.layers) == 1 or plan.pooling in LINEAR_MODES) and not skip
+    cached = memory or cache_dir is not None
+    # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
+    # faster than PyTorch pooling its states afterwards; with no cache to fill, the last
+    # layer alone comes from a graph that computes nothing else
+    last_only = plan.layers == (loaded.n_layers - 1,)
+    if from_statistics and plan.backend == "onnx" and not cached and last_only:
+        return encode_last_layer(loaded, forward, token_ids, **options)
+    if from_statistics and (cached or plan.backend == "onnx"):
+        # int8 names its scheme: vectors a per-tensor int8 graph left in a cache_dir are
+        # not today's int8 vectors
+        device = f"{loaded.device}-{plan.backend}-{precision_key(plan.precision)}"
+        key = cache.model_key(loaded.fingerprint, plan.max_length, device)
+        disk = None
+        if cache_dir is not None:
+            disk = cache.DiskCache(cache_dir, key, entry_width=entry_width(loaded))
+        memo = cache.PROCESS_CACHE if memory else None
+        return encode_cached(
+            loaded, forward, texts, token_ids, layers=plan.layers, memory=memo, disk=disk,
+            key=key, **options,
+        )  # fmt: skip
+    # max over several layers and prompts left out of pooling need token states
+    return encode(loaded, forward, token_ids, layers=plan.layers, skip_tokens=skip, **options)
+
+
+def token_embeddings(
+    loaded: LoadedModel, texts: Sequence[str], plan: Plan, prompt: str = ""
+) -> list[np.ndarray]:
+    """Return, per text, the token vectors (n_tokens, dim) that the plan's pooling would see."""
+    token_ids = tokenize(loaded, model_texts(texts, prompt, loaded), plan.max_length)
+    with backends.threads(plan.backend, plan.n_threads) as n_threads:
+        forward = backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
+        return token_vectors(
+            loaded, forward, token_ids, layers=plan.layers, static=plan.pooling in STATIC_MODES
+        )
+
+
+def layer_indices(layer: int | tuple[int, ...], n_layers: int) -> tuple[int, ...]:
+    """Return layer as a tuple of non-negative indices into the model's hidden states."""
+    layers = tuple(layer) if isinstance(layer, (tuple, list)) else (layer,)
+    out = []
+    for i in layers:
+        if not -n_layers <= i < n_layers:
+            raise ValueError(
+                f"layer={layer!r}: index {i} is out of range for a model with {n_layers} "
+                f"hidden-state layers (0 is the embedding output); use {-n_layers}..{n_layers - 1}"
+            )
+        out.append(int(i) % n_layers)
+    return tuple(out)
+
+
+def unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Return the distinct texts in first-seen order and, per text, its index among them."""
+    index: dict[str, int] = {}
+    inverse = np.fromiter(
+        (index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts)
+    )
+    return list(index), inverse

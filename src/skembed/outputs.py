@@ -1,22 +1,24 @@
 """Files that ``skembed encode`` writes: .npy and Parquet, complete or not at all.
 
-A file is written under a temporary name beside the output (``.<name>.<random>.partial``)
-and renamed to the output only once complete, so that whatever reads the output never
-sees half a file: an exception or Ctrl-C deletes the temporary; a process killed outright
-(SIGKILL, power loss) leaves at most the temporary, never a file at the output path. A
-full disk or a file-size limit is reported as :class:`OutputSpaceError`, naming the output.
+A file is written under a temporary name beside the output (``.<name>.<random>.partial``,
+:func:`skembed._files.atomic_file`) and renamed to the output only once complete, so that
+whatever reads the output never sees half a file: an exception or Ctrl-C deletes the
+temporary; a process killed outright (SIGKILL, power loss) leaves at most the temporary,
+never a file at the output path. A full disk or a file-size limit is reported as
+:class:`OutputSpaceError`, naming the output.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from ._files import atomic_file
 
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
@@ -29,14 +31,12 @@ class OutputSpaceError(OSError):
 def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside output; rename it to output when the block completes.
 
-    The temporary is deleted if the block raises (KeyboardInterrupt included). An error of
-    space (ENOSPC, EFBIG, EDQUOT) becomes OutputSpaceError naming the output.
+    :func:`skembed._files.atomic_file`, with an error of space (ENOSPC, EFBIG, EDQUOT)
+    turned into OutputSpaceError naming the output.
     """
-    output = Path(output)
-    partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
     try:
-        yield partial
-        os.replace(partial, output)
+        with atomic_file(output) as partial:
+            yield partial
     except OSError as error:
         if error.errno in _NO_SPACE:
             space = OutputSpaceError(
@@ -47,8 +47,6 @@ def atomic_output(output: str | os.PathLike) -> Iterator[Path]:
             space.errno = error.errno
             raise space from error
         raise
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 class NpyWriter:
@@ -90,57 +88,6 @@ class NpyWriter:
 
 class ResumeError(ValueError):
     """A resumable run cannot continue: its input, model or settings changed."""
-
-
-class Resumable:
-    """The state of a resumable ``skembed encode`` into a .npy output.
-
-    The rows go to ``.<name>.resume.partial`` beside the output, and
-    ``.<name>.resume.json`` records what they are: the input file's path, size and
-    modification time, the model's fingerprint and the settings (``key``), how many rows are
-    written and the sha256 of those rows' texts. It is rewritten after each chunk, once the
-    chunk's rows are on the disk, so a run killed at any point resumes from its last chunk.
-    """
-
-    def __init__(self, output: Path, key: dict):
-        self.output = output
-        self.partial = output.with_name(f".{output.name}.resume.partial")
-        self.state = output.with_name(f".{output.name}.resume.json")
-        self.key = key
-
-    def start(self) -> tuple[int, str | None]:
-        """Return (rows written, sha256 of their texts) of an earlier run, or (0, None).
-
-        Raises ResumeError when the earlier run's input, model or settings differ.
-        """
-        import json
-
-        if not (self.state.is_file() and self.partial.is_file()):
-            return 0, None
-        saved = json.loads(self.state.read_text())
-        changed = sorted(k for k in self.key if saved.get("key", {}).get(k) != self.key[k])
-        if changed:
-            raise ResumeError(
-                f"cannot resume {self.output}: {', '.join(changed)} changed since the "
-                f"interrupted run (recorded in {self.state}). Run again without --resume to "
-                "start over"
-            )
-        return int(saved["rows"]), saved["rows_sha256"]
-
-    def save(self, rows: int, rows_sha256: str) -> None:
-        """Record that the first ``rows`` rows are written (atomically)."""
-        import json
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=self.state.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"key": self.key, "rows": rows, "rows_sha256": rows_sha256}, fh)
-        os.replace(tmp, self.state)
-
-    def finish(self) -> None:
-        """Rename the complete rows to the output and forget the state."""
-        os.replace(self.partial, self.output)
-        self.state.unlink(missing_ok=True)
 
 
 class ParquetWriter:

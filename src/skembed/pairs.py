@@ -18,8 +18,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._input import _bad_item
-from .search import _check_positive_int, _unit_rows, embed, fit_embedder
+from ._checks import check_positive_int
+from ._input import BadTextError, check_texts
+from .embedder import SentenceEmbedder, fit_pairs
+from .embedders import embed, fit_embedder
+from .vectors import unit_rows
 
 FEATURES = ("cosine", "abs_diff", "product", "concat")
 """The names ``PairFeatures(features=...)`` accepts, in no required order."""
@@ -92,11 +95,9 @@ class PairFeatures(TransformerMixin, BaseEstimator):
         """
         _check_features(self.features)
         first, second = check_pairs(X)
-        from .embedder import SentenceEmbedder
-
         if y is not None and isinstance(self.embedder, SentenceEmbedder):
             # with fine_tune set, the encoder learns from the labelled pairs (CoSENT)
-            self.embedder_ = clone(self.embedder)._fit_pairs(first, second, y)
+            self.embedder_ = fit_pairs(clone(self.embedder), first, second, y)
         else:
             self.embedder_ = fit_embedder(self.embedder, first + second)
         self.embedding_dim_ = embed(self.embedder_, first[:1]).shape[1]
@@ -155,7 +156,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.sum(_unit_rows(u, "u") * _unit_rows(v, "v"), axis=1, keepdims=True)
+    return np.sum(unit_rows(u, "u") * unit_rows(v, "v"), axis=1, keepdims=True)
 
 
 _FEATURE_FUNCTIONS = {
@@ -220,7 +221,7 @@ def check_pairs(X: object, *, name: str = "X") -> tuple[list[str], list[str]]:
         if not all(type(t) is str for t in col):
             for i, t in enumerate(col):
                 if not isinstance(t, str):
-                    raise _bad_item(f"{name}[{i}]", j, t)
+                    raise BadTextError(f"{name}[{i}]", j, t)
             cols[j] = [str(t) for t in col]
     return cols[0], cols[1]
 
@@ -289,11 +290,9 @@ def paraphrase_mining(
     >>> [(i, j) for score, i, j in paraphrase_mining(texts, threshold=0.6)]
     [(0, 2)]
     """
-    from ._input import check_texts
-
     texts = check_texts(texts, name="texts")
     _check_threshold(threshold)
-    _check_positive_int(chunk_size=chunk_size)
+    check_positive_int(chunk_size=chunk_size)
     X = embed(fit_embedder(embedder, texts), texts)
     scores, first, second = similar_pairs(X, threshold, chunk_size=chunk_size)
     return [
@@ -336,8 +335,8 @@ def similar_pairs(
     ([0], [2], [0.995])
     """
     _check_threshold(threshold)
-    _check_positive_int(chunk_size=chunk_size)
-    U = _unit_rows(X, "X")
+    check_positive_int(chunk_size=chunk_size)
+    U = unit_rows(X, "X")
     n = len(U)
     found_s, found_i, found_j = [], [], []
     for a in range(0, n, chunk_size):

@@ -34,6 +34,19 @@ SCHEME = "rowwise1"
 """Names what :func:`quantize_rowwise` writes; part of the cached int8 graph's file name,
 so a graph quantized another way (by an older skembed) is never reused."""
 
+PRECISIONS = ("fp32", "int8")
+"""The ``precision=`` values: float32 graphs, or graphs quantized by :func:`quantize_rowwise`."""
+
+
+def precision_key(precision: str) -> str:
+    """Return the name of a precision in cache keys: int8 names its quantization scheme.
+
+    Graphs and cached vectors of int8 quantized another way (per tensor, before skembed
+    0.2) differ from today's, so they must never be found under today's key.
+    """
+    return f"int8-{SCHEME}" if precision == "int8" else precision
+
+
 _MS = "com.microsoft"
 _TINY = 1e-20  # a row of zeros: any positive scale gives q = 128, a zero product
 

@@ -3,8 +3,8 @@
 A sentence-transformers (ST) model folder lists its modules in ``modules.json``: the
 transformer, then Pooling, then optionally Dense layers and Normalize. :func:`read_pipeline`
 reads those files, without importing torch or sentence-transformers and without running any
-code from the folder, into a :class:`FolderPipeline`; :func:`apply_dense_and_normalize`
-applies its Dense layers, Normalize and ``truncate_dim`` to pooled vectors in numpy;
+code from the folder, into a :class:`FolderPipeline` (its Dense layers are
+:class:`skembed.head.DenseLayer`, which :class:`skembed.head.Head` applies);
 :func:`prompt_length` and :func:`exclude_prompt` reproduce how ST leaves the prompt out of
 pooling when the Pooling module says ``include_prompt=False``.
 
@@ -27,7 +27,6 @@ them) are refused too, with an error that says so.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from .head import ACTIVATIONS, DenseLayer
+
 __all__ = [
-    "DenseLayer",
     "FolderPipeline",
     "UnsupportedFolderError",
-    "apply_dense_and_normalize",
     "exclude_prompt",
     "needs_remote_code",
     "prompt_length",
@@ -95,15 +94,6 @@ _LEGACY_POOLING_FLAGS = {
     "pooling_mode_weightedmean_tokens": "weightedmean",
     "pooling_mode_lasttoken": "lasttoken",
 }
-# ST builds the Dense activation with ``import_from_string(name)()``: default arguments only
-_ACTIVATIONS = {
-    "Identity": "identity",
-    "Tanh": "tanh",
-    "ReLU": "relu",
-    "GELU": "gelu",
-    "Sigmoid": "sigmoid",
-    "SiLU": "silu",
-}
 # where ST 2-6 look for the Transformer module's config, in this order
 _TRANSFORMER_CONFIGS = (
     "sentence_bert_config.json",
@@ -114,71 +104,6 @@ _TRANSFORMER_CONFIGS = (
     "sentence_xlm-roberta_config.json",
     "sentence_xlnet_config.json",
 )
-
-
-def _erf(x: np.ndarray) -> np.ndarray:
-    # Abramowitz & Stegun 7.1.26 in float64: |error| < 1.5e-7, below float32 resolution
-    sign = np.sign(x)
-    a = np.abs(x)
-    t = 1.0 / (1.0 + 0.3275911 * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    return sign * (1.0 - poly * np.exp(-a * a))
-
-
-def _activate(name: str, x: np.ndarray) -> np.ndarray:
-    if name == "identity":
-        return x
-    if name == "tanh":
-        return np.tanh(x)
-    if name == "relu":
-        return np.maximum(x, 0)
-    x64 = x.astype(np.float64)
-    if name == "gelu":  # torch.nn.GELU(): the exact (erf) form
-        return (0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)))).astype(np.float32)
-    if name == "sigmoid":
-        return (1.0 / (1.0 + np.exp(-x64))).astype(np.float32)
-    if name == "silu":
-        return (x64 / (1.0 + np.exp(-x64))).astype(np.float32)
-    raise ValueError(f"activation={name!r}; expected one of {sorted(_ACTIVATIONS.values())}")
-
-
-@dataclass(frozen=True, eq=False)
-class DenseLayer:
-    """One ST Dense module: ``activation(x @ weight.T + bias)``.
-
-    Attributes
-    ----------
-    weight : ndarray of shape (out_features, in_features), float32
-        The weight of the linear layer (``linear.weight`` in the module's weights).
-    bias : ndarray of shape (out_features,) or None
-        The bias (``linear.bias``), None for ``bias=False``.
-    activation : str
-        ``"identity"``, ``"tanh"``, ``"relu"``, ``"gelu"`` (exact, erf form), ``"sigmoid"`` or
-        ``"silu"``: the ``torch.nn`` class named by ST's ``activation_function``.
-    """
-
-    weight: np.ndarray
-    bias: np.ndarray | None
-    activation: str
-
-    def __repr__(self) -> str:
-        out, inp = self.weight.shape
-        bias = "" if self.bias is not None else ", bias=None"
-        return f"DenseLayer({inp} -> {out}, activation={self.activation!r}{bias})"
-
-    @property
-    def out_features(self) -> int:
-        """Return the size of the layer's output."""
-        return int(self.weight.shape[0])
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Return the layer's output for the (batch, in_features) array x, as float32."""
-        y = np.asarray(x, dtype=np.float32) @ self.weight.T
-        if self.bias is not None:
-            y = y + self.bias
-        return np.asarray(_activate(self.activation, y), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -317,11 +242,11 @@ def _dense(folder: Path, sub: str) -> tuple[DenseLayer, list[str]]:
     activation_path = config.get("activation_function", "torch.nn.modules.activation.Tanh")
     activation = None
     if isinstance(activation_path, str) and activation_path.startswith("torch."):
-        activation = _ACTIVATIONS.get(activation_path.rsplit(".", 1)[-1])
+        activation = ACTIVATIONS.get(activation_path.rsplit(".", 1)[-1])
     if activation is None:
         raise UnsupportedFolderError(
             f"{folder}: {rel} has activation_function={activation_path!r}; skembed knows "
-            f"torch.nn's {', '.join(_ACTIVATIONS)}"
+            f"torch.nn's {', '.join(ACTIVATIONS)}"
         )
     weights, weights_rel = _load_weights(folder, sub)
     if "linear.weight" not in weights:
@@ -440,39 +365,6 @@ def read_pipeline(path: Path | str) -> FolderPipeline:
         files=tuple(files),
         **settings,
     )
-
-
-def apply_dense_and_normalize(
-    vectors: np.ndarray, pipeline: FolderPipeline, *, truncate_dim: int | None = None
-) -> np.ndarray:
-    """Return pooled vectors passed through the folder's Dense layers, Normalize, truncation.
-
-    The same order as ST's ``encode``: the modules (Dense layers, then Normalize), then
-    ``truncate_dim`` keeps the first dimensions. Truncation comes after Normalize, so a
-    truncated vector of a normalizing folder is not of unit length (ST's
-    ``normalize_embeddings=True`` normalizes after truncating; do that after this function).
-
-    Parameters
-    ----------
-    vectors : ndarray of shape (n_texts, dim)
-        Pooled vectors (:data:`skembed.pooling.POOLING_FUNCTIONS` with the folder's pooling).
-    pipeline : FolderPipeline
-    truncate_dim : int or None
-        ST's ``truncate_dim``; None keeps every dimension.
-
-    Returns
-    -------
-    ndarray of shape (n_texts, output_dim or dim, or truncate_dim), float32
-    """
-    x = np.asarray(vectors, dtype=np.float32)
-    for layer in pipeline.dense:
-        x = layer(x)
-    if pipeline.normalize:  # torch.nn.functional.normalize: x / max(||x||, 1e-12)
-        norms = np.linalg.norm(x, axis=-1, keepdims=True)
-        x = x / np.maximum(norms, 1e-12)
-    if truncate_dim is not None:
-        x = x[..., :truncate_dim]
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def prompt_length(prompt_ids: Sequence[int], special_ids: Collection[int]) -> int:

@@ -18,9 +18,8 @@ def main() -> None:
 
     here = Path(__file__).resolve().parent
     sys.path.insert(0, str(here.parents[1]))  # tests/, for tiny_models
-    from tiny_models import build_bert
-
     from skembed import PairFeatures, SemanticSearch, SentenceEmbedder, StaticEmbedder
+    from tiny_models import build_bert
 
     texts = ["I love apples", "the dog chased the cat", "how do I transfer money?", ""]
     labels = ["fruit", "animal", "bank", "fruit"]

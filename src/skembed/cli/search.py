@@ -1,0 +1,95 @@
+"""``skembed search``: the texts of a corpus closest in meaning to queries (SemanticSearch)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import COLUMN_HELP, INPUT_HELP, UsageError, embedder, flat, positive_int
+
+
+def add(subparsers, common) -> None:
+    """Declare ``skembed search``."""
+    p = subparsers.add_parser(
+        "search",
+        parents=[common],
+        help="find the texts of a corpus closest in meaning to queries",
+        description="Embed the texts of CORPUS (or load an index saved with --save-index) "
+        "and print, for each query, the k most similar texts: cosine score, row, text.",
+    )
+    p.add_argument(
+        "corpus",
+        metavar="CORPUS",
+        help=INPUT_HELP + "; or a folder written by --save-index (its model is used)",
+    )
+    p.add_argument("queries", nargs="*", metavar="QUERY", help="texts to search for")
+    p.add_argument("--queries", dest="queries_file", metavar="FILE", help="queries from a file")
+    p.add_argument("--column", help=COLUMN_HELP + " (corpus and queries files)")
+    p.add_argument(
+        "-k", type=positive_int, default=5, metavar="K", help="results per query (default: 5)"
+    )
+    p.add_argument(
+        "--index",
+        choices=("exact", "hnsw"),
+        help="exact (default: every corpus text is scored) or hnsw (approximate, much faster "
+        "on large corpora; needs pip install 'skembed[ann]'); a saved index keeps its own",
+    )
+    p.add_argument(
+        "--ef-search",
+        type=positive_int,
+        metavar="N",
+        help="for --index hnsw: candidates kept per query, more finds more of the true "
+        "neighbours and is slower (default: 64)",
+    )
+    p.add_argument(
+        "--save-index", metavar="FOLDER", help="also save the index here, to search it again"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    """Run ``skembed search``; return the exit status."""
+    from ..search import SemanticSearch
+    from ..textfiles import TextFile
+
+    queries = list(args.queries)
+    if args.queries_file:
+        queries += TextFile(args.queries_file, args.column).read()
+    if not queries:
+        raise UsageError("no queries: give them as arguments or in a file with --queries FILE")
+    corpus = Path(args.corpus)
+    texts = None
+    if corpus.is_dir():
+        index = SemanticSearch.load(corpus)
+        if args.index not in (None, index.index):
+            raise UsageError(
+                f"the index saved in {args.corpus!r} is {index.index!r}; --index {args.index} "
+                "applies when the corpus is a file of texts: drop it, or pass the corpus file"
+            )
+    else:
+        texts = TextFile(args.corpus, args.column).read()
+        if not texts:
+            raise UsageError(f"corpus {args.corpus!r} holds no texts; nothing to search")
+        index = SemanticSearch(
+            embedder=embedder(args), n_neighbors=args.k, index=args.index or "exact"
+        )
+    if args.ef_search is not None:
+        if index.index != "hnsw":
+            raise UsageError("--ef-search applies to --index hnsw; this search is exact")
+        index.set_params(ef_search=args.ef_search)  # a query-time setting, also when loaded
+    if texts is not None:
+        index.fit(texts)
+    if args.save_index:
+        index.save(args.save_index)
+        print(
+            f"skembed: saved the index of {index.n_samples_fit_:,} texts to {args.save_index}",
+            file=sys.stderr,
+        )
+    results = index.search(queries, args.k)
+    for number, (query, hits) in enumerate(zip(queries, results, strict=True)):
+        if number:
+            print()
+        print(f"query: {flat(query)}")
+        for text, score, row in hits:
+            print(f"  {score:.4f}  [{row}]  {flat(text)}")
+    return 0

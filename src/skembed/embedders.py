@@ -1,0 +1,62 @@
+"""Any embedder as skembed's tasks use one: a fitted clone, its prompts, its vectors as an array.
+
+:class:`~skembed.SemanticSearch`, :class:`~skembed.PairFeatures` and
+:mod:`skembed.evaluate` take a :class:`~skembed.SentenceEmbedder` or any scikit-learn
+transformer from a list of texts to a 2-D array (a Pipeline, a ``TfidfVectorizer``):
+these functions fit, prompt and run either the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import clone
+
+from .embedder import SentenceEmbedder
+
+
+def fit_embedder(embedder, texts: list[str]):
+    """Return a fitted clone of ``embedder`` (None: ``SentenceEmbedder()``), fitted on texts."""
+    if embedder is None:
+        embedder = SentenceEmbedder()
+    if not (hasattr(embedder, "fit") and hasattr(embedder, "transform")):
+        raise TypeError(
+            f"embedder={embedder!r} has no fit/transform; pass a SentenceEmbedder or another "
+            "scikit-learn transformer from texts to vectors"
+        )
+    return clone(embedder).fit(texts)
+
+
+def role_prompt(embedder, prompt, roles: tuple[str, ...]) -> str | None:
+    """Return the prompt for queries or corpus texts (see SemanticSearch), None for none.
+
+    ``"auto"`` takes the first of ``roles`` that the fitted SentenceEmbedder's model names
+    among its prompts, unless the embedder was given a prompt of its own.
+    """
+    is_ours = isinstance(embedder, SentenceEmbedder)
+    if prompt == "auto":
+        if not is_ours or embedder.prompt is not None or embedder.prompt_name is not None:
+            return None
+        return next((embedder.prompts_[r] for r in roles if embedder.prompts_.get(r)), None)
+    if prompt is not None and not (is_ours and isinstance(prompt, str)):
+        raise TypeError(
+            f"a prompt of {prompt!r} needs a SentenceEmbedder as the embedder and a string; "
+            f"got {type(embedder).__name__}: use None, or 'auto'"
+        )
+    return prompt
+
+
+def embed(embedder, texts: list[str], prompt: str | None = None) -> np.ndarray:
+    """Return the fitted embedder's vectors of texts as a dense 2-D float32 array.
+
+    ``prompt`` (a SentenceEmbedder only) replaces the embedder's own prompt for this call.
+    """
+    X = embedder.transform(texts) if prompt is None else embedder.transform(texts, prompt=prompt)
+    if hasattr(X, "toarray"):  # e.g. a TfidfVectorizer as the embedder
+        X = X.toarray()
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2 or len(X) != len(texts):
+        raise ValueError(
+            f"the embedder returned an array of shape {X.shape} for {len(texts)} texts; "
+            "an embedder must return one vector (row) per text"
+        )
+    return X

@@ -1,0 +1,126 @@
+"""What a SentenceEmbedder's parameters mean for one model: checked, and "auto" resolved.
+
+:func:`check_params` validates the parameters that configure the encoder, before any model
+is loaded; :func:`resolve` turns ``"auto"`` and None into what the loaded model's folder
+says (its pooling, its Normalize module, its prompts, its length limit), and refuses what
+the model cannot do. The estimator stores the result as its fitted attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._checks import (
+    check_model,
+    check_one_of,
+    check_positive_int,
+    check_positive_int_or_none,
+    is_int,
+)
+from .backends import BACKENDS
+from .encoding import layer_indices
+from .pooling import POOLING_FUNCTIONS
+from .quantize import PRECISIONS
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
+    from .st_folder import FolderPipeline
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """Raise the error naming the first encoder parameter that is not valid."""
+    check_model(params["model"])
+    pooling = params["pooling"]
+    if pooling != "auto" and pooling not in POOLING_FUNCTIONS:
+        raise ValueError(f"pooling={pooling!r} is not 'auto' or one of {sorted(POOLING_FUNCTIONS)}")
+    layer = params["layer"]
+    layers = layer if isinstance(layer, (tuple, list)) else (layer,)
+    if not layers or not all(is_int(i) for i in layers):
+        raise TypeError(f"layer={layer!r} must be an int or a non-empty tuple of ints")
+    normalize = params["normalize"]
+    if not (isinstance(normalize, (bool, np.bool_)) or normalize == "auto"):
+        raise TypeError(f"normalize={normalize!r} must be True, False or 'auto'")
+    for name in ("prompt", "prompt_name"):
+        if params[name] is not None and not isinstance(params[name], str):
+            raise TypeError(f"{name}={params[name]!r} must be None or a string")
+    check_positive_int_or_none(truncate_dim=params["truncate_dim"])
+    check_positive_int_or_none(max_length=params["max_length"])
+    check_positive_int(batch_size=params["batch_size"], batch_tokens=params["batch_tokens"])
+    check_one_of("backend", params["backend"], BACKENDS)
+    check_one_of("precision", params["precision"], PRECISIONS)
+    check_positive_int_or_none(n_threads=params["n_threads"])
+    if not isinstance(params["device"], str):
+        raise TypeError(
+            f"device={params['device']!r} must be a string such as 'auto', 'cpu', 'cuda'"
+        )
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the parameters are for one model (the estimator's fitted attributes)."""
+
+    pooling: str
+    normalize: bool
+    prompt: str
+    max_length: int
+    layers: tuple[int, ...]
+    embedding_dim: int
+
+
+def resolve(loaded: LoadedModel, path: Path, params: dict[str, Any]) -> Resolved:
+    """Return what the parameters say for the loaded model, or say what it cannot do."""
+    layers = layer_indices(params["layer"], loaded.n_layers)
+    max_length, truncate_dim = params["max_length"], params["truncate_dim"]
+    if max_length is not None and max_length > loaded.capacity:
+        raise ValueError(
+            f"max_length={max_length} is more than the model in {path} can "
+            f"take ({loaded.capacity} tokens); use max_length<={loaded.capacity} or None"
+        )
+    pipeline = loaded.pipeline
+    dim = pipeline.output_dim or loaded.dim
+    if truncate_dim is not None and truncate_dim > dim:
+        raise ValueError(
+            f"truncate_dim={truncate_dim} is more than the {dim} dimensions of the "
+            f"model in {path}; use truncate_dim<={dim} or None"
+        )
+    pooling = params["pooling"]
+    normalize = params["normalize"]
+    return Resolved(
+        pooling=(pipeline.pooling or "mean") if pooling == "auto" else pooling,
+        normalize=(
+            (pipeline.normalize or pipeline.pooling is None)
+            if normalize == "auto"
+            else bool(normalize)
+        ),
+        prompt=resolve_prompt(params["prompt"], params["prompt_name"], pipeline, path),
+        max_length=int(max_length or loaded.limit),
+        layers=layers,
+        embedding_dim=truncate_dim or dim,
+    )
+
+
+def resolve_prompt(
+    prompt: str | None, prompt_name: str | None, pipeline: FolderPipeline, path: Path
+) -> str:
+    """Return the prompt put before every text: prompt, the named one, or the default."""
+    if prompt is not None and prompt_name is not None:
+        raise ValueError(
+            f"prompt={prompt!r} and prompt_name={prompt_name!r} were both given; give one"
+        )
+    if prompt is not None:
+        return prompt
+    name = prompt_name if prompt_name is not None else pipeline.default_prompt_name
+    if name is None:
+        return ""
+    if name not in pipeline.prompts:
+        raise ValueError(
+            f"prompt_name={name!r} is not one of the prompts of the model in {path} "
+            f"({sorted(pipeline.prompts) or 'it has none'}, from "
+            "config_sentence_transformers.json); pass one of those, or the text itself as "
+            "prompt="
+        )
+    return pipeline.prompts[name]
