@@ -38,9 +38,11 @@ install-docs: $(VENV)/.docs-installed
 demo: install-demo
 	$(PY) examples/demo.py
 
+# lint-imports: the layers of the package, as pyproject.toml's import-linter contracts say
 lint: install-test
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(VENV)/bin/pytest -q

@@ -160,7 +160,7 @@ def test_disk_cache_serves_a_fresh_process_without_encoding(tiny_bert, monkeypat
     first = est.transform(TEXTS)
     files = list((tmp_path / "cache").rglob("*.npy"))
     assert len(files) == len(set(TEXTS))
-    assert not list((tmp_path / "cache").rglob("*.tmp"))  # every write completed by rename
+    assert not list((tmp_path / "cache").rglob("*.partial"))  # every write ended by a rename
     log = encoder_log(monkeypatch, tmp_path)
     again = SentenceEmbedder(model=tiny_bert, cache=False, cache_dir=tmp_path / "cache")
     np.testing.assert_array_equal(again.fit(TEXTS).transform(TEXTS), first)
@@ -173,3 +173,36 @@ def test_statistics_entry_is_bounded_whatever_the_text_length(tiny_bert):
     info = cache.cache_info()
     assert info["bytes"] == 2 * (3 * 5 * 32 + 1) * 4
     assert STATISTICS == ("mean", "weighted_mean", "cls", "last", "max")
+
+
+def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
+    tiny_bert, tmp_path, monkeypatch
+):
+    from skembed import StaticEmbedder, distil
+
+    monkeypatch.setattr(distil, "folder", lambda: tmp_path / "static")
+    labels = [0, 1, 0, 1, 0]
+    frozen = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)  # a loaded model
+    expected = frozen.transform(TEXTS)  # an ONNX Runtime session, token ids, encoder output
+    tuned = SentenceEmbedder(model=tiny_bert, fine_tune="softmax", fine_tune_epochs=1)
+    tuned_vectors = tuned.fit(TEXTS, labels).transform(TEXTS)  # a fine-tuning update
+    static = StaticEmbedder(model=tiny_bert, dims=8).fit(TEXTS)  # a distilled table
+    static_vectors = static.transform(TEXTS)
+    sizes = cache.memo_sizes()
+    assert set(sizes) == {
+        "encoder output",
+        "token ids",
+        "loaded models",
+        "onnx runtime sessions",
+        "file hashes",
+        "fine-tuning updates",
+        "static tables",
+    }
+    assert all(sizes.values()), sizes
+    cache.clear_cache()
+    assert set(cache.memo_sizes().values()) == {0}
+    np.testing.assert_array_equal(frozen.transform(TEXTS), expected)
+    np.testing.assert_array_equal(tuned.transform(TEXTS), tuned_vectors)
+    np.testing.assert_array_equal(static.transform(TEXTS), static_vectors)
+    refit = SentenceEmbedder(model=tiny_bert, fine_tune="softmax", fine_tune_epochs=1)
+    np.testing.assert_allclose(refit.fit(TEXTS, labels).transform(TEXTS), tuned_vectors, atol=1e-6)

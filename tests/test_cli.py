@@ -430,6 +430,38 @@ def test_tokenize_of_a_short_text_has_no_cut(tiny_roberta, capsys):
     assert code == 0 and "truncated" not in out and out.splitlines()[2].split()[2] == "<s>"
 
 
+def test_tokenize_shows_the_prompt_and_lower_casing_and_loads_no_transformers(st_folders, capsys):
+    # a folder that lower-cases (an uncased tokenizer) and has prompts; its description cached by
+    # an ONNX Runtime run, as on any machine that has embedded with it once
+    folder = str(st_folders("bert", "mean_prompts"))
+    SentenceEmbedder(model=folder, backend="onnx").fit(["x"]).transform(["x"])
+    argv = ["tokenize", "A Dog Chased The Cat", "--model", folder]
+    argv += ["--prompt-name", "query", "--max-length", "10"]
+    code = (
+        "import sys\n"
+        "from skembed.cli import main\n"
+        f"status = main({argv!r})\n"
+        "print(status, [m for m in ('torch', 'transformers') if m in sys.modules])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    *shown, last = result.stdout.splitlines()
+    assert last == "0 []", result.stderr
+    prompted = SentenceEmbedder(model=folder, prompt_name="query", max_length=10).fit(["x"])
+    (expected,) = prompted.tokenize(["A Dog Chased The Cat"])
+    rows = [line.split() for line in shown[2:] if not line.startswith("  ---")]
+    assert [r[2] for r in rows] == expected.tokens and expected.truncated
+    words = expected.tokens[1:-1]  # between [CLS] and [SEP]
+    assert words == [t.lower() for t in words]  # lower-cased as the encoder sees them
+    plain = SentenceEmbedder(model=folder, prompt="").fit(["x"])
+    prompt = plain.tokenize([prompted.prompt_])[0].tokens[1:-1]
+    assert expected.tokens[1 : 1 + len(prompt)] == prompt  # the query prompt comes first
+    (cut,) = [line for line in shown if line.startswith("  ---")]
+    assert "text tokens dropped; the kept text ends at character" in cut
+
+
 def test_info_describes_the_model(tiny_bert, capsys):
     code, out, _ = skembed(capsys, "info", "--model", tiny_bert, "--device", "cpu")
     assert code == 0

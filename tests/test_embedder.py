@@ -125,6 +125,8 @@ def test_long_texts_are_truncated_with_one_warning_that_counts_them(tiny_bert):
     assert [str(w.message) for w in truncation] == [
         "1,000 of 2,000 texts were longer than 16 tokens and were truncated"
     ]
+    (warning,) = [w.message for w in truncation]  # the counts as values, not as wording
+    assert (warning.truncated, warning.total, warning.max_length) == (1_000, 2_000, 16)
     assert X.shape == (2000, 32)
     (tok,) = est.tokenize([long_text])
     assert len(tok.ids) == 16 and tok.truncated and tok.tokens[-1] == "[SEP]"

@@ -229,8 +229,11 @@ def test_each_kind_of_missing_value_is_filled(tiny_bert, missing_value):
 
 def test_polars_nulls_are_missing_and_an_empty_string_is_a_text(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert, missing="empty").fit(["a"])
-    with pytest.warns(MissingTextWarning, match=r"^1 of 3 texts were missing and were embedded"):
+    with pytest.warns(
+        MissingTextWarning, match=r"^1 of 3 texts were missing and were embedded"
+    ) as w:
         X = est.transform(pl.Series("note", ["I love apples", None, ""]))
+    assert (w[0].message.missing, w[0].message.total) == (1, 3)
     np.testing.assert_array_equal(X[1], X[2])
 
 

@@ -1,5 +1,7 @@
-"""Caches of encoder output, so a grid search runs the encoder once per unique text, and the
-registry of every process-wide memo, so that :func:`clear_cache` empties them all.
+"""Caches of encoder output, and the registry of every process-wide memo of skembed.
+
+The encoder-output caches make a grid search run the encoder once per unique text; the
+registry lets :func:`clear_cache` empty every memo at once.
 
 What is kept per text is not its token states (tokens x layers x dim, up to megabytes for
 long texts) but, for every layer, the few statistics every pooling mode is read from (see

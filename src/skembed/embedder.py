@@ -12,9 +12,7 @@ from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from . import backends, encoding, locate, models, resolve, tokens, tuning
-from ._checks import check_one_of
 from ._input import (
-    MISSING_POLICIES,
     MissingTextWarning,
     TextFeaturesMixin,
     check_texts,
@@ -278,7 +276,6 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         params = self.get_params(deep=False)
         resolve.check_params(params)
         tuning.check_params(params)
-        check_one_of("missing", self.missing, MISSING_POLICIES)
         # forget an earlier fit: one interrupted (Ctrl-C while fine-tuning) leaves it unfitted
         fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
         for name in [*fitted, "_loaded", "_model_files"]:

@@ -21,6 +21,7 @@ from ._checks import (
     check_positive_int_or_none,
     is_int,
 )
+from ._input import MISSING_POLICIES
 from .backends import BACKENDS
 from .encoding import layer_indices
 from .pooling import POOLING_FUNCTIONS
@@ -32,7 +33,10 @@ if TYPE_CHECKING:
 
 
 def check_params(params: dict[str, Any]) -> None:
-    """Raise the error naming the first encoder parameter that is not valid."""
+    """Raise the error naming the first parameter of the encoder or its input not valid.
+
+    The fine-tuning parameters are :func:`skembed.tuning.check_params`'.
+    """
     check_model(params["model"])
     pooling = params["pooling"]
     if pooling != "auto" and pooling not in POOLING_FUNCTIONS:
@@ -57,6 +61,7 @@ def check_params(params: dict[str, Any]) -> None:
         raise TypeError(
             f"device={params['device']!r} must be a string such as 'auto', 'cpu', 'cuda'"
         )
+    check_one_of("missing", params["missing"], MISSING_POLICIES)
 
 
 @dataclass(frozen=True)

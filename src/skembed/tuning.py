@@ -1,5 +1,4 @@
-"""Fine-tuning as ``SentenceEmbedder.fit(X, y)`` runs it: on the vectors transform serves,
-once per training set in a process.
+"""Fine-tuning as ``SentenceEmbedder.fit(X, y)`` runs it: once per training set, on served vectors.
 
 :func:`fine_tuned` turns the estimator's parameters into :class:`skembed.finetune.Settings`,
 trains through :func:`skembed.finetune.fine_tune` (or ``fine_tune_pairs``) on the texts as
