@@ -89,14 +89,21 @@ def read_scifact(n: int) -> list[str]:
     return texts
 
 
+# the instruction sets that speed ratios move with (int8 and bf16 kernels)
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def cpu_model() -> str:
-    """Return the CPU's model name, as lscpu prints it."""
+    """Return the CPU's model name, as lscpu prints it, with the speed-relevant flags it has."""
     import subprocess
 
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next(
+    name = next(
         (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line), "?"
     )
+    lines = out.splitlines()
+    flags = next((line.split(":", 1)[1].split() for line in lines if "Flags" in line), [])
+    return f"{name} ({', '.join(f for f in SPEED_FLAGS if f in flags) or 'no AVX2'})"
 
 
 def unit(X: np.ndarray) -> np.ndarray:
