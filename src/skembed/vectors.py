@@ -157,10 +157,8 @@ def hnsw_topk(
 
     Returns
     -------
-    scores : ndarray of shape (n_queries, min(k, n_corpus)), dtype float32
-        Cosine similarities, descending along each row.
-    indices : ndarray of shape (n_queries, min(k, n_corpus)), dtype int64
-        The corpus rows those scores belong to.
+    scores, indices : ndarray
+        As :func:`cosine_topk` returns them, for the rows the graph found.
     """
     faiss = import_faiss()
     q = unit_rows(queries, "queries")

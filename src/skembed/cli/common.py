@@ -23,6 +23,16 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+def add_command(subparsers, common: Parser, name: str, run, **texts: str):
+    """Return the parser of a subcommand that takes the model options and runs ``run(args)``.
+
+    ``texts`` are argparse's ``help`` and ``description`` of the command.
+    """
+    parser = subparsers.add_parser(name, parents=[common], **texts)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def model_options() -> Parser:
     """Return the parser of the model options that every subcommand takes."""
     common = Parser(add_help=False)

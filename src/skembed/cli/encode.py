@@ -18,6 +18,7 @@ from .common import (
     ENCODER_OPTIONS,
     INPUT_HELP,
     UsageError,
+    add_command,
     fitted_embedder,
     positive_int,
     progress,
@@ -28,9 +29,11 @@ OUTPUT_SUFFIXES = (".npy", ".parquet")
 
 def add(subparsers, common) -> None:
     """Declare ``skembed encode``."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
+        common,
         "encode",
-        parents=[common],
+        run,
         help="embed every text of a file into .npy or Parquet",
         description="Embed every text of INPUT and write the vectors to OUTPUT, one row per "
         "text in input order. Large inputs stream in chunks: memory stays bounded, and .npy "
@@ -85,7 +88,6 @@ def add(subparsers, common) -> None:
         help="with --static: dimensions the table keeps (PCA; default: 256, at most the "
         "model's own)",
     )
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UsageError, embedder
+from .common import UsageError, add_command, embedder
 
 _EVAL_TASKS = {
     "sts": "sts",
@@ -17,9 +17,11 @@ _EVAL_TASKS = {
 
 def add(subparsers, common) -> None:
     """Declare ``skembed eval``."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
+        common,
         "eval",
-        parents=[common],
+        run,
         help="score the model on a task: sts, pairs, classification, clustering, retrieval",
         description="Evaluate an embedder on plain files as MTEB does, print the metrics and "
         "optionally write them as JSON. Formats: docs/quality.md and skembed.datasets.",
@@ -34,7 +36,6 @@ def add(subparsers, common) -> None:
     )
     p.add_argument("--layer", type=int, help="hidden-state layer to pool (default: the last)")
     p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:

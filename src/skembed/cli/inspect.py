@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import UsageError, fitted_embedder, flat
+from .common import UsageError, add_command, fitted_embedder, flat
 
 
 def add_similarity(subparsers, common) -> None:
     """Declare ``skembed similarity``."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
+        common,
         "similarity",
-        parents=[common],
+        run_similarity,
         help="print the cosine similarity matrix of two or more sentences",
         description="Embed each TEXT and print the matrix of their cosine similarities.",
     )
     p.add_argument("texts", nargs="+", metavar="TEXT", help="two or more texts")
-    p.set_defaults(run=run_similarity)
 
 
 def run_similarity(args) -> int:
@@ -38,15 +39,16 @@ def run_similarity(args) -> int:
 
 def add_tokenize(subparsers, common) -> None:
     """Declare ``skembed tokenize``."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
+        common,
         "tokenize",
-        parents=[common],
+        run_tokenize,
         help="show the tokens and ids the model sees, and where a long text is cut",
         description="Print the tokens and ids of each TEXT as the encoder sees them; for a "
         "text longer than --max-length, where it is truncated.",
     )
     p.add_argument("texts", nargs="+", metavar="TEXT", help="one or more texts")
-    p.set_defaults(run=run_tokenize)
 
 
 def run_tokenize(args) -> int:
@@ -75,14 +77,15 @@ def run_tokenize(args) -> int:
 
 def add_info(subparsers, common) -> None:
     """Declare ``skembed info``."""
-    p = subparsers.add_parser(
+    add_command(
+        subparsers,
+        common,
         "info",
-        parents=[common],
+        run_info,
         help="show the model: folder, architecture, pooling, prompts, dense layers, "
         "normalisation, dimension, max length, fingerprint, device",
         description="Load the model chosen by the model options and describe it.",
     )
-    p.set_defaults(run=run_info)
 
 
 def run_info(args) -> int:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import COLUMN_HELP, INPUT_HELP, UsageError, embedder, flat, positive_int
+from .common import COLUMN_HELP, INPUT_HELP, UsageError, add_command, embedder, flat, positive_int
 
 
 def add(subparsers, common) -> None:
     """Declare ``skembed search``."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
+        common,
         "search",
-        parents=[common],
+        run,
         help="find the texts of a corpus closest in meaning to queries",
         description="Embed the texts of CORPUS (or load an index saved with --save-index) "
         "and print, for each query, the k most similar texts: cosine score, row, text.",
@@ -44,7 +46,6 @@ def add(subparsers, common) -> None:
     p.add_argument(
         "--save-index", metavar="FOLDER", help="also save the index here, to search it again"
     )
-    p.set_defaults(run=run)
 
 
 def run(args) -> int:
