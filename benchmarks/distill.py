@@ -99,7 +99,8 @@ def model2vec_recipe(est):
     rows, _ = distil.build_table(vectors, kept, static.table_settings(est))
     seconds = time.perf_counter() - start
     copy = static.StaticEmbedder(**est.get_params()).fit(["warm up"])
-    copy._table = dataclasses.replace(est._table, vectors=rows)  # noqa: SLF001
+    # the variant table in place of the fitted one, for scoring only
+    copy._table = dataclasses.replace(static.loaded_table(est), vectors=rows)  # noqa: SLF001
     return copy, seconds
 
 

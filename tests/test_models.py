@@ -106,10 +106,10 @@ def test_the_pytorch_encoder_is_read_only_when_pytorch_runs(tiny_bert, tmp_path)
     clear_cache()
     loaded = loaded_model(SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS))
     SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS).transform(TEXTS)
-    assert loaded._encoder is None  # ONNX Runtime ran from the graph alone
+    assert not loaded.encoder_read  # ONNX Runtime ran from the graph alone
     torch_run = SentenceEmbedder(model=str(folder), backend="torch").fit(TEXTS)
     np.testing.assert_allclose(torch_run.transform(TEXTS), onnx_run.transform(TEXTS), atol=1e-5)
-    assert loaded._encoder is not None
+    assert loaded.encoder_read
 
 
 def test_changed_weights_are_refused_when_the_encoder_is_read_late(tiny_bert, tmp_path):

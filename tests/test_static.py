@@ -23,7 +23,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from skembed import clear_cache, distil, locate, static, weighting
-from skembed.static import DamagedTableWarning, StaticEmbedder
+from skembed.static import DamagedTableWarning, StaticEmbedder, loaded_table
 
 TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", "hello world"]
 
@@ -73,7 +73,7 @@ def test_input_rows_put_the_models_own_row_beside_the_distilled_one(tiny_model, 
     both = StaticEmbedder(model=tiny_model, dims=16, input_rows=True).fit(TEXTS)
     assert both.embedding_dim_ == 32 and both.transform(TEXTS).shape == (4, 32)
     # the distilled half is the plain table's up to one scale
-    left, right = both._table.vectors[:, :16], plain._table.vectors
+    left, right = loaded_table(both).vectors[:, :16], loaded_table(plain).vectors
     scale = np.linalg.norm(left) / np.linalg.norm(right)
     np.testing.assert_allclose(left, right * scale, rtol=1e-4, atol=1e-6)
 
@@ -260,10 +260,10 @@ def test_fitted_frequencies_weigh_a_token_common_in_x_less(tiny_bert, tables):
     rank = StaticEmbedder(model=tiny_bert, dims=16, sif_coefficient=1e-3).fit(texts)
     fitted = StaticEmbedder(model=tiny_bert, dims=16, sif_coefficient=1e-3, frequencies="fit")
     fitted.fit(texts)
-    vocabulary = fitted._table.tokenizer.get_vocab()
+    vocabulary = loaded_table(fitted).tokenizer.get_vocab()
     money, sky = vocabulary["money"], vocabulary["sky"]  # 31 times in texts, and never
     weights = fitted.token_weights_
-    assert weights.shape == (len(fitted._table.vectors),) and weights[money] < weights[sky]
+    assert weights.shape == (len(loaded_table(fitted).vectors),) and weights[money] < weights[sky]
     assert not np.allclose(fitted.transform(TEXTS), rank.transform(TEXTS))
     clear_cache()
     np.testing.assert_array_equal(
@@ -288,9 +288,9 @@ LEARN_TEXTS = [
 def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, tables):
     learned = StaticEmbedder(model=tiny_model, dims=16, weighting="learned").fit(LEARN_TEXTS)
     sif = StaticEmbedder(model=tiny_model, dims=16).fit(LEARN_TEXTS)
-    kept = learned._table.kept
+    kept = loaded_table(learned).kept
     counts, rows, targets = static.learning_problem(
-        learned._table, LEARN_TEXTS, learned, *_source(tiny_model)
+        loaded_table(learned), LEARN_TEXTS, learned, *_source(tiny_model)
     )
     start = weighting.token_weights(weighting.token_probabilities(int(kept.sum())), "sif", 1e-4)
     weights = learned.token_weights_[kept].astype(np.float64)

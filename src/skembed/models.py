@@ -129,6 +129,11 @@ class LoadedModel:
         return {name: getattr(self, name) for name in DESCRIPTION_FIELDS}
 
     @property
+    def encoder_read(self) -> bool:
+        """Return whether the PyTorch encoder's weights are in memory (read on first use)."""
+        return self._encoder is not None
+
+    @property
     def encoder(self) -> Any:
         """Return the PyTorch encoder, reading its weights from disk on first use."""
         with self._encoder_lock:

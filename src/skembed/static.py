@@ -263,6 +263,15 @@ class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         return state
 
 
+def loaded_table(est: StaticEmbedder) -> Table:
+    """Return the table a fitted StaticEmbedder applies (read again after unpickling).
+
+    A documented internal, for benchmarks and tests: rows, tokenizer and kept tokens.
+    """
+    check_is_fitted(est)
+    return est._loaded_table()
+
+
 def _weights_from_x(est: StaticEmbedder) -> bool:
     """Return whether est's row weights are learnt from X (and kept in ``token_weights_``)."""
     return est.frequencies == "fit" or est.weighting == "learned"
