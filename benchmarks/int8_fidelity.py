@@ -59,7 +59,8 @@ def graph_embedder(loaded, graph: Path, threads: int, max_length: int):
     """Return embed(texts) -> unit vectors, running one graph the way skembed runs int8."""
     import onnxruntime as ort
 
-    from skembed import backends, encoding, tokens
+    from skembed import encoding, tokens
+    from skembed.forward import Forward
     from skembed.head import Head
 
     options = ort.SessionOptions()
@@ -70,7 +71,7 @@ def graph_embedder(loaded, graph: Path, threads: int, max_length: int):
     def run(ids, mask, output, n_threads):
         return tuple(session.run(None, {"input_ids": ids, "attention_mask": mask}))
 
-    forward = backends.Forward(run, threads=threads, streams=threads)
+    forward = Forward(run, threads=threads, streams=threads)
 
     def embed(texts: list[str]) -> np.ndarray:
         if loaded.pipeline.do_lower_case:
@@ -108,7 +109,7 @@ def main() -> None:
 
     from skembed import SentenceEmbedder, graphs
     from skembed.datasets import read_stsb
-    from skembed.embedder import loaded_model
+    from skembed.persistence import loaded_model
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*were truncated")  # abstracts over 256 tokens

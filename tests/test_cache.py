@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import random
+import warnings
 
 import numpy as np
 import pytest
@@ -179,6 +180,7 @@ def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
     tiny_bert, tmp_path, monkeypatch
 ):
     from skembed import StaticEmbedder, distil
+    from skembed.backends import PrecisionFallbackWarning
 
     monkeypatch.setattr(distil, "folder", lambda: tmp_path / "static")
     labels = [0, 1, 0, 1, 0]
@@ -188,12 +190,17 @@ def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
     tuned_vectors = tuned.fit(TEXTS, labels).transform(TEXTS)  # a fine-tuning update
     static = StaticEmbedder(model=tiny_bert, dims=8).fit(TEXTS)  # a distilled table
     static_vectors = static.transform(TEXTS)
+    bf16 = SentenceEmbedder(model=tiny_bert, precision="bf16").fit(TEXTS)  # what the CPU does
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionFallbackWarning)  # a CPU without bf16
+        bf16_vectors = bf16.transform(TEXTS)
     sizes = cache.memo_sizes()
     assert set(sizes) == {
         "encoder output",
         "token ids",
         "loaded models",
-        "onnx runtime sessions",
+        "runtime sessions",
+        "cpu capabilities",
         "file hashes",
         "fine-tuning updates",
         "static tables",
@@ -204,5 +211,8 @@ def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
     np.testing.assert_array_equal(frozen.transform(TEXTS), expected)
     np.testing.assert_array_equal(tuned.transform(TEXTS), tuned_vectors)
     np.testing.assert_array_equal(static.transform(TEXTS), static_vectors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PrecisionFallbackWarning)
+        np.testing.assert_array_equal(bf16.transform(TEXTS), bf16_vectors)
     refit = SentenceEmbedder(model=tiny_bert, fine_tune="softmax", fine_tune_epochs=1)
     np.testing.assert_allclose(refit.fit(TEXTS, labels).transform(TEXTS), tuned_vectors, atol=1e-6)

@@ -267,11 +267,12 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[list, str]]:
         "bad backend": (
             [ok, "-o", out, "--backend", "tensorflow"],
             r"argument --backend: invalid choice: '?tensorflow'? \(choose from '?auto'?, "
-            r"'?torch'?, '?onnx'?\)",
+            r"'?torch'?, '?onnx'?, '?openvino'?\)",
         ),
         "bad precision": (
             [ok, "-o", out, "--precision", "fp16"],
-            r"argument --precision: invalid choice: '?fp16'? \(choose from '?fp32'?, '?int8'?\)",
+            r"argument --precision: invalid choice: '?fp16'? \(choose from '?fp32'?, '?bf16'?, "
+            r"'?int8'?\)",
         ),
         "bad dtype": (
             [ok, "-o", out, "--dtype", "float64"],

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from skembed import SentenceEmbedder
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 from tiny_models import CORPUS
 
 THREADS = 16

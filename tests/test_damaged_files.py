@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from skembed import SemanticSearch, SentenceEmbedder, backends, clear_cache, graphs, models
-from skembed.embedder import loaded_model
+from skembed import SemanticSearch, SentenceEmbedder, clear_cache, graph_runtimes, graphs, models
+from skembed.persistence import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world"]
 
@@ -36,7 +36,7 @@ def test_a_damaged_onnx_graph_is_exported_again_with_a_warning(
     graph.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"")
     _fresh_process_state()
     again = SentenceEmbedder(model=str(folder), backend="onnx", precision=precision, cache=False)
-    with pytest.warns(backends.DamagedGraphWarning, match=str(graph)):
+    with pytest.warns(graph_runtimes.DamagedGraphWarning, match=str(graph)):
         np.testing.assert_allclose(again.fit(TEXTS).transform(TEXTS), expected, atol=1e-6)
     assert graph.stat().st_size == len(content)  # rebuilt whole
 

@@ -9,7 +9,7 @@ import pytest
 from sklearn.base import clone
 
 from skembed import ModelNotFoundError, SentenceEmbedder, TruncationWarning, models
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 
 TEXTS = ["I love apples", "The dog chased the cat", "", "How do I transfer money?"]
 

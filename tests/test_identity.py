@@ -23,7 +23,7 @@ from skembed import (
     models,
 )
 from skembed._files import cache_home
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world", "my card was declined"]
 LEGACY = Path(__file__).parent / "data" / "legacy"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from skembed import SentenceEmbedder, clear_cache, graphs
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 
 pytest.importorskip("onnxruntime")
 

@@ -20,7 +20,7 @@ from skembed import (
     models,
     tokens,
 )
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 
 TEXTS = [
     "I love apples",

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 
 from skembed import SemanticSearch, SentenceEmbedder, cache_info, clear_cache, models
 from skembed.cli import main
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 
 CORPUS = [
     "I love apples",

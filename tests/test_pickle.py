@@ -19,7 +19,7 @@ from skembed import (
     locate,
     models,
 )
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "", "how do I transfer money?"]
 

@@ -11,7 +11,7 @@ import pytest
 import skembed
 from skembed import SentenceEmbedder, cache, tokens
 from skembed._input import check_texts
-from skembed.embedder import loaded_model
+from skembed.persistence import loaded_model
 from skembed.pooling import STATISTICS
 
 FIX = 'repair the text first, e.g. text.encode("utf-8", "replace").decode("utf-8")'

@@ -10,8 +10,8 @@ import pytest
 
 from skembed import SentenceEmbedder, backends, clear_cache, encoding, graphs, tokens
 from skembed._files import cache_home
-from skembed.embedder import loaded_model
 from skembed.encoding import Batching, length_sorted_batches
+from skembed.persistence import loaded_model
 
 TEXTS = [
     "I love apples",
@@ -160,12 +160,12 @@ def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
 def test_auto_backend_is_onnx_runtime_on_the_cpu_when_installed_and_torch_on_a_gpu(
     tiny_bert, monkeypatch
 ):
-    from skembed import backends
+    from skembed import backends, graph_runtimes
 
     pytest.importorskip("onnxruntime")
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "onnx"
-    assert backends.resolve("auto", "fp32", "cuda") == "torch"
-    monkeypatch.setattr(backends, "onnxruntime_available", lambda: False)  # as if not installed
+    assert backends.resolve("auto", "fp32", "cuda") == ("torch", "fp32")
+    monkeypatch.setattr(graph_runtimes, "installed", lambda module: False)  # as if not installed
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "torch"
 
 
@@ -192,7 +192,7 @@ def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
     import threading
 
     from skembed import backends
-    from skembed.backends import Forward
+    from skembed.forward import Forward
 
     pytest.importorskip("onnxruntime")
     loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(TEXTS))
@@ -224,7 +224,7 @@ def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
 
 
 def test_an_error_in_a_streamed_batch_reaches_the_caller(tiny_bert):
-    from skembed.backends import Forward
+    from skembed.forward import Forward
 
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
     token_ids = tokens.tokenize(loaded, TEXTS, 64)

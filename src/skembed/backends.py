@@ -1,4 +1,4 @@
-"""Where the encoder runs: PyTorch, or ONNX Runtime (fp32, or int8 for speed).
+"""Where the encoder runs: PyTorch, ONNX Runtime (fp32, int8) or OpenVINO (bf16), and how.
 
 Each backend is a :class:`Forward`: ``forward(ids, mask, output)`` runs one padded
 (batch, tokens) pair of id and mask arrays (``forward.map`` a stream of them): for
@@ -9,27 +9,23 @@ statistics (:func:`skembed.pooling.layer_statistics`, what the encoder cache kee
 ``"last_statistics"`` the same for the last layer only, (batch, 1, statistics, dim). The
 rest of skembed pools them the same way whatever ran them.
 
-ONNX Runtime (``pip install 'skembed[onnx]'``) runs ``backend="onnx"``, ``precision="int8"``
-and ``backend="auto"`` on the CPU when it is installed, from the model's graphs on disk
-(:mod:`skembed.graphs`): with them and the model's description cached, the statistics
-paths import neither torch nor transformers. ``precision="int8"`` runs a graph whose
-weights are quantized per column and activations per token (:mod:`skembed.quantize`), so
-a text's vector does not depend on the other texts in a call. ONNX Runtime runs a stream
-of batches several at a time, one thread each (see :meth:`Forward.map`); its sessions are
-opened once per process.
+PyTorch runs the encoder itself, on the CPU or a GPU. ONNX Runtime and OpenVINO run the
+model's graphs on disk (:mod:`skembed.graphs`, :mod:`skembed.graph_runtimes`): with them
+and the model's description cached, the statistics paths import neither torch nor
+transformers. :func:`resolve` says which backend and precision a call runs:
+``backend="auto"`` is ONNX Runtime on the CPU when it is installed, PyTorch otherwise;
+``precision="int8"`` runs on ONNX Runtime, ``precision="bf16"`` on OpenVINO (fp32, with a
+:class:`PrecisionFallbackWarning`, on a CPU without native bf16).
 """
 
 from __future__ import annotations
 
-import threading
 import warnings
-from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .cache import Memo
-from .graphs import onnx_file, onnx_file_path
+from . import graph_runtimes
+from .forward import Forward
 from .pooling import layer_statistics
 
 if TYPE_CHECKING:
@@ -37,90 +33,67 @@ if TYPE_CHECKING:
 
     from .models import LoadedModel
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+# what runs each precision on the CPU (PyTorch runs fp32 only)
+_ENGINES = {"fp32": ("onnx", "openvino"), "int8": ("onnx",), "bf16": ("openvino",)}
+PRECISIONS = tuple(_ENGINES)
+"""The ``precision=`` values: exact fp32, bf16 (OpenVINO), int8 (:mod:`skembed.quantize`)."""
+_NAMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
+_INSTALL = {
+    "onnx": "ONNX Runtime: pip install 'skembed[onnx]'",
+    "openvino": "OpenVINO: pip install 'skembed[openvino]'",
+}
 
 
-@dataclass(frozen=True)
-class Forward:
-    """The encoder of a resolved backend, for one thread budget.
+class PrecisionFallbackWarning(UserWarning):
+    """Warned when precision="bf16" runs in fp32: this CPU computes no bf16 natively."""
 
-    ``run(ids, mask, output, threads)`` runs one batch on ``threads`` intra-op threads.
-    ``streams`` is how many batches may run at once: ONNX Runtime runs one batch per
-    thread, each on its own (fewer pauses to split every small matrix product between
-    threads); PyTorch runs one batch at a time on all of them.
+
+def resolve(backend: str, precision: str, device: str) -> tuple[str, str]:
+    """Return the (backend, precision) that will run: what was asked, or says why not.
+
+    ``backend="auto"``: ONNX Runtime on the CPU when it is installed (in three runs of
+    benchmarks/throughput.py it ran 1.80x, 1.79x and 1.67x sentence-transformers where
+    PyTorch ran 1.21x, 1.42x and 1.29x, the same vectors to cosine 0.9999), PyTorch on a GPU
+    or without ONNX Runtime; the engine of int8 and bf16 whatever it is. bf16 on a CPU that
+    computes no bf16 natively runs fp32, with one :class:`PrecisionFallbackWarning`, rather
+    than an emulation many times slower.
     """
-
-    run: Callable[[np.ndarray, np.ndarray, str, int], tuple]
-    threads: int
-    streams: int = 1
-
-    def __call__(self, ids: np.ndarray, mask: np.ndarray, output: str) -> tuple:
-        """Run one batch on every thread."""
-        return self.run(ids, mask, output, self.threads)
-
-    def map(
-        self, batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], output: str, count: int
-    ) -> Iterator[tuple[np.ndarray, tuple]]:
-        """Yield (indices, outputs) for (indices, ids, mask) batches, in their order.
-
-        Up to ``streams`` batches (no more than ``count``, how many there are) run at once,
-        sharing the threads; at most two per stream are waiting, so memory stays flat.
-        """
-        streams = min(self.streams, count)
-        if streams <= 1:
-            for idx, ids, mask in batches:
-                yield idx, self(ids, mask, output)
-            return
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        threads = self.threads // streams
-        with ThreadPoolExecutor(streams, thread_name_prefix="skembed") as pool:
-            pending: deque = deque()
-            for idx, ids, mask in batches:
-                pending.append((idx, pool.submit(self.run, ids, mask, output, threads)))
-                if len(pending) == 2 * streams:
-                    idx, future = pending.popleft()
-                    yield idx, future.result()
-            for idx, future in pending:
-                yield idx, future.result()
-
-
-_SESSIONS = Memo("onnx runtime sessions")  # (model, precision, threads) -> Forward
-
-
-def onnxruntime_available() -> bool:
-    """Return True when ONNX Runtime can be imported."""
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-def resolve(backend: str, precision: str, device: str) -> str:
-    """Return the backend that will run: 'torch' or 'onnx'."""
+    engines = _ENGINES[precision]
     if backend == "auto":
-        # ONNX Runtime on the CPU when it is installed: in three runs of
-        # benchmarks/throughput.py (2 threads, STS-B dev) it ran 1.80x, 1.79x and 1.67x
-        # sentence-transformers where PyTorch ran 1.21x, 1.42x and 1.29x, same vectors to
-        # cosine 0.9999; PyTorch on a GPU or without ONNX Runtime
-        use_onnx = device == "cpu" and onnxruntime_available()
-        backend = "onnx" if precision == "int8" or use_onnx else "torch"
+        use_onnx = device == "cpu" and graph_runtimes.installed("onnxruntime")
+        backend = engines[0] if precision != "fp32" or use_onnx else "torch"
     if backend == "torch" and precision != "fp32":
         raise ValueError(
-            f"precision={precision!r} runs on ONNX Runtime; use backend='onnx' or 'auto'"
+            f"precision={precision!r} runs on {_NAMES[engines[0]]}; use "
+            f"backend={engines[0]!r} or 'auto'"
         )
-    if backend == "onnx":
-        if not onnxruntime_available():
+    if backend != "torch":
+        if backend not in engines:
+            raise ValueError(
+                f"backend={backend!r} runs fp32{' and int8' if backend == 'onnx' else ''}, not "
+                f"precision={precision!r}; use backend='{engines[0]}' or 'auto'"
+            )
+        module = "onnxruntime" if backend == "onnx" else "openvino"
+        if not graph_runtimes.installed(module):
             raise ImportError(
-                "backend='onnx' and precision='int8' need ONNX Runtime: "
-                "pip install 'skembed[onnx]' (onnxruntime and onnx)"
+                f"backend={backend!r} and precision={precision!r} need {_INSTALL[backend]}"
             )
         if device != "cpu":
             raise ValueError(
-                f"backend='onnx' runs on the CPU here, but device={device!r}; "
+                f"backend={backend!r} runs on the CPU here, but device={device!r}; "
                 "use backend='torch' on a GPU"
             )
-    return backend
+    if precision == "bf16" and not graph_runtimes.cpu_has_bf16():
+        warnings.warn(
+            "precision='bf16' runs in fp32 on this CPU, which computes no bf16 natively (it "
+            "has neither AVX512_BF16 nor AMX); its vectors are fp32's. Use precision='fp32' "
+            "to say so and silence this warning",
+            PrecisionFallbackWarning,
+            stacklevel=3,
+        )
+        precision = "fp32"
+    return backend, precision
 
 
 @contextmanager
@@ -131,7 +104,7 @@ def threads(backend: str, n_threads: int | None):
     (set by joblib's loky workers, so ``n_jobs>1`` does not oversubscribe); for ONNX Runtime
     the same rule without importing torch: OMP_NUM_THREADS, else the physical cores.
     """
-    if backend == "onnx":
+    if backend != "torch":
         yield n_threads or default_threads()
         return
     import torch
@@ -160,11 +133,10 @@ def default_threads() -> int:
 
 
 def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: int) -> Forward:
-    """Return the forward function of a resolved backend for a loaded model."""
+    """Return the forward function of a resolved backend and precision for a loaded model."""
     if backend == "torch":
         return _torch_forward(loaded)
-    key = (loaded.fingerprint, str(loaded.path), precision, n_threads)
-    return _SESSIONS.get_or_make(key, lambda: _onnx_forward(loaded, precision, n_threads))
+    return graph_runtimes.forward_for(loaded, backend, precision, n_threads)
 
 
 def _torch_forward(loaded: LoadedModel) -> Forward:
@@ -188,65 +160,3 @@ def _torch_forward(loaded: LoadedModel) -> Forward:
         return (layer_statistics(hidden.hidden_states, mask).float().cpu().numpy(),)
 
     return Forward(run, threads=torch.get_num_threads())
-
-
-def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forward:
-    import onnxruntime as ort
-
-    sessions: dict[tuple[str, int], tuple] = {}
-    lock = threading.Lock()
-
-    def session(graph: str, threads: int) -> tuple:
-        """Return (session, {output kind: its output names}), opening the graph once.
-
-        One session per thread count: the one-thread session runs a batch per stream
-        (ONNX Runtime sessions take concurrent runs), the all-threads one a lone batch.
-        """
-        with lock:
-            if (graph, threads) not in sessions:
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                # threads that spin after a call returns take the cores from what runs next
-                # (the classifier fits of a grid search); one-thread sessions have no pool
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                opened = _open_session(ort, loaded, precision, graph, options)
-                # full: hidden_0 ... hidden_<n-1>, then statistics; last: statistics
-                names = [o.name for o in opened.get_outputs()]
-                kinds = {"last": names[-2:-1], "all": names[:-1], "statistics": names[-1:]}
-                sessions[graph, threads] = opened, {**kinds, "last_statistics": names}
-            return sessions[graph, threads]
-
-    def run(ids: np.ndarray, mask: np.ndarray, output: str, threads: int) -> tuple:
-        opened, names = session("last" if output == "last_statistics" else "full", threads)
-        outputs = opened.run(names[output], {"input_ids": ids, "attention_mask": mask})
-        if output.endswith("statistics"):
-            return tuple(outputs)
-        import torch  # token states are pooled by PyTorch
-
-        return tuple(torch.from_numpy(h) for h in outputs)
-
-    return Forward(run, threads=n_threads, streams=n_threads)
-
-
-class DamagedGraphWarning(UserWarning):
-    """Warned when a cached ONNX graph cannot be opened and is exported again."""
-
-
-def _open_session(ort, loaded: LoadedModel, precision: str, graph: str, options):
-    """Open a cached graph; a damaged file (truncated, empty) is exported again, once."""
-    path = onnx_file(loaded, precision, graph)
-    try:
-        return ort.InferenceSession(str(path), options, ["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises its own types for bad files
-        warnings.warn(
-            f"the cached ONNX graph {path} could not be opened ({type(exc).__name__}); it was "
-            "deleted and is exported again",
-            DamagedGraphWarning,
-            stacklevel=2,
-        )
-    for stale in {path, onnx_file_path(loaded, "fp32", graph)}:
-        stale.unlink(missing_ok=True)  # an int8 graph is quantized again from a new fp32
-    return ort.InferenceSession(
-        str(onnx_file(loaded, precision, graph)), options, ["CPUExecutionProvider"]
-    )

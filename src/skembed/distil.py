@@ -139,7 +139,7 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
         [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
         np.zeros(len(ids), dtype=bool),
     )
-    backend = backends.resolve("auto", "fp32", loaded.device)
+    backend, _ = backends.resolve("auto", "fp32", loaded.device)
     width = len(prefix) + 1 + len(suffix)
     batching = encoding.Batching(DISTIL_BATCH, DISTIL_BATCH * width)
     with backends.threads(backend, n_threads) as threads:

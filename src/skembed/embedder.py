@@ -21,12 +21,13 @@ from ._input import (
 )
 from .devices import resolve_device
 from .head import Head
+from .persistence import ModelReference
 from .tokens import Tokenization, TruncationWarning
 
 __all__ = ["MissingTextWarning", "SentenceEmbedder", "Tokenization", "TruncationWarning"]
 
 
-class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
+class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, BaseEstimator):
     """Embed texts with a local transformer encoder: one fixed-size vector per text.
 
     Text goes through the model's tokenizer (WordPiece or BPE ids), the encoder (embedding
@@ -306,7 +307,9 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         self.embedding_dim_ = resolved.embedding_dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = resolved.max_length
-        self.backend_ = backends.resolve(self.backend, self.precision, loaded.device)
+        self.backend_, self.precision_ = backends.resolve(
+            self.backend, self.precision, loaded.device
+        )
         self._record_column(X)
         self._loaded = loaded
         return self
@@ -389,6 +392,7 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
 
     def _plan(self, loaded: models.LoadedModel) -> encoding.Plan:
         """Return how texts become vectors, from the parameters and what fit resolved."""
+        backend, precision = backends.resolve(self.backend, self.precision, loaded.device)
         return encoding.Plan(
             pooling=self.pooling_,
             layers=encoding.layer_indices(self.layer, loaded.n_layers),
@@ -396,8 +400,8 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
                 loaded.pipeline.dense[: self.dense_layers_], self.truncate_dim, self.normalize_
             ),
             max_length=self.max_length_,
-            backend=backends.resolve(self.backend, self.precision, loaded.device),
-            precision=self.precision,
+            backend=backend,
+            precision=precision,
             n_threads=self.n_threads,
             batching=encoding.Batching(self.batch_size, self.batch_tokens),
             show_progress=self.show_progress,
@@ -433,59 +437,6 @@ class SentenceEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
     @property
     def _n_features_out(self) -> int:
         return self.embedding_dim_
-
-    # -- pickling ------------------------------------------------------------------------
-
-    def __getstate__(self):
-        # a copy: object.__getstate__ may hand back the live __dict__ itself
-        state = dict(super().__getstate__())
-        state.pop("_loaded", None)
-        if self.pickle_weights and "fingerprint_" in state and "_model_files" not in state:
-            base = getattr(self, "base_fingerprint_", None) or self.fingerprint_
-            path, spec = self._model().path, str(self.model)
-            state["_model_files"] = models.pack(path, spec, base, self.model_files_)
-        return state
-
-    def __setstate__(self, state):
-        # pickles of skembed 0.1.0 predate these parameters and fitted attributes: they keep
-        # the vectors they were fitted to give (their pooling, no prompt, no Dense layers)
-        for name, value in _ADDED_AFTER_0_1_0.items():
-            state.setdefault(name, value)
-        if "fingerprint_" in state and "pooling_" not in state:
-            state.update(pooling_=state["pooling"], normalize_=bool(state["normalize"]))
-            state.update(prompt_="", prompts_={}, dense_layers_=0)
-        self.__dict__.update(state)
-
-    def _model(self) -> models.LoadedModel:
-        """Return the loaded model, loading it again (and checking it) after unpickling."""
-        loaded = getattr(self, "_loaded", None)
-        if loaded is None:
-            expected = getattr(self, "model_files_", None)  # None: pickled by skembed 0.1.0
-            base = getattr(self, "base_fingerprint_", None) or self.fingerprint_
-            packed, update = getattr(self, "_model_files", None), getattr(self, "update_", None)
-            loaded, found = models.reopen(self.model, self.device, base, expected, packed, update)
-            if expected is None:  # caches and later pickles key on the whole folder
-                self.fingerprint_, self.model_files_ = found.fingerprint, dict(found.files)
-                self.__dict__.pop("_model_files", None)
-            self._loaded = loaded
-        return loaded
-
-
-_ADDED_AFTER_0_1_0 = {
-    **dict.fromkeys(("prompt", "prompt_name", "truncate_dim", "fine_tune")),
-    **{"fine_tune_adapter": "lora", "fine_tune_epochs": None, "fine_tune_learning_rate": None},
-    **{"fine_tune_batch_size": 32, "random_state": 0, "missing": "error"},
-}
-
-
-def loaded_model(embedder: SentenceEmbedder) -> models.LoadedModel:
-    """Return the model a fitted SentenceEmbedder runs (loaded again after unpickling).
-
-    A documented internal, for the command line and tests: the tokenizer, sizes and
-    sentence-transformers pipeline of :class:`skembed.models.LoadedModel`.
-    """
-    check_is_fitted(embedder)
-    return embedder._model()
 
 
 def fit_pairs(embedder: SentenceEmbedder, first: list[str], second: list[str], y):

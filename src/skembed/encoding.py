@@ -35,8 +35,8 @@ from .tokens import TokenIds, model_texts, prompt_tokens, tokenize
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from .backends import Forward
     from .cache import DiskCache, ProcessCache
+    from .forward import Forward
     from .models import LoadedModel
 
 

@@ -34,12 +34,10 @@ SCHEME = "rowwise1"
 """Names what :func:`quantize_rowwise` writes; part of the cached int8 graph's file name,
 so a graph quantized another way (by an older skembed) is never reused."""
 
-PRECISIONS = ("fp32", "int8")
-"""The ``precision=`` values: float32 graphs, or graphs quantized by :func:`quantize_rowwise`."""
-
 
 def precision_key(precision: str) -> str:
-    """Return the name of a precision in cache keys: int8 names its quantization scheme.
+    """Return the name of a precision ("fp32", "bf16", "int8") in cache keys: int8 names its
+    quantization scheme.
 
     Graphs and cached vectors of int8 quantized another way (per tensor, before skembed
     0.2) differ from today's, so they must never be found under today's key.

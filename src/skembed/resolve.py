@@ -22,10 +22,9 @@ from ._checks import (
     is_int,
 )
 from ._input import MISSING_POLICIES
-from .backends import BACKENDS
+from .backends import BACKENDS, PRECISIONS
 from .encoding import layer_indices
 from .pooling import POOLING_FUNCTIONS
-from .quantize import PRECISIONS
 
 if TYPE_CHECKING:
     from .models import LoadedModel

@@ -53,7 +53,7 @@ def add_tokenize(subparsers, common) -> None:
 
 def run_tokenize(args) -> int:
     """Run ``skembed tokenize``: the tokens the encoder sees, and where a long text is cut."""
-    from ..embedder import loaded_model
+    from ..persistence import loaded_model
     from ..tokens import truncation
 
     embedder = fitted_embedder(args, args.texts)
@@ -91,8 +91,8 @@ def add_info(subparsers, common) -> None:
 def run_info(args) -> int:
     """Run ``skembed info``: what the model options load, described."""
     from ..devices import resolve_device
-    from ..embedder import loaded_model
     from ..models import architecture
+    from ..persistence import loaded_model
 
     embedder = fitted_embedder(args, ["info"])
     pipeline = loaded_model(embedder).pipeline
