@@ -9,7 +9,7 @@ LINTED := $(wildcard src tests examples benchmarks docs/conf.py docs/sphinxext)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test docs install-demo install-test install-docs lint clean
+.PHONY: demo test docs peers install-demo install-test install-docs lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,10 +47,15 @@ lint: install-test
 test: lint
 	$(VENV)/bin/pytest -q
 
+# benchmarks/peers.py: skembed beside sentence-transformers' backends and fastembed, their own
+# venv (.peers-venv) made on first use; not part of `make test`. A quiet machine, 10-15 min.
+peers: install-test
+	$(PY) benchmarks/peers.py
+
 # HTML into docs/_build/html; warnings are errors. Runs the examples that draw a plot.
 docs: install-docs
 	$(VENV)/bin/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) .peers-venv build dist .pytest_cache
 	rm -rf docs/_build docs/auto_examples docs/generated docs/sg_execution_times.rst
