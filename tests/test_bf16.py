@@ -103,3 +103,22 @@ def test_openvino_runs_fp32_as_onnx_runtime_does(tiny_model):
     onnx = SentenceEmbedder(model=tiny_model, backend="onnx").fit(TEXTS).transform(TEXTS)
     openvino = SentenceEmbedder(model=tiny_model, backend="openvino").fit(TEXTS)
     np.testing.assert_allclose(openvino.transform(TEXTS), onnx, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_a_graph_engine_without_cache_runs_the_last_layer_graph_only(tiny_bert, tmp_path, backend):
+    # a copy of the folder with one more config field: its own fingerprint, its own graphs
+    import json
+    import shutil
+
+    from skembed import graphs
+    from skembed.persistence import loaded_model
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "note": backend}))
+    est = SentenceEmbedder(model=str(folder), backend=backend, cache=False).fit(TEXTS)
+    est.transform(TEXTS)
+    loaded = loaded_model(est)
+    assert graphs.onnx_file_path(loaded, "fp32", "last").is_file()
+    assert not graphs.onnx_file_path(loaded, "fp32", "full").exists()

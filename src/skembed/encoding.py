@@ -386,13 +386,14 @@ def _pooled(loaded, forward, texts, token_ids, plan: Plan, skip: int, memory, ca
     }
     from_statistics = (len(plan.layers) == 1 or plan.pooling in LINEAR_MODES) and not skip
     cached = memory or cache_dir is not None
-    # ONNX Runtime pools inside its graph (the statistics output), cache or no cache:
-    # faster than PyTorch pooling its states afterwards; with no cache to fill, the last
-    # layer alone comes from a graph that computes nothing else
+    # the graph engines (ONNX Runtime, OpenVINO) pool inside the graph (the statistics
+    # output), cache or no cache: faster than PyTorch pooling their states afterwards; with
+    # no cache to fill, the last layer alone comes from a graph that computes nothing else
+    graph = plan.backend != "torch"
     last_only = plan.layers == (loaded.n_layers - 1,)
-    if from_statistics and plan.backend == "onnx" and not cached and last_only:
+    if from_statistics and graph and not cached and last_only:
         return encode_last_layer(loaded, forward, token_ids, **options)
-    if from_statistics and (cached or plan.backend == "onnx"):
+    if from_statistics and (cached or graph):
         # int8 names its scheme: vectors a per-tensor int8 graph left in a cache_dir are
         # not today's int8 vectors
         device = f"{loaded.device}-{plan.backend}-{precision_key(plan.precision)}"
