@@ -73,6 +73,7 @@ PEER_ROWS = {
 SKEMBED_ROWS = {
     "skembed exact (fp32)": {"backend": "onnx"},
     "skembed int8": {"precision": "int8"},
+    "skembed int8 (OpenVINO)": {"precision": "int8", "backend": "openvino"},
     "skembed bf16": {"precision": "bf16"},
 }
 

@@ -21,9 +21,12 @@ TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
 @pytest.mark.parametrize("cache", [False, True], ids=["last-layer graph", "full graph"])
-def test_int8_vector_of_a_text_is_the_same_alone_and_in_any_batch(tiny_model, cache):
-    embedder = SentenceEmbedder(model=tiny_model, precision="int8", cache=cache).fit(TEXTS)
+def test_int8_vector_of_a_text_is_the_same_alone_and_in_any_batch(tiny_model, cache, backend):
+    pytest.importorskip({"onnx": "onnxruntime"}.get(backend, backend))
+    embedder = SentenceEmbedder(model=tiny_model, precision="int8", cache=cache, backend=backend)
+    embedder.fit(TEXTS)
     together = embedder.transform(TEXTS)
     for i, text in enumerate(TEXTS):
         clear_cache()  # with the cache on, the text must go through the encoder again
@@ -33,11 +36,14 @@ def test_int8_vector_of_a_text_is_the_same_alone_and_in_any_batch(tiny_model, ca
     np.testing.assert_allclose(small_batches, together, atol=1e-6)
 
 
-def test_int8_is_close_to_fp32_and_runs_the_quantized_graph(tiny_model):
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_int8_is_close_to_fp32_and_runs_the_quantized_graph(tiny_model, backend):
     import onnx
 
+    pytest.importorskip({"onnx": "onnxruntime"}.get(backend, backend))
     fp32 = SentenceEmbedder(model=tiny_model, cache=False).fit(TEXTS).transform(TEXTS)
-    int8 = SentenceEmbedder(model=tiny_model, precision="int8", cache=False).fit(TEXTS)
+    int8 = SentenceEmbedder(model=tiny_model, precision="int8", cache=False, backend=backend)
+    int8.fit(TEXTS)
     cosine = np.sum(fp32 * int8.transform(TEXTS), axis=1)[fp32.any(axis=1)]
     assert cosine.min() > 0.999
     # what ran is the quantized graph; how far its vectors land from fp32 is the CPU's
@@ -49,11 +55,11 @@ def test_int8_is_close_to_fp32_and_runs_the_quantized_graph(tiny_model):
 def test_int8_graph_is_quantized_per_token_and_named_for_its_scheme(tiny_bert):
     import onnx
 
-    from skembed.quantize import SCHEME
+    from skembed.quantize import REVISION, SCHEME
 
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS))
     path = graphs.onnx_file(loaded, "int8", "last")
-    assert path.name.endswith(f"-int8-{SCHEME}.onnx")
+    assert path.name.endswith(f"-int8-{SCHEME}-r{REVISION}.onnx")
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "MatMulIntegerToFloat" in ops
     assert "DynamicQuantizeLinear" not in ops  # ONNX Runtime's per-tensor activation scales

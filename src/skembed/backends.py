@@ -14,8 +14,8 @@ model's graphs on disk (:mod:`skembed.graphs`, :mod:`skembed.graph_runtimes`): w
 and the model's description cached, the statistics paths import neither torch nor
 transformers. :func:`resolve` says which backend and precision a call runs:
 ``backend="auto"`` is ONNX Runtime on the CPU when it is installed, PyTorch otherwise;
-``precision="int8"`` runs on ONNX Runtime, ``precision="bf16"`` on OpenVINO (fp32, with a
-:class:`PrecisionFallbackWarning`, on a CPU without native bf16).
+``precision="int8"`` runs on ONNX Runtime (or OpenVINO, asked for), ``precision="bf16"`` on
+OpenVINO (fp32, with a :class:`PrecisionFallbackWarning`, on a CPU without native bf16).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 # what runs each precision on the CPU (PyTorch runs fp32 only)
-_ENGINES = {"fp32": ("onnx", "openvino"), "int8": ("onnx",), "bf16": ("openvino",)}
+_ENGINES = {"fp32": ("onnx", "openvino"), "int8": ("onnx", "openvino"), "bf16": ("openvino",)}
 PRECISIONS = tuple(_ENGINES)
 """The ``precision=`` values: exact fp32, bf16 (OpenVINO), int8 (:mod:`skembed.quantize`)."""
 _NAMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
@@ -70,9 +70,10 @@ def resolve(backend: str, precision: str, device: str) -> tuple[str, str]:
         )
     if backend != "torch":
         if backend not in engines:
+            runs = " and ".join(p for p, e in _ENGINES.items() if backend in e)
             raise ValueError(
-                f"backend={backend!r} runs fp32{' and int8' if backend == 'onnx' else ''}, not "
-                f"precision={precision!r}; use backend='{engines[0]}' or 'auto'"
+                f"backend={backend!r} runs {runs}, not precision={precision!r}; use "
+                f"backend={engines[0]!r} or 'auto'"
             )
         module = "onnxruntime" if backend == "onnx" else "openvino"
         if not graph_runtimes.installed(module):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ._files import atomic_file, cache_home
 from .models import save_description
 from .pooling import layer_statistics
-from .quantize import precision_key, quantize_rowwise
+from .quantize import REVISION, precision_key, quantize_rowwise
 
 if TYPE_CHECKING:
     from .models import LoadedModel
@@ -41,7 +41,8 @@ class ExportError(RuntimeError):
 def onnx_file_path(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:
     """Return where a model's graph is cached, whether or not it is there yet."""
     stem = f"{loaded.fingerprint[:32]}-opset{OPSET}-{GRAPH_VERSION}" + GRAPHS[graph]
-    return cache_home() / "onnx" / f"{stem}-{precision_key(precision)}.onnx"
+    revision = f"-r{REVISION}" if precision == "int8" else ""  # the quantizer's graph
+    return cache_home() / "onnx" / f"{stem}-{precision_key(precision)}{revision}.onnx"
 
 
 def onnx_file(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:

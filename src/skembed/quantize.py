@@ -31,8 +31,14 @@ from pathlib import Path
 import numpy as np
 
 SCHEME = "rowwise1"
-"""Names what :func:`quantize_rowwise` writes; part of the cached int8 graph's file name,
-so a graph quantized another way (by an older skembed) is never reused."""
+"""Names the int8 arithmetic of :func:`quantize_rowwise`: part of the cache keys of int8
+vectors and of the int8 graph's file name, so that vectors or a graph quantized another
+way (by an older skembed) are never reused."""
+
+REVISION = 2
+"""Numbers the graph :func:`quantize_rowwise` writes for the same arithmetic: part of the
+graph's file name only (2: each row's largest magnitude from ReduceMax and ReduceMin, no
+Abs tensor; the same vectors, bit for bit, a few percent sooner)."""
 
 
 def precision_key(precision: str) -> str:
@@ -113,18 +119,20 @@ def _quantize_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _quantize_rows(x: str, nodes: list, constants: _Constants, helper) -> tuple[str, str]:
-    """Append the nodes that quantize x row by row; return (uint8 rows, each row's max |x|)."""
+    """Append the nodes that quantize x row by row; return (uint8 rows, each row's max |x|).
+
+    max |x| is max(ReduceMax(x), -ReduceMin(x)): two reductions that read x, where Abs
+    would write a whole tensor first.
+    """
     base = f"{x}/rowwise"
-    nodes.append(helper.make_node("Abs", [x], [f"{base}/abs"], name=f"{base}/Abs"))
+    for op in ("ReduceMax", "ReduceMin"):
+        nodes.append(helper.make_node(op, [x], [f"{base}/{op}"], name=f"{base}/{op}", axes=[-1]))
     nodes.append(
-        helper.make_node(
-            "ReduceMax", [f"{base}/abs"], [f"{base}/peak"], name=f"{base}/ReduceMax", axes=[-1]
-        )
+        helper.make_node("Neg", [f"{base}/ReduceMin"], [f"{base}/Neg"], name=f"{base}/Neg")
     )
     row_max = f"{base}/row_max"
-    nodes.append(
-        helper.make_node("Max", [f"{base}/peak", constants.tiny], [row_max], name=f"{base}/Max")
-    )
+    peaks = [f"{base}/ReduceMax", f"{base}/Neg", constants.tiny]
+    nodes.append(helper.make_node("Max", peaks, [row_max], name=f"{base}/Max"))
     nodes.append(
         helper.make_node(
             "Div", [constants.full_scale, row_max], [f"{base}/inv"], name=f"{base}/Div"

@@ -89,8 +89,8 @@ def model_options() -> Parser:
         choices=("fp32", "bf16", "int8"),
         help="fp32 (default); bf16: OpenVINO in bf16 on CPUs with AVX512_BF16 or AMX, "
         "faster, vectors to cosine 0.9999 of fp32 (needs pip install 'skembed[openvino]'); "
-        "int8: a quantized graph on ONNX Runtime, faster still, vectors close to fp32 "
-        "(needs pip install 'skembed[onnx]')",
+        "int8: a quantized graph on ONNX Runtime (or OpenVINO with --backend openvino), "
+        "vectors close to fp32 (needs pip install 'skembed[onnx]')",
     )
     return common
 
