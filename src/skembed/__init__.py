@@ -19,6 +19,7 @@ _EXPORTS = {
     "ModelNotFoundError": "identity",
     "LegacyFingerprintWarning": "identity",
     "UnsupportedFolderError": "st_folder",
+    "PrecisionFallbackWarning": "backends",
     "cache_info": "cache",
     "clear_cache": "cache",
     "set_cache_limit": "cache",

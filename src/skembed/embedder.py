@@ -90,13 +90,18 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
     cache_dir : str or path-like, default=None
         Also keep encoder output in this folder, shared by processes (``n_jobs>1``
         searches) and by later runs.
-    backend : {"auto", "torch", "onnx"}, default="auto"
+    backend : {"auto", "torch", "onnx", "openvino"}, default="auto"
         What runs the encoder. ``"auto"`` is ONNX Runtime on the CPU when it is installed
         (``pip install 'skembed[onnx]'``; faster) and PyTorch otherwise or on a GPU; int8
-        always runs on ONNX Runtime. Both give the same fp32 vectors to cosine 0.9999.
-    precision : {"fp32", "int8"}, default="fp32"
-        ``"int8"`` runs a per-channel int8-quantized graph on ONNX Runtime: faster, with
-        vectors close to but not equal to fp32 (see the speed page of the docs).
+        runs on ONNX Runtime unless ``"openvino"`` is asked for, bf16 on OpenVINO
+        (``pip install 'skembed[openvino]'``). All give the same fp32 vectors to cosine
+        0.9999. ``backend_`` and ``precision_`` say what ran.
+    precision : {"fp32", "bf16", "int8"}, default="fp32"
+        ``"bf16"`` computes the fp32 graph in bf16 on OpenVINO: near-exact (cosine 0.9999
+        to fp32) and the fastest on CPUs with native bf16 (AVX512_BF16 or AMX); on other
+        CPUs it runs fp32, with one ``PrecisionFallbackWarning``. ``"int8"`` runs a graph
+        quantized per channel and per token: faster, with vectors close to but not equal
+        to fp32. See the speed page of the docs.
     n_threads : int or None, default=None
         Threads for the encoder. None keeps PyTorch's setting, which follows the physical
         cores and the ``OMP_NUM_THREADS`` limit that joblib/loky set in its workers (ONNX
