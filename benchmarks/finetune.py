@@ -121,8 +121,10 @@ def settings_of(row: str, seed: int):
     types = {f.name: f.type for f in dataclasses.fields(Settings)}
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
-        kind = types[key]
-        if kind == "bool":
+        kind = types[key].removesuffix(" | None")  # epochs, max_steps: int or None
+        if value.lower() == "none":
+            fields[key] = None
+        elif kind == "bool":
             fields[key] = value.lower() in ("1", "true", "yes")
         else:
             fields[key] = {"int": int, "float": float, "str": str}[kind](value)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -124,7 +125,9 @@ def test_fine_tuning_refuses_a_pooling_without_an_encoder(tiny_bert):
     assert not hasattr(est, "fingerprint_")
 
 
-def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted(tiny_bert):
+def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted_and_says_how_far_it_got(
+    tiny_bert,
+):
     code = (
         "import sys\n"
         "from sklearn.exceptions import NotFittedError\n"
@@ -144,13 +147,23 @@ def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted(tiny_bert):
         "        print('unfitted', hasattr(est, '_loaded'))\n"
     )
     process = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
     )
     assert process.stdout.readline().strip() == "fitted, tuning"
     time.sleep(1.5)  # inside the training loop by now
     process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=120)
     assert out.strip() == "unfitted False"
+    # logging's last-resort handler: a warning reaches stderr with no logging set up
+    assert re.search(
+        r"fine-tuning was interrupted at step [\d,]+ of 200,000, after [\d.]+ s; nothing of "
+        r"it is kept",
+        err,
+    ), err
 
 
 OTHERS = (CORPUS[1:] + CORPUS[:1]) * 4  # each sentence paired with the next one
@@ -265,3 +278,47 @@ def test_a_folder_with_dense_layers_fine_tunes_and_truncate_dim_is_its_own_run(s
     assert np.abs(tuned.transform(TEXTS) - frozen.transform(TEXTS)).max() > 1e-4
     SentenceEmbedder(model=folder, **QUICK).fit(TEXTS, LABELS)  # trains on 16 dimensions
     assert tuning.fine_tune_runs == before + 2
+
+
+def test_the_default_run_is_ten_passes_but_at_most_320_steps(tiny_bert):
+    from skembed.schedule import DEFAULT_MAX_STEPS
+
+    assert DEFAULT_MAX_STEPS == 320
+    small = SentenceEmbedder(model=tiny_bert, fine_tune="softmax", backend="torch")
+    assert small.fit(TEXTS, LABELS).fine_tune_steps_ == 10 * 2  # 42 texts: 2 batches a pass
+    large = SentenceEmbedder(
+        model=tiny_bert, fine_tune="softmax", backend="torch", fine_tune_batch_size=4
+    ).fit(TEXTS, LABELS)  # 11 batches a pass: 110 steps in 10 passes
+    assert large.fine_tune_steps_ == 110
+    capped = large.set_params(fine_tune_batch_size=1).fit(TEXTS, LABELS)  # 420 in 10 passes
+    assert capped.fine_tune_steps_ == 320 and len(capped.fine_tune_loss_) == 8
+
+
+def test_epochs_run_whole_and_steps_run_as_many_passes_as_they_take(tiny_bert):
+    def steps(**params) -> tuple[int, int]:
+        est = SentenceEmbedder(model=tiny_bert, fine_tune="softmax", backend="torch", **params)
+        est.fit(TEXTS, LABELS)
+        return est.fine_tune_steps_, len(est.fine_tune_loss_)
+
+    assert steps(fine_tune_epochs=3, fine_tune_batch_size=1) == (126, 3)  # no cap
+    assert steps(fine_tune_steps=5) == (5, 3)  # 2 batches a pass
+    assert steps(fine_tune_epochs=3, fine_tune_steps=4) == (4, 2)
+
+
+def test_fine_tuning_logs_its_length_and_shows_steps_loss_and_time_left(tiny_bert, caplog, capsys):
+    import logging
+
+    est = SentenceEmbedder(
+        model=tiny_bert, fine_tune="softmax", backend="torch", fine_tune_epochs=2,
+        show_progress=True,
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="skembed"):
+        est.fit(TEXTS, LABELS)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "skembed.schedule"]
+    assert re.fullmatch(
+        r"fine-tuning: 4 steps \(2 epochs of 2 batches\); [\d.]+ s a step over the first 3: "
+        r"about [\d.]+ s",
+        line,
+    ), line
+    bar = capsys.readouterr().err
+    assert "skembed fine-tune" in bar and "4/4" in bar and "loss=" in bar and "<00:00" in bar

@@ -13,7 +13,8 @@ that inference and ONNX export need nothing but the encoder class.
 
 The default (``Settings()``): LoRA rank 8 on every linear layer of the encoder, a
 cosine-softmax head initialised at the class means of the frozen vectors with a CosFace
-margin of 0.1, 10 epochs at 1e-3, batches of texts of similar length. On Banking77 (8 texts
+margin of 0.1, 10 epochs but at most :data:`skembed.schedule.DEFAULT_MAX_STEPS` steps, at
+1e-3, batches of texts of similar length. On Banking77 (8 texts
 per label, ``benchmarks/finetune.py``) it scored 0.829 against the frozen encoder's 0.792
 with ``LogisticRegression()``, 0.832 against 0.823 with the classifier's C chosen by
 cross-validation; full fine-tuning, a supervised contrastive loss, other margins, scales,
@@ -84,8 +85,12 @@ class Settings:
         ``"lora"``: rank-``rank`` factors ``B @ A * alpha / rank`` added to the linear layers
         named by ``targets``; ``"top"``: every parameter of the last ``top_layers`` layers;
         ``"full"``: every parameter (the update is then the size of the model).
-    epochs : int
-        Passes over the training texts.
+    epochs : int or None
+        Passes over the training texts; None: 10, or fewer when they would take more than
+        ``max_steps`` steps (:func:`skembed.schedule.run_length`).
+    max_steps : int or None
+        The most optimiser steps; None: no limit when ``epochs`` is given,
+        :data:`skembed.schedule.DEFAULT_MAX_STEPS` when it is not.
     learning_rate : float
         AdamW's peak learning rate for the encoder's trained tensors (linear warm-up over
         the first tenth of the steps, then linear decay to 0).
@@ -122,7 +127,8 @@ class Settings:
 
     method: str = "softmax"
     adapter: str = "lora"
-    epochs: int = 10
+    epochs: int | None = None
+    max_steps: int | None = None
     learning_rate: float = 1e-3
     head_learning_rate: float = 1e-3
     batch_size: int = 32
@@ -242,7 +248,9 @@ def fine_tune_pairs(
         lengths = np.maximum(
             token_lengths(tokenize, first, size), token_lengths(tokenize, second, size)
         )
-        epochs = [batches_by_length(lengths, size, rng) for _ in range(settings.epochs)]
+
+        def draw_epoch():
+            return batches_by_length(lengths, size, rng)
 
         def loss_of(rows):
             texts = [first[i] for i in rows] + [second[i] for i in rows]
@@ -251,7 +259,7 @@ def fine_tune_pairs(
             y = torch.as_tensor(labels[rows], device=device)
             return losses.cosent(cosine, y, settings.scale)
 
-        return optimise(model, settings, trained, lora, [], epochs, loss_of, show_progress)
+        return optimise(model, settings, trained, lora, [], draw_epoch, loss_of, show_progress)
 
     return _run(encoder, settings, base_fingerprint, train)
 
@@ -268,9 +276,10 @@ def check_settings(settings: Settings, pooling: str) -> None:
         )
     if settings.head_init not in ("means", "random"):
         raise ValueError(f"head_init={settings.head_init!r} is not 'means' or 'random'")
-    for name in ("epochs", "batch_size", "rank", "top_layers", "max_length"):
-        if getattr(settings, name) < 1:
-            raise ValueError(f"{name}={getattr(settings, name)} must be at least 1")
+    for name in ("epochs", "max_steps", "batch_size", "rank", "top_layers", "max_length"):
+        value = getattr(settings, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name}={value} must be at least 1")
     if settings.batch_size < 2 and settings.method == "supcon":
         raise ValueError("method='supcon' needs batch_size of at least 2")
 
@@ -437,10 +446,9 @@ def _train(model, served, tokenize, texts, targets, settings, trained, lora, hea
         if settings.method == "softmax"
         else None
     )
-    epochs = [
-        epoch_batches(targets, lengths, settings.batch_size, settings.method, rng)
-        for _ in range(settings.epochs)
-    ]
+
+    def draw_epoch():
+        return epoch_batches(targets, lengths, settings.batch_size, settings.method, rng)
 
     def loss_of(rows):
         vectors = embed_texts(model, served, tokenize, [texts[i] for i in rows], device)
@@ -450,4 +458,4 @@ def _train(model, served, tokenize, texts, targets, settings, trained, lora, hea
         return losses.supcon(vectors, y, settings.scale)
 
     extra = [{"params": [head], "lr": settings.head_learning_rate}] if head is not None else []
-    return optimise(model, settings, trained, lora, extra, epochs, loss_of, bar)
+    return optimise(model, settings, trained, lora, extra, draw_epoch, loss_of, bar)

@@ -29,9 +29,9 @@ class ModelReference:
         return state
 
     def __setstate__(self, state):
-        # pickles of skembed 0.1.0 predate these parameters and fitted attributes: they keep
-        # the vectors they were fitted to give (their pooling, no prompt, no Dense layers)
-        for name, value in _ADDED_AFTER_0_1_0.items():
+        # older pickles lack the parameters and fitted attributes added since: they keep the
+        # vectors they were fitted to give (0.1.0's pooling, no prompt, no Dense layers)
+        for name, value in _ADDED_SINCE.items():
             state.setdefault(name, value)
         if "fingerprint_" in state and "pooling_" not in state:
             state.update(pooling_=state["pooling"], normalize_=bool(state["normalize"]))
@@ -53,7 +53,9 @@ class ModelReference:
         return loaded
 
 
-_ADDED_AFTER_0_1_0 = {
+# skembed 0.1.0 lacks all of these; main at 6743d60 lacks fine_tune_steps
+_ADDED_SINCE = {
+    "fine_tune_steps": None,
     **dict.fromkeys(("prompt", "prompt_name", "truncate_dim", "fine_tune")),
     **{"fine_tune_adapter": "lora", "fine_tune_epochs": None, "fine_tune_learning_rate": None},
     **{"fine_tune_batch_size": 32, "random_state": 0, "missing": "error"},

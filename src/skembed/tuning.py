@@ -38,15 +38,16 @@ def check_params(params: dict[str, Any]) -> None:
 
     ``params`` are a SentenceEmbedder's: ``fine_tune``, ``fine_tune_adapter``,
     ``fine_tune_epochs``, ``fine_tune_learning_rate``, ``fine_tune_batch_size`` and
-    ``random_state`` are read.
+    ``random_state`` are read, and ``fine_tune_steps``.
     """
     method = params["fine_tune"]
     if method is not None:
         if method not in finetune.METHODS:
             raise ValueError(f"fine_tune={method!r} is not None or one of {list(finetune.METHODS)}")
         check_one_of("fine_tune_adapter", params["fine_tune_adapter"], finetune.ADAPTERS)
-    if params["fine_tune_epochs"] is not None:
-        check_positive_int(fine_tune_epochs=params["fine_tune_epochs"])
+    for name in ("fine_tune_epochs", "fine_tune_steps"):
+        if params[name] is not None:
+            check_positive_int(**{name: params[name]})
     check_positive_int(fine_tune_batch_size=params["fine_tune_batch_size"])
     rate = params["fine_tune_learning_rate"]
     if rate is not None and not (isinstance(rate, (int, float)) and 0 < rate < 1):
@@ -69,8 +70,8 @@ def settings(params: dict[str, Any], max_length: int, pairs: bool) -> finetune.S
         "max_length": max_length,
         "random_state": int(np.random.randint(2**31)) if seed is None else seed,
     }
-    if params["fine_tune_epochs"] is not None:
-        options["epochs"] = params["fine_tune_epochs"]
+    options["epochs"] = params["fine_tune_epochs"]
+    options["max_steps"] = params["fine_tune_steps"]
     if params["fine_tune_learning_rate"] is not None:
         options["learning_rate"] = params["fine_tune_learning_rate"]
     elif pairs:
