@@ -4,7 +4,7 @@ Banking77's training split only (never the test split): 2,000 texts drawn once (
 are the evaluation set; from the other texts, each seed draws 8 texts per label (77 labels,
 616 texts) to train on. Each row fine-tunes the default model (all-MiniLM-L6-v2) on one
 draw with :func:`skembed.finetune.fine_tune`, merges the update with
-:func:`skembed.finetune.apply_update`, embeds both sets (mean pooling, L2-normalised) and
+:func:`skembed.update.apply_update`, embeds both sets (mean pooling, L2-normalised) and
 scores ``LogisticRegression(max_iter=1000)`` trained on the draw. ``frozen`` is
 ``SentenceEmbedder(model="default")`` on the same sets; ``setfit`` is SetFit 1.2
 (CosineSimilarityLoss, sampled pairs, a benchmark-only dependency; ``--setfit-path`` adds a
@@ -199,7 +199,8 @@ def run_finetune(row: str, seed: int) -> dict:
     from transformers import AutoModel
 
     from skembed import SentenceEmbedder, locate
-    from skembed.finetune import apply_update, fine_tune
+    from skembed.finetune import fine_tune
+    from skembed.update import apply_update
 
     texts, labels, evaluation = load_data()
     rows = draw(labels, evaluation, seed)

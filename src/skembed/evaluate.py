@@ -200,7 +200,7 @@ def classification(
         train_texts, train_y = data.texts, data.labels
         eval_texts, eval_y = held.texts, held.labels
     else:
-        train_idx, eval_idx = _stratified_split(data.labels, eval_fraction, seed, path)
+        train_idx, eval_idx = stratified_split(data.labels, eval_fraction, seed, path)
         train_texts = [data.texts[i] for i in train_idx]
         eval_texts = [data.texts[i] for i in eval_idx]
         train_y, eval_y = data.labels[train_idx], data.labels[eval_idx]
@@ -374,7 +374,8 @@ def _sts_format(path: PathLike, format: str) -> str:
     )
 
 
-def _stratified_split(labels: np.ndarray, eval_fraction: float, seed: int, path) -> tuple:
+def stratified_split(labels: np.ndarray, eval_fraction: float, seed: int, path) -> tuple:
+    """Return (training rows, evaluation rows): one split, stratified by label and seeded."""
     from sklearn.model_selection import train_test_split
 
     if not 0 < eval_fraction < 1:
