@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -135,7 +134,7 @@ def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted_and_says_how_far
         "from skembed import SentenceEmbedder\n"
         f"texts = {TEXTS!r}\n"
         f"est = SentenceEmbedder(model={tiny_bert!r}, backend='torch').fit(texts)\n"
-        "est.set_params(fine_tune='softmax', fine_tune_epochs=100000)\n"
+        "est.set_params(fine_tune='softmax', fine_tune_epochs=100000, show_progress=True)\n"
         "print('fitted, tuning', flush=True)\n"
         "try:\n"
         f"    est.fit(texts, {LABELS.tolist()!r})\n"
@@ -154,7 +153,12 @@ def test_ctrl_c_while_fine_tuning_leaves_the_estimator_unfitted_and_says_how_far
         env=os.environ,
     )
     assert process.stdout.readline().strip() == "fitted, tuning"
-    time.sleep(1.5)  # inside the training loop by now
+    # the progress bar (stderr) shows steps done: the training loop is running
+    shown = ""
+    while not re.search(r"\b[1-9]\d*/200000\b", shown):
+        char = process.stderr.read(1)
+        assert char, shown
+        shown += char
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert out.strip() == "unfitted False"

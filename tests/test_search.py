@@ -454,6 +454,7 @@ index = pickle.loads(open(sys.argv[1], "rb").read())
 print("saving", flush=True)
 while True:
     index.save(sys.argv[2])
+    print("saved", flush=True)
 """
 
 
@@ -473,18 +474,21 @@ def test_a_save_killed_at_any_moment_leaves_an_index_that_loads(tiny_bert, tmp_p
     big.hnsw_ = build_hnsw(big.embeddings_)
     (tmp_path / "big.pkl").write_bytes(pickle.dumps(big))
     sizes = set()
-    for delay in (0.1, 0.3, 0.6):
+    for delay in (0.1, 0.3, 0.6, None):  # None: inside the save after a whole one
         process = subprocess.Popen(
             [sys.executable, "-c", _SAVE_FOREVER, str(tmp_path / "big.pkl"), str(folder)],
             stdout=subprocess.PIPE,
             text=True,
         )
         assert process.stdout.readline() == "saving\n"
-        time.sleep(delay)
+        if delay is None:
+            assert process.stdout.readline() == "saved\n"
+        else:
+            time.sleep(delay)
         process.send_signal(signal.SIGKILL)  # no handler, no cleanup: a power cut
         process.wait()
         loaded = SemanticSearch.load(folder)  # the previous index or the new one, whole
         assert loaded.corpus_ in (TEXTS, big.corpus_)
         sizes.add(len(loaded.corpus_))
         assert (folder / "notes.txt").read_text() == "mine"
-    assert n in sizes  # the saves did happen
+    assert n in sizes  # a save did replace the index
