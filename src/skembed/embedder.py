@@ -121,8 +121,9 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         What is trained: low-rank factors of every linear layer (a pickle stays small),
         the last layers, or every weight.
     fine_tune_epochs : int or None, default=None
-        Passes over the training texts, all of them; None: 10 passes, but at most
-        ``fine_tune_steps`` steps, so that fit costs about what the data suggests.
+        Passes over the training texts, all of them; None: 10 passes but at most 320
+        steps, or exactly ``fine_tune_steps`` steps when it is given, so that fit costs
+        about what the data suggests.
     fine_tune_steps : int or None, default=None
         The most optimiser steps (batches); None: 320 when ``fine_tune_epochs`` is None
         (Banking77's 616 texts of 8 per intent still get their 10 passes, 200 steps; MRPC's

@@ -86,8 +86,9 @@ class Settings:
         named by ``targets``; ``"top"``: every parameter of the last ``top_layers`` layers;
         ``"full"``: every parameter (the update is then the size of the model).
     epochs : int or None
-        Passes over the training texts; None: 10, or fewer when they would take more than
-        ``max_steps`` steps (:func:`skembed.schedule.run_length`).
+        Passes over the training texts; None: 10 passes but at most
+        :data:`skembed.schedule.DEFAULT_MAX_STEPS` steps, or exactly ``max_steps`` steps
+        when it is given (:func:`skembed.schedule.run_length`).
     max_steps : int or None
         The most optimiser steps; None: no limit when ``epochs`` is given,
         :data:`skembed.schedule.DEFAULT_MAX_STEPS` when it is not.
