@@ -309,20 +309,25 @@ def test_epochs_run_whole_and_steps_run_as_many_passes_as_they_take(tiny_bert):
     assert steps(fine_tune_epochs=3, fine_tune_steps=4) == (4, 2)
 
 
-def test_fine_tuning_logs_its_length_and_shows_steps_loss_and_time_left(tiny_bert, caplog, capsys):
+@pytest.mark.parametrize(
+    "epochs, length, bar_end",
+    [
+        (2, r"4 steps \(2 epochs of 2 batches\); [\d.]+ s a step over the first 3", "4/4"),
+        (1, r"2 steps \(1 epoch of 2 batches\); [\d.]+ s a step over the first 2", "2/2"),
+    ],
+)
+def test_fine_tuning_logs_its_length_and_shows_steps_loss_and_time_left(
+    tiny_bert, caplog, capsys, epochs, length, bar_end
+):
     import logging
 
     est = SentenceEmbedder(
-        model=tiny_bert, fine_tune="softmax", backend="torch", fine_tune_epochs=2,
+        model=tiny_bert, fine_tune="softmax", backend="torch", fine_tune_epochs=epochs,
         show_progress=True,
     )  # fmt: skip
     with caplog.at_level(logging.INFO, logger="skembed"):
         est.fit(TEXTS, LABELS)
     (line,) = [r.getMessage() for r in caplog.records if r.name == "skembed.schedule"]
-    assert re.fullmatch(
-        r"fine-tuning: 4 steps \(2 epochs of 2 batches\); [\d.]+ s a step over the first 3: "
-        r"about [\d.]+ s",
-        line,
-    ), line
+    assert re.fullmatch(rf"fine-tuning: {length}: about [\d.]+ s", line), line
     bar = capsys.readouterr().err
-    assert "skembed fine-tune" in bar and "4/4" in bar and "loss=" in bar and "<00:00" in bar
+    assert "skembed fine-tune" in bar and bar_end in bar and "loss=" in bar and "<00:00" in bar

@@ -163,7 +163,7 @@ def _log_estimate(steps: int, total: int, per_epoch: int, seconds: float) -> Non
     logger.info(
         "fine-tuning: %s steps (%s of %d batches); %.2f s a step over the first %d: about %s",
         f"{total:,}",
-        f"{passes:g} epochs" if passes == int(passes) else f"{passes:.1f} epochs",
+        "1 epoch" if passes == 1 else f"{passes:.{0 if passes == int(passes) else 1}f} epochs",
         per_epoch,
         seconds / steps,
         steps,
