@@ -160,10 +160,14 @@ def optimise(model, settings, trained, lora, extra_groups, draw_epoch, loss_of, 
 def _log_estimate(steps: int, total: int, per_epoch: int, seconds: float) -> None:
     """Log how many steps the run takes and, from the first steps' time, about how long."""
     passes = total / per_epoch
+    if passes != int(passes):
+        length = f"{passes:.1f} epochs"
+    else:
+        length = "1 epoch" if passes == 1 else f"{int(passes):,} epochs"
     logger.info(
         "fine-tuning: %s steps (%s of %d batches); %.2f s a step over the first %d: about %s",
         f"{total:,}",
-        "1 epoch" if passes == 1 else f"{passes:.{0 if passes == int(passes) else 1}f} epochs",
+        length,
         per_epoch,
         seconds / steps,
         steps,
