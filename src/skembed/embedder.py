@@ -97,9 +97,10 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         (``pip install 'skembed[openvino]'``). All give the same fp32 vectors to cosine
         0.9999. ``backend_`` and ``precision_`` say what ran.
     precision : {"fp32", "bf16", "int8"}, default="fp32"
-        ``"bf16"`` computes the fp32 graph in bf16 on OpenVINO: near-exact (cosine 0.9999
-        to fp32) and the fastest on CPUs with native bf16 (AVX512_BF16 or AMX); on other
-        CPUs it runs fp32, with one ``PrecisionFallbackWarning``. ``"int8"`` runs a graph
+        ``"bf16"`` computes the fp32 graph in bf16 on OpenVINO, on CPUs with native bf16
+        (AVX512_BF16 or AMX): near-exact (cosine 0.9999 to fp32), and the fastest path
+        measured on a CPU with AMX; on other CPUs it runs fp32, with one
+        ``PrecisionFallbackWarning``. ``"int8"`` runs a graph
         quantized per channel and per token: faster, with vectors close to but not equal
         to fp32. See the speed page of the docs.
     n_threads : int or None, default=None
@@ -127,7 +128,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
     fine_tune_steps : int or None, default=None
         The most optimiser steps (batches); None: 320 when ``fine_tune_epochs`` is None
         (Banking77's 616 texts of 8 per intent still get their 10 passes, 200 steps; MRPC's
-        4,076 pairs 2.5), no limit when it is given. With ``fine_tune_epochs=None``, a value
+        4,076 pairs 2.5 passes), no limit when it is given. With ``fine_tune_epochs=None``, a value
         runs that many steps, as many passes as that takes.
     fine_tune_learning_rate : float or None, default=None
         Peak learning rate; None is :class:`skembed.finetune.Settings`' default (1e-3) for

@@ -14,9 +14,9 @@ that inference and ONNX export need nothing but the encoder class.
 The default (``Settings()``): LoRA rank 8 on every linear layer of the encoder, a
 cosine-softmax head initialised at the class means of the frozen vectors with a CosFace
 margin of 0.1, 10 epochs but at most :data:`skembed.schedule.DEFAULT_MAX_STEPS` steps, at
-1e-3, batches of texts of similar length. On Banking77 (8 texts
-per label, ``benchmarks/finetune.py``) it scored 0.829 against the frozen encoder's 0.792
-with ``LogisticRegression()``, 0.832 against 0.823 with the classifier's C chosen by
+1e-3, batches of texts of similar length. On Banking77 (8 texts per label,
+``benchmarks/finetune.py``) it scored 0.829 against the frozen encoder's 0.792 with
+``LogisticRegression()``, 0.832 against 0.823 with the classifier's C chosen by
 cross-validation; full fine-tuning, a supervised contrastive loss, other margins, scales,
 rates and epochs were no better. See docs/fine_tuning.md.
 """

@@ -37,8 +37,8 @@ def check_params(params: dict[str, Any]) -> None:
     """Raise the error naming the first of the estimator's fine-tuning parameters not valid.
 
     ``params`` are a SentenceEmbedder's: ``fine_tune``, ``fine_tune_adapter``,
-    ``fine_tune_epochs``, ``fine_tune_learning_rate``, ``fine_tune_batch_size`` and
-    ``random_state`` are read, and ``fine_tune_steps``.
+    ``fine_tune_epochs``, ``fine_tune_steps``, ``fine_tune_learning_rate``,
+    ``fine_tune_batch_size`` and ``random_state`` are read.
     """
     method = params["fine_tune"]
     if method is not None:

@@ -87,8 +87,8 @@ def model_options() -> Parser:
     model.add_argument(
         "--precision",
         choices=("fp32", "bf16", "int8"),
-        help="fp32 (default); bf16: OpenVINO in bf16 on CPUs with AVX512_BF16 or AMX, "
-        "faster, vectors to cosine 0.9999 of fp32 (needs pip install 'skembed[openvino]'); "
+        help="fp32 (default); bf16: OpenVINO in bf16 on CPUs with AVX512_BF16 or AMX (fp32 "
+        "elsewhere), vectors to cosine 0.9999 of fp32 (needs pip install 'skembed[openvino]'); "
         "int8: a quantized graph on ONNX Runtime (or OpenVINO with --backend openvino), "
         "vectors close to fp32 (needs pip install 'skembed[onnx]')",
     )
