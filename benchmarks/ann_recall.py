@@ -55,7 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from skembed.vectors import (  # noqa: E402
+from skembed._vectors import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     build_hnsw,

@@ -28,12 +28,12 @@ def main() -> None:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from skembed import SentenceEmbedder, locate
+    from skembed import SentenceEmbedder, _locate
     from skembed.datasets import read_stsb
 
     warnings.simplefilter("ignore")  # bf16's fallback warning is printed by the table's name
     torch.set_num_threads(2)
-    folder = str(locate.resolve("default").path)
+    folder = str(_locate.resolve("default").path)
     local = {"trust_remote_code": False, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(folder, **local)
     model = AutoModel.from_pretrained(folder, **local).eval()

@@ -44,9 +44,9 @@ def load_texts(n: int) -> list[str]:
 
 
 def _load_count() -> int:
-    from skembed import models
+    from skembed import _models
 
-    return models.load_count
+    return _models.load_count
 
 
 def _set_torch_threads(n: int) -> int:

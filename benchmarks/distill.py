@@ -70,33 +70,33 @@ def model2vec_recipe(est):
     """
     import dataclasses
 
-    from skembed import distil, encoding, locate, models, static, tokens
-    from skembed.backends import forward_for, threads
+    from skembed import _distil, _encoding, _locate, _models, _tokens, static
+    from skembed._backends import forward_for, threads
 
     start = time.perf_counter()
-    loaded = models.load(locate.resolve(est.model), "cpu")
-    _, meta = distil.read(  # the distilled vocabulary of est
-        distil.tokens_file(est.fingerprint_), est.fingerprint_, None, "vectors"
+    loaded = _models.load(_locate.resolve(est.model), "cpu")
+    _, meta = _distil.read(  # the distilled vocabulary of est
+        _distil.tokens_file(est.fingerprint_), est.fingerprint_, None, "vectors"
     )
     kept = meta["kept"]
-    prefix, suffix = distil.frame(loaded)
+    prefix, suffix = _distil.frame(loaded)
     ids = np.flatnonzero(kept)
-    token_ids = tokens.TokenIds(
+    token_ids = _tokens.TokenIds(
         [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
         np.zeros(len(ids), dtype=bool),
     )
     width = len(prefix) + 1 + len(suffix)
     with threads("onnx", None) as n:
-        pooled = encoding.encode_last_layer(
+        pooled = _encoding.encode_last_layer(
             loaded,
             forward_for(loaded, "onnx", "fp32", n),
             token_ids,
             pooling="mean",
-            batching=encoding.Batching(distil.DISTIL_BATCH, distil.DISTIL_BATCH * width),
+            batching=_encoding.Batching(_distil.DISTIL_BATCH, _distil.DISTIL_BATCH * width),
         )
     vectors = np.zeros((len(kept), pooled.shape[1]), dtype=np.float32)
     vectors[ids] = pooled
-    rows, _ = distil.build_table(vectors, kept, static.table_settings(est))
+    rows, _ = _distil.build_table(vectors, kept, static.table_settings(est))
     seconds = time.perf_counter() - start
     copy = static.StaticEmbedder(**est.get_params()).fit(["warm up"])
     # the variant table in place of the fitted one, for scoring only
@@ -159,7 +159,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from skembed import SentenceEmbedder, TruncationWarning, clear_cache, distil, evaluate, static
+    from skembed import SentenceEmbedder, TruncationWarning, _distil, clear_cache, evaluate, static
     from skembed.datasets import read_stsb
 
     warnings.simplefilter("ignore", TruncationWarning)  # abstracts are cut at 256, as in MTEB
@@ -173,12 +173,12 @@ def main() -> int:
 
     # -- distillation, into a fresh folder so that it is paid in this run
     fresh = tempfile.TemporaryDirectory()
-    distil.folder = lambda: Path(fresh.name)  # the benchmark's own cache
+    _distil.folder = lambda: Path(fresh.name)  # the benchmark's own cache
     start = time.perf_counter()
     est = static.StaticEmbedder().fit(["warm up"])
     fit_seconds = time.perf_counter() - start
     table_mb = Path(est.table_path_).stat().st_size / 1e6
-    tokens_mb = distil.tokens_file(est.fingerprint_).stat().st_size / 1e6
+    tokens_mb = _distil.tokens_file(est.fingerprint_).stat().st_size / 1e6
     import pickle
 
     pickle_bytes = len(pickle.dumps(est))

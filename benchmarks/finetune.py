@@ -4,7 +4,7 @@ Banking77's training split only (never the test split): 2,000 texts drawn once (
 are the evaluation set; from the other texts, each seed draws 8 texts per label (77 labels,
 616 texts) to train on. Each row fine-tunes the default model (all-MiniLM-L6-v2) on one
 draw with :func:`skembed.finetune.fine_tune`, merges the update with
-:func:`skembed.update.apply_update`, embeds both sets (mean pooling, L2-normalised) and
+:func:`skembed._update.apply_update`, embeds both sets (mean pooling, L2-normalised) and
 scores ``LogisticRegression(max_iter=1000)`` trained on the draw. ``frozen`` is
 ``SentenceEmbedder(model="default")`` on the same sets; ``setfit`` is SetFit 1.2
 (CosineSimilarityLoss, sampled pairs, a benchmark-only dependency; ``--setfit-path`` adds a
@@ -138,12 +138,12 @@ def skembed_tokenize(max_length: int):
     """Return tokenize(texts) -> (ids, mask), right-padded, on skembed's own tokenizer."""
     import numpy as np
 
-    from skembed import locate, models, tokens
+    from skembed import _locate, _models, _tokens
 
-    loaded = models.load(locate.resolve(MODEL), "cpu")
+    loaded = _models.load(_locate.resolve(MODEL), "cpu")
 
     def tokenize(texts):
-        token_ids = tokens.tokenize(loaded, texts, max_length).ids
+        token_ids = _tokens.tokenize(loaded, texts, max_length).ids
         width = max(len(i) for i in token_ids)
         ids = np.full((len(texts), width), loaded.pad_id, dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
@@ -160,7 +160,7 @@ def embed(encoder, tokenize, texts, batch_size: int = 64):
     import numpy as np
     import torch
 
-    from skembed.pooling import mean
+    from skembed._pooling import mean
 
     order = np.argsort([len(t) for t in texts])
     out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
@@ -198,15 +198,15 @@ def run_finetune(row: str, seed: int) -> dict:
     import numpy as np
     from transformers import AutoModel
 
-    from skembed import SentenceEmbedder, locate
+    from skembed import SentenceEmbedder, _locate
+    from skembed._update import apply_update
     from skembed.finetune import fine_tune
-    from skembed.update import apply_update
 
     texts, labels, evaluation = load_data()
     rows = draw(labels, evaluation, seed)
     settings = settings_of(row, seed)
     tokenize, loaded = skembed_tokenize(settings.max_length)
-    encoder = AutoModel.from_pretrained(locate.resolve(MODEL).path).eval()
+    encoder = AutoModel.from_pretrained(_locate.resolve(MODEL).path).eval()
     train_texts = [texts[i] for i in rows]
     # the benchmark's own embedding is skembed's: check once on the base encoder
     reference = SentenceEmbedder(model=MODEL, cache=False, backend="torch").fit_transform(
@@ -247,7 +247,7 @@ def run_setfit(row: str, seed: int) -> dict:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
-    from skembed import locate
+    from skembed import _locate
 
     texts, labels, evaluation = load_data()
     rows = draw(labels, evaluation, seed)
@@ -256,7 +256,7 @@ def run_setfit(row: str, seed: int) -> dict:
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
         options[key] = int(value)
-    model = SetFitModel.from_pretrained(str(locate.resolve(MODEL).path))
+    model = SetFitModel.from_pretrained(str(_locate.resolve(MODEL).path))
     dataset = Dataset.from_dict(
         {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
     )

@@ -1,6 +1,6 @@
 """What the whole-folder identity costs: hashing every file that changes a vector.
 
-skembed 0.1.0 hashed the weights alone; the identity (skembed.identity) also hashes the
+skembed 0.1.0 hashed the weights alone; the identity (skembed._identity) also hashes the
 config, tokenizer and sentence-transformers files. Each round runs in a fresh process (the
 imports done first, nothing cached in the process) and times:
 
@@ -12,7 +12,7 @@ imports done first, nothing cached in the process) and times:
 Best of N rounds. The operating system's file cache is warm in every round (the model was
 read before), as it is on a machine that uses the model.
 
-    python benchmarks/identity.py [--rounds 3]
+    python benchmarks/_identity.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -24,19 +24,19 @@ import sys
 
 ROUND = r"""
 import json, time
-from skembed import SentenceEmbedder, identity, models
+from skembed import SentenceEmbedder, _identity, _models
 path = locate.resolve("default").path
 start = time.perf_counter(); SentenceEmbedder().fit(["x"]); cold_fit = time.perf_counter() - start
 start = time.perf_counter(); SentenceEmbedder().fit(["x"]); warm_fit = time.perf_counter() - start
-start = time.perf_counter(); identity.identify(path); warm_identify = time.perf_counter() - start
-identity._file_hashes.clear()
-start = time.perf_counter(); identity.identify(path); cold_identify = time.perf_counter() - start
-identity._file_hashes.clear()
-start = time.perf_counter(); identity.legacy_fingerprint(path)
+start = time.perf_counter(); _identity.identify(path); warm_identify = time.perf_counter() - start
+_identity._file_hashes.clear()
+start = time.perf_counter(); _identity.identify(path); cold_identify = time.perf_counter() - start
+_identity._file_hashes.clear()
+start = time.perf_counter(); _identity.legacy_fingerprint(path)
 weights = time.perf_counter() - start
 print(json.dumps(dict(cold_fit=cold_fit, warm_fit=warm_fit, warm_identify=warm_identify,
                       cold_identify=cold_identify, weights=weights,
-                      files=len(identity.identify(path).files))))
+                      files=len(_identity.identify(path).files))))
 """
 
 

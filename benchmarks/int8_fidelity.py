@@ -1,7 +1,7 @@
 """int8 schemes side by side: fidelity to fp32, batch independence and speed, in one run.
 
 Rows: ONNX Runtime's dynamic quantization (one activation scale per batch; what skembed
-shipped before issue 14), then the per-token schemes of :mod:`skembed.quantize`, then the
+shipped before issue 14), then the per-token schemes of :mod:`skembed._quantize`, then the
 estimator as a user gets it (``SentenceEmbedder(precision="int8", cache=False)``).
 Every scheme runs the default model's last-layer graph through skembed's own path
 (tokenizer, length-sorted batches of 32 texts / 512 tokens, one batch per thread, mean
@@ -48,7 +48,7 @@ def write_graph(fp32: Path, target: Path, options: dict | None) -> Path:
 
         quantize_dynamic(str(fp32), str(target), per_channel=True, weight_type=QuantType.QInt8)
         return target
-    from skembed.quantize import quantize_rowwise
+    from skembed._quantize import quantize_rowwise
 
     keep = _qkv if options.get("keep_fp32") == "qkv" else None
     quantize_rowwise(fp32, target, keep_fp32=keep)
@@ -59,9 +59,9 @@ def graph_embedder(loaded, graph: Path, threads: int, max_length: int):
     """Return embed(texts) -> unit vectors, running one graph the way skembed runs int8."""
     import onnxruntime as ort
 
-    from skembed import encoding, tokens
-    from skembed.forward import Forward
-    from skembed.head import Head
+    from skembed import _encoding, _tokens
+    from skembed._forward import Forward
+    from skembed._head import Head
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one batch per thread, as skembed's streams
@@ -76,9 +76,9 @@ def graph_embedder(loaded, graph: Path, threads: int, max_length: int):
     def embed(texts: list[str]) -> np.ndarray:
         if loaded.pipeline.do_lower_case:
             texts = [t.lower() for t in texts]
-        token_ids = tokens.tokenize(loaded, texts, max_length)
-        vectors = encoding.encode_last_layer(
-            loaded, forward, token_ids, pooling="mean", batching=encoding.Batching()
+        token_ids = _tokens.tokenize(loaded, texts, max_length)
+        vectors = _encoding.encode_last_layer(
+            loaded, forward, token_ids, pooling="mean", batching=_encoding.Batching()
         )
         return Head()(vectors, empty=token_ids.lengths == 0)
 
@@ -107,16 +107,16 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sentence_transformers import SentenceTransformer
 
-    from skembed import SentenceEmbedder, graphs
+    from skembed import SentenceEmbedder, _graphs
+    from skembed._persistence import loaded_model
     from skembed.datasets import read_stsb
-    from skembed.persistence import loaded_model
 
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message=".*were truncated")  # abstracts over 256 tokens
     shipped = SentenceEmbedder(precision="int8", cache=False, n_threads=args.threads)
     shipped.fit(["warm up"])
     loaded = loaded_model(shipped)
-    fp32_graph = graphs.onnx_file(loaded, "fp32", "last")
+    fp32_graph = _graphs.onnx_file(loaded, "fp32", "last")
     st = SentenceTransformer(
         str(loaded.path), device="cpu", local_files_only=True, trust_remote_code=False
     )

@@ -35,16 +35,16 @@ def main() -> None:
     parser.add_argument("--graph", default=None)
     args = parser.parse_args()
 
-    from skembed import encoding, graphs, locate, models, tokens
+    from skembed import _encoding, _graphs, _locate, _models, _tokens
 
-    loaded = models.load(locate.resolve("default"), "cpu")
+    loaded = _models.load(_locate.resolve("default"), "cpu")
     graph_precision = "int8" if args.precision == "int8" else "fp32"  # bf16 computes fp32's
-    graph = args.graph or str(graphs.onnx_file(loaded, graph_precision, "last"))
-    token_ids = tokens.tokenize(loaded, read_scifact(args.texts), 256)
-    batching = encoding.Batching(32, args.batch_tokens)
+    graph = args.graph or str(_graphs.onnx_file(loaded, graph_precision, "last"))
+    token_ids = _tokens.tokenize(loaded, read_scifact(args.texts), 256)
+    batching = _encoding.Batching(32, args.batch_tokens)
     batches = [
-        encoding.pad([token_ids.ids[i] for i in idx], loaded.pad_id)
-        for idx in encoding.length_sorted_batches(token_ids.lengths, batching)
+        _encoding.pad([token_ids.ids[i] for i in idx], loaded.pad_id)
+        for idx in _encoding.length_sorted_batches(token_ids.lengths, batching)
     ]
 
     if args.engine == "openvino":

@@ -359,11 +359,11 @@ def main() -> None:
         worker()
         return
 
-    from skembed import locate
+    from skembed import _locate
     from skembed.datasets import read_stsb
 
     os.environ.update(OFFLINE)
-    folder = locate.resolve("default").path
+    folder = _locate.resolve("default").path
     pairs = read_stsb(STSB_DEV)
     texts = {
         "short": list(dict.fromkeys(pairs.first + pairs.second))[: args.short],

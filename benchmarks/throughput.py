@@ -123,15 +123,15 @@ def main() -> None:
     from scipy.stats import spearmanr
     from sentence_transformers import SentenceTransformer
 
-    from skembed import SentenceEmbedder, clear_cache, locate
+    from skembed import SentenceEmbedder, _locate, clear_cache
     from skembed.datasets import read_stsb
 
     torch.set_num_threads(args.threads)
     scratch = tempfile.TemporaryDirectory()
     if args.model == "bert-base":
-        folder = str(bert_base_folder(locate.resolve("default").path, Path(scratch.name) / "m"))
+        folder = str(bert_base_folder(_locate.resolve("default").path, Path(scratch.name) / "m"))
     else:
-        folder = str(locate.resolve(args.model).path)
+        folder = str(_locate.resolve(args.model).path)
     config = json.loads((Path(folder) / "config.json").read_text())
     local = {"device": "cpu", "trust_remote_code": False, "local_files_only": True}
     st = SentenceTransformer(folder, **local)

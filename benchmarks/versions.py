@@ -34,7 +34,7 @@ CONFIGS = {
 WORKER = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
-from skembed import SentenceEmbedder, cache
+from skembed import SentenceEmbedder, _cache
 texts = json.loads(sys.stdin.readline())
 fitted = {}
 print("ready", flush=True)
@@ -46,7 +46,7 @@ for line in sys.stdin:
     est = fitted[name]
     start = time.perf_counter()
     if params.get("cache"):  # a grid search's three estimators on one encoding
-        cache.PROCESS_CACHE.clear()  # the encoder output only: the model stays loaded
+        _cache.PROCESS_CACHE.clear()  # the encoder output only: the model stays loaded
         for pooling in ("mean", "max", "cls"):
             est.set_params(pooling=pooling).fit(["warm up"]).transform(texts[workload])
     else:

@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, graph_runtimes
-from skembed.backends import PrecisionFallbackWarning
+from skembed import SentenceEmbedder, _graph_runtimes
+from skembed._backends import PrecisionFallbackWarning
 
 pytest.importorskip("openvino")
 
@@ -22,7 +22,7 @@ TEXTS = [
     "",
     "my card was declined",
 ]
-NATIVE = graph_runtimes.cpu_has_bf16()
+NATIVE = _graph_runtimes.cpu_has_bf16()
 
 
 def _bf16(**params) -> tuple[SentenceEmbedder, np.ndarray]:
@@ -50,7 +50,7 @@ def test_bf16_is_near_fp32_where_the_cpu_has_it_and_fp32_with_a_warning_elsewher
 
 
 def test_a_cpu_without_bf16_runs_fp32_on_openvino_with_one_warning(tiny_bert, monkeypatch):
-    monkeypatch.setattr(graph_runtimes, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(_graph_runtimes, "cpu_has_bf16", lambda: False)
     with pytest.warns(PrecisionFallbackWarning) as caught:
         est = SentenceEmbedder(model=tiny_bert, precision="bf16", cache=False).fit(TEXTS)
     assert len(caught) == 1
@@ -111,8 +111,8 @@ def test_a_graph_engine_without_cache_runs_the_last_layer_graph_only(tiny_bert, 
     import json
     import shutil
 
-    from skembed import graphs
-    from skembed.persistence import loaded_model
+    from skembed import _graphs
+    from skembed._persistence import loaded_model
 
     folder = shutil.copytree(tiny_bert, tmp_path / "model")
     config = json.loads((folder / "config.json").read_text())
@@ -120,5 +120,5 @@ def test_a_graph_engine_without_cache_runs_the_last_layer_graph_only(tiny_bert, 
     est = SentenceEmbedder(model=str(folder), backend=backend, cache=False).fit(TEXTS)
     est.transform(TEXTS)
     loaded = loaded_model(est)
-    assert graphs.onnx_file_path(loaded, "fp32", "last").is_file()
-    assert not graphs.onnx_file_path(loaded, "fp32", "full").exists()
+    assert _graphs.onnx_file_path(loaded, "fp32", "last").is_file()
+    assert not _graphs.onnx_file_path(loaded, "fp32", "full").exists()

@@ -13,8 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skembed import SentenceEmbedder, cache
-from skembed.pooling import STATISTICS
+from skembed import SentenceEmbedder, _cache
+from skembed._pooling import STATISTICS
 from tiny_models import WORDS
 
 TEXTS = [
@@ -77,7 +77,7 @@ def test_estimators_differing_in_pooling_layer_normalize_share_one_encoding(
     counts = encoded_counts(log)
     # max over a tuple of layers needs token states and bypasses the cache: 2 extra passes
     assert sorted(counts.values()) == [3] * len(TEXTS)
-    assert cache.cache_info()["entries"] == len(TEXTS)
+    assert _cache.cache_info()["entries"] == len(TEXTS)
 
 
 def test_repeated_texts_in_one_call_are_encoded_once(tiny_bert, monkeypatch, tmp_path):
@@ -92,29 +92,29 @@ def test_cache_off_runs_the_encoder_every_time(tiny_bert, monkeypatch, tmp_path)
     est.transform(TEXTS)
     est.transform(TEXTS)
     assert sorted(encoded_counts(log).values()) == [2] * len(TEXTS)
-    assert cache.cache_info()["entries"] == 0
+    assert _cache.cache_info()["entries"] == 0
 
 
 def test_cache_limit_evicts_least_recently_used_and_clear_empties(tiny_bert, monkeypatch, tmp_path):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
     est.transform(TEXTS)
-    entry_bytes = cache.cache_info()["bytes"] // len(TEXTS)
+    entry_bytes = _cache.cache_info()["bytes"] // len(TEXTS)
     # 3 layers x 5 statistics x 32 dims + the token count, float32
     assert entry_bytes == (3 * 5 * 32 + 1) * 4
     try:
-        cache.set_cache_limit(2 * entry_bytes)
-        assert cache.cache_info()["entries"] == 2
+        _cache.set_cache_limit(2 * entry_bytes)
+        assert _cache.cache_info()["entries"] == 2
         est.transform(["a new text"])
-        assert cache.cache_info()["entries"] == 2
+        assert _cache.cache_info()["entries"] == 2
         log = encoder_log(monkeypatch, tmp_path)
         est.transform(["a new text"])  # the newest entry was kept: no encoder pass
         assert not log.exists()
         est.transform(TEXTS[:1])  # the oldest was evicted: encoded again
         assert sum(encoded_counts(log).values()) == 1
     finally:
-        cache.set_cache_limit(cache.DEFAULT_LIMIT_BYTES)
-    cache.clear_cache()
-    assert cache.cache_info()["entries"] == 0
+        _cache.set_cache_limit(_cache.DEFAULT_LIMIT_BYTES)
+    _cache.clear_cache()
+    assert _cache.cache_info()["entries"] == 0
 
 
 POOLING_GRID = {"sentenceembedder__pooling": ["mean", "max", "cls", "static_mean"]}
@@ -149,7 +149,7 @@ def test_grid_search_with_two_processes_and_cache_dir_encodes_each_text_once(
     assert len(counts) == 500
     assert set(counts.values()) == {1}
     # same scores as a single-process search without any cache
-    cache.clear_cache()
+    _cache.clear_cache()
     plain = _grid_search(tiny_bert, texts, labels, n_jobs=1, cache=False)
     np.testing.assert_allclose(
         search.cv_results_["mean_test_score"], plain.cv_results_["mean_test_score"]
@@ -171,7 +171,7 @@ def test_disk_cache_serves_a_fresh_process_without_encoding(tiny_bert, monkeypat
 def test_statistics_entry_is_bounded_whatever_the_text_length(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
     est.transform(["short", " ".join(["apple"] * 60)])
-    info = cache.cache_info()
+    info = _cache.cache_info()
     assert info["bytes"] == 2 * (3 * 5 * 32 + 1) * 4
     assert STATISTICS == ("mean", "weighted_mean", "cls", "last", "max")
 
@@ -179,10 +179,10 @@ def test_statistics_entry_is_bounded_whatever_the_text_length(tiny_bert):
 def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
     tiny_bert, tmp_path, monkeypatch
 ):
-    from skembed import StaticEmbedder, distil
-    from skembed.backends import PrecisionFallbackWarning
+    from skembed import StaticEmbedder, _distil
+    from skembed._backends import PrecisionFallbackWarning
 
-    monkeypatch.setattr(distil, "folder", lambda: tmp_path / "static")
+    monkeypatch.setattr(_distil, "folder", lambda: tmp_path / "static")
     labels = [0, 1, 0, 1, 0]
     frozen = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)  # a loaded model
     expected = frozen.transform(TEXTS)  # an ONNX Runtime session, token ids, encoder output
@@ -194,7 +194,7 @@ def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PrecisionFallbackWarning)  # a CPU without bf16
         bf16_vectors = bf16.transform(TEXTS)
-    sizes = cache.memo_sizes()
+    sizes = _cache.memo_sizes()
     assert set(sizes) == {
         "encoder output",
         "token ids",
@@ -206,8 +206,8 @@ def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
         "static tables",
     }
     assert all(sizes.values()), sizes
-    cache.clear_cache()
-    assert set(cache.memo_sizes().values()) == {0}
+    _cache.clear_cache()
+    assert set(_cache.memo_sizes().values()) == {0}
     np.testing.assert_array_equal(frozen.transform(TEXTS), expected)
     np.testing.assert_array_equal(tuned.transform(TEXTS), tuned_vectors)
     np.testing.assert_array_equal(static.transform(TEXTS), static_vectors)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from skembed import SentenceEmbedder, clear_cache, models
+from skembed import SentenceEmbedder, _models, clear_cache
 from skembed.cli import main
 from tiny_models import CORPUS
 
@@ -468,7 +468,7 @@ def test_info_describes_the_model(tiny_bert, capsys):
     assert code == 0
     fields = {k.strip(): v.strip() for k, v in (line.split("  ", 1) for line in out.splitlines())}
     assert fields["dimension"] == "32" and fields["max length"] == "64 tokens"
-    assert fields["fingerprint"] == f"sha256 {models.fingerprint(Path(tiny_bert))}"
+    assert fields["fingerprint"] == f"sha256 {_models.fingerprint(Path(tiny_bert))}"
     assert fields["device"] == "cpu" and fields["folder"] == str(Path(tiny_bert).resolve())
 
 
@@ -656,9 +656,9 @@ def test_encode_dims_without_static_says_to_add_it(tiny_bert, tmp_path, capsys):
 def test_encode_static_says_when_it_built_the_table_and_reads_it_next_time(
     tiny_bert, tmp_path, capsys, monkeypatch
 ):
-    from skembed import distil
+    from skembed import _distil
 
-    monkeypatch.setattr(distil, "folder", lambda: tmp_path / "static")
+    monkeypatch.setattr(_distil, "folder", lambda: tmp_path / "static")
     source = write_lines(tmp_path / "texts.txt", TEXTS)
     argv = ["encode", source, "-o", tmp_path / "X.npy", "--model", tiny_bert, "--static"]
     first = skembed(capsys, *argv, "--dims", 16)[2]

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from skembed import SentenceEmbedder
-from skembed.persistence import loaded_model
+from skembed._persistence import loaded_model
 from tiny_models import CORPUS
 
 THREADS = 16
@@ -107,10 +107,10 @@ def test_two_processes_filling_one_cache_dir_at_once_agree(tiny_bert, tmp_path):
 
 
 def _threads_and_vectors(model: str, texts: list[str]):
-    from skembed import SentenceEmbedder, backends
+    from skembed import SentenceEmbedder, _backends
 
     est = SentenceEmbedder(model=model, backend="onnx", cache=False).fit(texts)
-    return os.environ.get("OMP_NUM_THREADS"), backends.default_threads(), est.transform(texts)
+    return os.environ.get("OMP_NUM_THREADS"), _backends.default_threads(), est.transform(texts)
 
 
 def test_joblib_workers_use_one_encoder_thread_each_and_agree(tiny_bert):

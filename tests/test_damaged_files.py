@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from skembed import SemanticSearch, SentenceEmbedder, clear_cache, graph_runtimes, graphs, models
-from skembed.persistence import loaded_model
+from skembed import SemanticSearch, SentenceEmbedder, _graph_runtimes, _graphs, _models, clear_cache
+from skembed._persistence import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world"]
 
@@ -30,13 +30,13 @@ def test_a_damaged_onnx_graph_is_exported_again_with_a_warning(
     folder = shutil.copytree(tiny_bert, tmp_path / "model")
     est = SentenceEmbedder(model=str(folder), backend="onnx", precision=precision, cache=False)
     expected = est.fit(TEXTS).transform(TEXTS)
-    graph = graphs.onnx_file_path(loaded_model(est), precision, "last")
+    graph = _graphs.onnx_file_path(loaded_model(est), precision, "last")
     assert graph.is_file()
     content = graph.read_bytes()
     graph.write_bytes(content[: len(content) // 2] if damage == "truncated" else b"")
     _fresh_process_state()
     again = SentenceEmbedder(model=str(folder), backend="onnx", precision=precision, cache=False)
-    with pytest.warns(graph_runtimes.DamagedGraphWarning, match=str(graph)):
+    with pytest.warns(_graph_runtimes.DamagedGraphWarning, match=str(graph)):
         np.testing.assert_allclose(again.fit(TEXTS).transform(TEXTS), expected, atol=1e-6)
     assert graph.stat().st_size == len(content)  # rebuilt whole
 
@@ -44,7 +44,7 @@ def test_a_damaged_onnx_graph_is_exported_again_with_a_warning(
 def test_a_damaged_description_is_described_again(tiny_bert, tmp_path):
     folder = shutil.copytree(tiny_bert, tmp_path / "model")
     expected = SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS).transform(TEXTS)
-    description = models.description_file(folder, models.fingerprint(folder))
+    description = _models.description_file(folder, _models.fingerprint(folder))
     description.write_text(description.read_text()[:40])  # truncated JSON
     _fresh_process_state()
     got = SentenceEmbedder(model=str(folder), backend="onnx").fit(TEXTS).transform(TEXTS)

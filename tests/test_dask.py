@@ -42,7 +42,7 @@ def _texts(n: int) -> list[str]:
 
 def _loads(client) -> dict[str, int]:
     # a lambda travels by value; skembed exports its names lazily, so import the submodule
-    return client.run(lambda: importlib.import_module("skembed.models").load_count)
+    return client.run(lambda: importlib.import_module("skembed._models").load_count)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_an_own_sentence_transformers_folder_with_a_prompt_runs_on_the_workers(c
 def test_workers_run_one_encoder_thread_per_task(client):
     # the nanny sets OMP_NUM_THREADS=1, which skembed's thread default follows (ONNX Runtime
     # and PyTorch alike), so two task threads per worker use two threads, not four
-    threads = client.run(lambda: importlib.import_module("skembed.backends").default_threads())
+    threads = client.run(lambda: importlib.import_module("skembed._backends").default_threads())
     assert set(threads.values()) == {1}
 
 

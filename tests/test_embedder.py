@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from skembed import ModelNotFoundError, SentenceEmbedder, TruncationWarning, models
-from skembed.persistence import loaded_model
+from skembed import ModelNotFoundError, SentenceEmbedder, TruncationWarning, _models
+from skembed._persistence import loaded_model
 
 TEXTS = ["I love apples", "The dog chased the cat", "", "How do I transfer money?"]
 
@@ -143,10 +143,10 @@ def test_max_length_beyond_the_model_capacity_is_refused(tiny_bert):
 
 def test_clones_share_one_loaded_model(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
-    before = models.load_count
+    before = _models.load_count
     for pooling in ["mean", "max", "cls"]:
         clone(est).set_params(pooling=pooling).fit(TEXTS).transform(TEXTS)
-    assert models.load_count == before
+    assert _models.load_count == before
 
 
 def test_sentence_transformers_config_sets_the_default_max_length(tiny_bert, tmp_path):

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 
-from skembed import SentenceEmbedder, clear_cache, locate, models, tuning
+from skembed import SentenceEmbedder, _fit_tuning, _locate, _models, clear_cache
 from tiny_models import CORPUS
 
 TEXTS = [f"{text} {i}" for i, text in enumerate(CORPUS * 6)]
@@ -69,10 +69,10 @@ def test_cross_validation_tunes_each_fold_on_its_training_texts_only(tiny_bert):
 
 def test_a_search_over_the_classifier_tunes_once_per_fold(tiny_bert):
     pipe = make_pipeline(SentenceEmbedder(model=tiny_bert, **QUICK), LogisticRegression())
-    before = tuning.fine_tune_runs
+    before = _fit_tuning.fine_tune_runs
     grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3)
     grid.fit(TEXTS, LABELS)
-    assert tuning.fine_tune_runs - before == 3 + 1  # 3 folds, then the refit on all texts
+    assert _fit_tuning.fine_tune_runs - before == 3 + 1  # 3 folds, then the refit on all texts
 
 
 def test_tuned_and_frozen_vectors_never_mix_in_the_cache(tiny_bert):
@@ -99,7 +99,7 @@ def test_a_tuned_pickle_holds_the_update_not_the_weights(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
     expected = est.transform(TEXTS)
     blob = pickle.dumps(est)
-    weights = (locate.resolve(tiny_bert).path / "model.safetensors").stat().st_size
+    weights = (_locate.resolve(tiny_bert).path / "model.safetensors").stat().st_size
     assert len(blob) < est.update_.nbytes + 5_000 < weights
     clear_cache()
     np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), expected, atol=1e-6)
@@ -224,7 +224,7 @@ def test_pairs_need_numeric_labels(tiny_bert):
 def test_the_pair_loss_is_cosent():
     import torch
 
-    from skembed.losses import cosent
+    from skembed._losses import cosent
 
     cosine = torch.tensor([0.9, 0.2, 0.5, 0.1])
     labels = torch.tensor([1.0, 0.0, 1.0, 0.0])
@@ -259,8 +259,8 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
 
     folder = st_folders("bert", pipeline)
     est = SentenceEmbedder(model=folder, backend="torch", **options).fit(TEXTS)
-    loaded = models.load(locate.resolve(folder), "cpu")
-    tokenize, skip, after = tuning.training_view(
+    loaded = _models.load(_locate.resolve(folder), "cpu")
+    tokenize, skip, after = _fit_tuning.training_view(
         loaded, est.prompt_, est.max_length_, est.truncate_dim
     )
     assert (skip > 0) == (pipeline == "mean_prompts")
@@ -276,16 +276,16 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
 
 def test_a_folder_with_dense_layers_fine_tunes_and_truncate_dim_is_its_own_run(st_folders):
     folder = st_folders("bert", "cls_dense_normalize")
-    before = tuning.fine_tune_runs
+    before = _fit_tuning.fine_tune_runs
     frozen = SentenceEmbedder(model=folder, backend="torch", truncate_dim=8).fit(TEXTS)
     tuned = SentenceEmbedder(model=folder, **QUICK, truncate_dim=8).fit(TEXTS, LABELS)
     assert np.abs(tuned.transform(TEXTS) - frozen.transform(TEXTS)).max() > 1e-4
     SentenceEmbedder(model=folder, **QUICK).fit(TEXTS, LABELS)  # trains on 16 dimensions
-    assert tuning.fine_tune_runs == before + 2
+    assert _fit_tuning.fine_tune_runs == before + 2
 
 
 def test_the_default_run_is_ten_passes_but_at_most_320_steps(tiny_bert):
-    from skembed.schedule import DEFAULT_MAX_STEPS
+    from skembed._schedule import DEFAULT_MAX_STEPS
 
     assert DEFAULT_MAX_STEPS == 320
     small = SentenceEmbedder(model=tiny_bert, fine_tune="softmax", backend="torch")

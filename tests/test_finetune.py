@@ -1,4 +1,4 @@
-"""skembed.finetune on the tiny BERT: training, determinism, merging (skembed.update), the
+"""skembed.finetune on the tiny BERT: training, determinism, merging (skembed._update), the
 update's identity."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from skembed._lora import unmerged  # noqa: E402
+from skembed._update import Update, apply_update, update_fingerprint  # noqa: E402
 from skembed.finetune import Settings, fine_tune  # noqa: E402
-from skembed.lora import unmerged  # noqa: E402
-from skembed.update import Update, apply_update, update_fingerprint  # noqa: E402
 
 CARD = [
     "my card was declined",
@@ -203,7 +203,7 @@ def test_bad_settings_are_refused_before_training(bert):
 
 
 def test_batches_group_texts_of_similar_length_and_cover_every_row_once():
-    from skembed.schedule import batches_by_length
+    from skembed._schedule import batches_by_length
 
     lengths = np.random.RandomState(0).randint(3, 90, size=200)
     rng = np.random.RandomState(1)
@@ -224,8 +224,8 @@ def test_a_random_head_trains_too_and_differs_from_the_class_means_head(bert, up
 @pytest.mark.parametrize("activation", ["identity", "tanh", "relu", "gelu", "sigmoid", "silu"])
 def test_training_applies_a_dense_layer_as_transform_does(activation):
     # the one head after pooling: in torch for training, in NumPy for transform
-    from skembed.head import DenseLayer, Head
-    from skembed.pooling import POOLING_FUNCTIONS
+    from skembed._head import DenseLayer, Head
+    from skembed._pooling import POOLING_FUNCTIONS
 
     rng = np.random.default_rng(0)
     layer = DenseLayer(

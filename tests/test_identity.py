@@ -16,14 +16,14 @@ from skembed import (
     ModelMismatchError,
     SentenceEmbedder,
     UnsupportedFolderError,
-    bundle,
-    cache,
+    _bundle,
+    _cache,
+    _identity,
+    _models,
     clear_cache,
-    identity,
-    models,
 )
 from skembed._files import cache_home
-from skembed.persistence import loaded_model
+from skembed._persistence import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world", "my card was declined"]
 LEGACY = Path(__file__).parent / "data" / "legacy"
@@ -75,9 +75,9 @@ def _reference(folder: Path) -> np.ndarray:
 
 
 def test_folders_sharing_their_weights_get_three_fingerprints(variants):
-    prints = {name: models.fingerprint(folder) for name, folder in variants.items()}
+    prints = {name: _models.fingerprint(folder) for name, folder in variants.items()}
     assert len(set(prints.values())) == 3
-    weights = {name: identity.legacy_fingerprint(folder) for name, folder in variants.items()}
+    weights = {name: _identity.legacy_fingerprint(folder) for name, folder in variants.items()}
     assert len(set(weights.values())) == 1  # what skembed 0.1.0 keyed everything on
 
 
@@ -96,7 +96,7 @@ def test_a_folder_never_gets_the_vectors_of_another_with_the_same_weights(
         "cache_dir": {"cache": False, "cache_dir": str(tmp_path / "shared")},
         "off": {"cache": False},
     }[caching]
-    cache.clear_cache()
+    _cache.clear_cache()
     for name in ("relu", "swapped", "built", "relu"):  # each one after another of them
         est = SentenceEmbedder(model=str(variants[name]), backend=backend, **options)
         got = est.fit(TEXTS).transform(TEXTS)
@@ -116,30 +116,30 @@ def test_a_folder_with_another_layer_count_is_its_own_model(tiny_bert, tmp_path)
 
 def test_documentation_files_are_not_part_of_the_identity(tiny_bert, tmp_path):
     folder = Path(shutil.copytree(tiny_bert, tmp_path / "copy"))
-    before = models.fingerprint(folder)
+    before = _models.fingerprint(folder)
     (folder / "README.md").write_text("# a new model card\n")
     (folder / ".gitattributes").write_text("*.safetensors filter=lfs\n")
     (folder / "data_config.json").write_text("[]")
-    assert models.fingerprint(folder) == before
+    assert _models.fingerprint(folder) == before
 
 
 def test_sentence_transformers_files_are_part_of_the_identity(tiny_bert, tmp_path):
     folder = Path(shutil.copytree(tiny_bert, tmp_path / "copy"))
-    fingerprints = [models.fingerprint(folder)]
+    fingerprints = [_models.fingerprint(folder)]
     kind = "sentence_transformers.models."
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": kind + "Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": kind + "Pooling"},
     ]
     (folder / "modules.json").write_text(json.dumps(modules))
-    fingerprints.append(models.fingerprint(folder))
+    fingerprints.append(_models.fingerprint(folder))
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
-    fingerprints.append(models.fingerprint(folder))
+    fingerprints.append(_models.fingerprint(folder))
     (folder / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
-    fingerprints.append(models.fingerprint(folder))
+    fingerprints.append(_models.fingerprint(folder))
     assert len(set(fingerprints)) == 4
-    assert "1_Pooling/config.json" in identity.identify(folder).files
+    assert "1_Pooling/config.json" in _identity.identify(folder).files
 
 
 def test_a_pickle_of_a_folder_edited_after_fitting_names_the_file(tiny_bert, tmp_path):
@@ -152,7 +152,7 @@ def test_a_pickle_of_a_folder_edited_after_fitting_names_the_file(tiny_bert, tmp
         pickle.loads(blob).transform(TEXTS)
     message = str(info.value)
     assert "is not the model this estimator was fitted with" in message
-    assert f"config.json changed (sha256 {identity.file_hash(folder / 'config.json')}, " in message
+    assert f"config.json changed (sha256 {_identity.file_hash(folder / 'config.json')}, " in message
     assert f"expected {est.model_files_['config.json']})" in message
     assert "tokenizer.json" not in message  # only the files that changed are named
 
@@ -187,7 +187,7 @@ def test_hostile_member_names_in_a_pickle_are_refused(tiny_bert, tmp_path, name)
     files[name] = b"{}"
     blob = _hostile(est, files)
     clear_cache()
-    with pytest.raises(bundle.UnsafeBundleError) as info:
+    with pytest.raises(_bundle.UnsafeBundleError) as info:
         pickle.loads(blob).transform(TEXTS)
     assert str(info.value).startswith(f"this pickle's model files include {name!r}, which is not")
     assert not (cache_home() / "escaped.json").exists()
@@ -214,11 +214,11 @@ def test_a_tampered_unpacked_folder_is_unpacked_again(tiny_bert, tmp_path):
     _edit_json(unpacked / "config.json", hidden_act="relu")  # tampered on disk
     (unpacked / "modules.json").write_text("[]")  # and a file added
     clear_cache()
-    cache.clear_cache()
+    _cache.clear_cache()
     with pytest.warns(UserWarning, match="does not match this pickle"):
         again = pickle.loads(blob)
         np.testing.assert_allclose(again.transform(TEXTS), expected, atol=1e-6)
-    assert identity.identify(unpacked).fingerprint == est.fingerprint_
+    assert _identity.identify(unpacked).fingerprint == est.fingerprint_
     assert not (unpacked / "modules.json").exists()
 
 
@@ -240,7 +240,7 @@ def test_a_self_contained_pickle_of_skembed_0_1_0_gives_its_vectors():
         vectors = old.transform(["I love apples", "the dog chased the cat"])
     expected = np.load(LEGACY / "tiny-bert-pickle-weights-0.1.0-vectors.npy")
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
-    assert old.fingerprint_ == identity.identify(loaded_model(old).path).fingerprint
+    assert old.fingerprint_ == _identity.identify(loaded_model(old).path).fingerprint
     again = pickle.loads(pickle.dumps(old))  # pickled again: the whole folder is recorded
     assert set(again.model_files_) >= {"config.json", "model.safetensors", "tokenizer.json"}
     np.testing.assert_allclose(again.transform(["I love apples"]), expected[:1], atol=1e-6)
@@ -290,7 +290,7 @@ def test_an_index_saved_by_skembed_0_1_0_loads_with_a_warning_to_refit(tiny_bert
     meta_path = tmp_path / "index" / "index.json"
     meta = json.loads(meta_path.read_text())
     del meta["embedder"]["model_files"]  # what 0.1.0 wrote: the weights' sha256 alone
-    meta["embedder"]["fingerprint"] = identity.legacy_fingerprint(Path(tiny_bert))
+    meta["embedder"]["fingerprint"] = _identity.legacy_fingerprint(Path(tiny_bert))
     meta_path.write_text(json.dumps(meta))
     with pytest.warns(LegacyFingerprintWarning, match="the index in .* was built with"):
         loaded = SemanticSearch.load(tmp_path / "index")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, clear_cache, graphs
-from skembed.persistence import loaded_model
+from skembed import SentenceEmbedder, _graphs, clear_cache
+from skembed._persistence import loaded_model
 
 pytest.importorskip("onnxruntime")
 
@@ -48,17 +48,17 @@ def test_int8_is_close_to_fp32_and_runs_the_quantized_graph(tiny_model, backend)
     assert cosine.min() > 0.999
     # what ran is the quantized graph; how far its vectors land from fp32 is the CPU's
     # arithmetic (0.9999999 for the tiny RoBERTa on an AVX-512 VNNI CPU), not a property
-    graph = graphs.onnx_file_path(loaded_model(int8), "int8", "last")
+    graph = _graphs.onnx_file_path(loaded_model(int8), "int8", "last")
     assert "MatMulIntegerToFloat" in {node.op_type for node in onnx.load(str(graph)).graph.node}
 
 
 def test_int8_graph_is_quantized_per_token_and_named_for_its_scheme(tiny_bert):
     import onnx
 
-    from skembed.quantize import REVISION, SCHEME
+    from skembed._quantize import REVISION, SCHEME
 
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS))
-    path = graphs.onnx_file(loaded, "int8", "last")
+    path = _graphs.onnx_file(loaded, "int8", "last")
     assert path.name.endswith(f"-int8-{SCHEME}-r{REVISION}.onnx")
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert "MatMulIntegerToFloat" in ops
@@ -73,12 +73,12 @@ def test_an_int8_graph_of_the_old_per_tensor_scheme_is_not_reused(tiny_bert, tmp
     folder = str(shutil.copytree(tiny_bert, tmp_path / "model"))
     embedder = SentenceEmbedder(model=folder, precision="int8", cache=False).fit(TEXTS)
     loaded = loaded_model(embedder)
-    fp32 = graphs.onnx_file(loaded, "fp32", "last")
+    fp32 = _graphs.onnx_file(loaded, "fp32", "last")
     # the file name skembed used for int8 graphs before per-token scales
     old = fp32.with_name(fp32.name.replace("-fp32.onnx", "-int8.onnx"))
     quantize_dynamic(str(fp32), str(old), per_channel=True, weight_type=QuantType.QInt8)
     together = embedder.transform(TEXTS)
-    assert graphs.onnx_file_path(loaded, "int8", "last") != old
+    assert _graphs.onnx_file_path(loaded, "int8", "last") != old
     for i, text in enumerate(TEXTS):  # per-tensor scales would make these differ
         np.testing.assert_allclose(embedder.transform([text])[0], together[i], atol=1e-6)
 

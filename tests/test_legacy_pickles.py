@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from skembed import clear_cache
-from skembed.persistence import loaded_model
+from skembed._persistence import loaded_model
 
 LEGACY = Path(__file__).parent / "data" / "legacy"
 TAG = "main-6743d60"

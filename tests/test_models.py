@@ -14,13 +14,13 @@ import pytest
 from skembed import (
     ModelMismatchError,
     SentenceEmbedder,
+    _devices,
+    _locate,
+    _models,
+    _tokens,
     clear_cache,
-    devices,
-    locate,
-    models,
-    tokens,
 )
-from skembed.persistence import loaded_model
+from skembed._persistence import loaded_model
 
 TEXTS = [
     "I love apples",
@@ -38,7 +38,7 @@ def test_tokenizing_gives_the_ids_and_truncation_of_transformers(tiny_model, max
     from transformers import AutoTokenizer
 
     loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(TEXTS))
-    got = tokens.tokenize(loaded, TEXTS, max_length)
+    got = _tokens.tokenize(loaded, TEXTS, max_length)
     reference = AutoTokenizer.from_pretrained(tiny_model)(
         TEXTS, truncation=True, max_length=max_length, return_overflowing_tokens=True
     )
@@ -54,27 +54,27 @@ def test_tokenizing_gives_the_ids_and_truncation_of_transformers(tiny_model, max
 def test_the_description_holds_the_sizes_and_limits_of_the_model(tiny_bert):
     from transformers import AutoConfig
 
-    description = models.describe(locate.resolve(tiny_bert).path)
+    description = _models.describe(_locate.resolve(tiny_bert).path)
     config = AutoConfig.from_pretrained(tiny_bert)
     assert description["dim"] == config.hidden_size == 32
     assert description["n_layers"] == config.num_hidden_layers + 1 == 3
     assert (description["limit"], description["capacity"]) == (64, 64)
     assert (description["pad_id"], description["truncation_side"]) == (0, "right")
     assert json.loads(description["tokenizer_json"])["truncation"] is None  # set per call
-    assert set(description) == set(models.DESCRIPTION_FIELDS)
+    assert set(description) == set(_models.DESCRIPTION_FIELDS)
 
 
 def test_a_damaged_or_older_description_is_read_again_with_transformers(tiny_bert, tmp_path):
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
-    digest = models.fingerprint(folder)
-    stored = models.description_file(folder, digest)
+    digest = _models.fingerprint(folder)
+    stored = _models.description_file(folder, digest)
     stored.parent.mkdir(parents=True, exist_ok=True)
     for content in ("{not json", json.dumps({"tokenizer": "{}", "dim": 32})):
         stored.write_text(content)
         clear_cache()
-        loaded = models.load(locate.resolve(folder), "cpu")
+        loaded = _models.load(_locate.resolve(folder), "cpu")
         assert loaded.dim == 32
-        models.save_description(loaded)  # what an ONNX Runtime run does: it mends the file
+        _models.save_description(loaded)  # what an ONNX Runtime run does: it mends the file
         assert json.loads(stored.read_text()) == loaded.description
 
 
@@ -114,7 +114,7 @@ def test_the_pytorch_encoder_is_read_only_when_pytorch_runs(tiny_bert, tmp_path)
 
 def test_changed_weights_are_refused_when_the_encoder_is_read_late(tiny_bert, tmp_path):
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
-    loaded = models.load(locate.resolve(folder), "cpu")
+    loaded = _models.load(_locate.resolve(folder), "cpu")
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")  # any change to the bytes
     with pytest.raises(ModelMismatchError, match="changed after the model was loaded"):
@@ -123,20 +123,20 @@ def test_changed_weights_are_refused_when_the_encoder_is_read_late(tiny_bert, tm
 
 def test_an_edited_tokenizer_or_config_is_described_again(tiny_bert, tmp_path):
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
-    digest = models.fingerprint(folder)
-    before = models.description_file(folder, digest)
+    digest = _models.fingerprint(folder)
+    before = _models.description_file(folder, digest)
     config = json.loads((folder / "tokenizer_config.json").read_text())
     config["model_max_length"] = 16
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    assert models.fingerprint(folder) != digest  # the tokenizer's files are in the identity
-    assert models.description_file(folder, models.fingerprint(folder)) != before
-    assert models.describe(folder)["limit"] == 16
+    assert _models.fingerprint(folder) != digest  # the tokenizer's files are in the identity
+    assert _models.description_file(folder, _models.fingerprint(folder)) != before
+    assert _models.describe(folder)["limit"] == 16
 
 
 def test_the_gpu_check_without_torch_agrees_with_torch():
     import torch
 
-    assert devices.torch_has_gpu_build() == (
+    assert _devices.torch_has_gpu_build() == (
         torch.version.cuda is not None or torch.version.hip is not None
     )
 

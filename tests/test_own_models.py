@@ -11,9 +11,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skembed import SemanticSearch, SentenceEmbedder, cache_info, clear_cache, models
+from skembed import SemanticSearch, SentenceEmbedder, _models, cache_info, clear_cache
+from skembed._persistence import loaded_model
 from skembed.cli import main
-from skembed.persistence import loaded_model
 
 CORPUS = [
     "I love apples",
@@ -147,7 +147,7 @@ def test_skembed_info_prints_the_resolved_pipeline(st_folders, capsys):
     assert fields["normalize"] == "unit length"
     assert fields["dimension"] == "16"
     assert fields["prompts"] == "document='', query=''"
-    assert fields["fingerprint"] == f"sha256 {models.fingerprint(folder)}"
+    assert fields["fingerprint"] == f"sha256 {_models.fingerprint(folder)}"
 
 
 def test_skembed_search_gives_an_own_folders_prompts_to_queries_and_corpus(

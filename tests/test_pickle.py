@@ -15,11 +15,11 @@ from skembed import (
     ModelMismatchError,
     ModelNotFoundError,
     SentenceEmbedder,
+    _locate,
+    _models,
     clear_cache,
-    locate,
-    models,
 )
-from skembed.persistence import loaded_model
+from skembed._persistence import loaded_model
 
 TEXTS = ["I love apples", "the dog chased the cat", "", "how do I transfer money?"]
 
@@ -69,15 +69,15 @@ def test_default_pickle_holds_a_reference_not_the_weights(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
     blob = pickle.dumps(est)
     assert len(blob) < 2_000  # parameters, path and sha256 only
-    weights = (locate.resolve(tiny_bert).path / "model.safetensors").read_bytes()
+    weights = (_locate.resolve(tiny_bert).path / "model.safetensors").read_bytes()
     assert weights[-200:] not in blob
 
 
 def test_unpickling_reuses_the_process_registry(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
-    before = models.load_count
+    before = _models.load_count
     _roundtrip_pickle(est).transform(TEXTS)
-    assert models.load_count == before
+    assert _models.load_count == before
 
 
 def test_missing_model_after_unpickling_says_what_was_expected(tiny_bert, tmp_path):
@@ -105,7 +105,7 @@ def test_different_weights_after_unpickling_are_refused(tiny_bert, tmp_path):
         pickle.loads(blob).transform(TEXTS)
     message = str(info.value)
     assert "is not the model this estimator was fitted with" in message
-    assert f"fingerprint {models.fingerprint(folder)}, expected {est.fingerprint_}" in message
+    assert f"fingerprint {_models.fingerprint(folder)}, expected {est.fingerprint_}" in message
     assert "model.safetensors changed" in message
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from skembed import SentenceEmbedder
-from skembed.pooling import (
+from skembed._pooling import (
     POOLING_FUNCTIONS,
     cls,
     last,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import skembed
-from skembed import SentenceEmbedder, cache, tokens
+from skembed import SentenceEmbedder, _cache, _tokens
 from skembed._input import check_texts
-from skembed.persistence import loaded_model
-from skembed.pooling import STATISTICS
+from skembed._persistence import loaded_model
+from skembed._pooling import STATISTICS
 
 FIX = 'repair the text first, e.g. text.encode("utf-8", "replace").decode("utf-8")'
 
@@ -117,7 +117,7 @@ def straddling(piece: str, at: int, shift: int, filler: str) -> str:
     return head + piece + " dog" * 1500
 
 
-CUT = tokens.PREFIX_MIN_CHARS  # where the first prefix of a text ends, for small max_length
+CUT = _tokens.PREFIX_MIN_CHARS  # where the first prefix of a text ends, for small max_length
 # fillers without tokens (for BERT: spaces, control characters) bring the kept tokens up to
 # the cut, so that a wrong cut would change them
 STRADDLING = [
@@ -140,14 +140,14 @@ TEXTS = STRADDLING + list(SPECIAL.values()) + [awkward_text(seed, 7000) for seed
 
 
 def whole_text_tokenization(loaded, text: str, max_length: int) -> tuple[list[int], bool]:
-    (whole,) = tokens.encode_batch(loaded, [text], max_length)
+    (whole,) = _tokens.encode_batch(loaded, [text], max_length)
     return whole.ids, bool(whole.overflowing)
 
 
 @pytest.mark.parametrize("max_length", [4, 16, 62, 300])
 def test_long_texts_get_the_whole_texts_ids_and_truncation_flag(tiny_model, max_length):
     loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(["x"]))
-    got = tokens.tokenize(loaded, TEXTS, max_length)
+    got = _tokens.tokenize(loaded, TEXTS, max_length)
     for i, text in enumerate(TEXTS):
         ids, truncated = whole_text_tokenization(loaded, text, max_length)
         assert (got.ids[i].tolist(), bool(got.truncated[i])) == (ids, truncated), i
@@ -156,7 +156,7 @@ def test_long_texts_get_the_whole_texts_ids_and_truncation_flag(tiny_model, max_
 def test_a_long_text_that_fits_is_not_flagged(tiny_bert):
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(["x"]))
     text = " " * 5000 + "the cat chased the dog" + "\n" * 5000
-    got = tokens.tokenize(loaded, [text], 62)
+    got = _tokens.tokenize(loaded, [text], 62)
     assert (got.ids[0].tolist(), bool(got.truncated[0])) == whole_text_tokenization(
         loaded, text, 62
     )
@@ -167,7 +167,7 @@ def test_a_left_truncating_model_keeps_the_end_of_a_long_text(tiny_bert):
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(["x"]))
     left = dataclasses.replace(loaded, truncation_side="left")
     text = "the cat " * 1000 + "hello world"
-    got = tokens.tokenize(left, [text], 6)
+    got = _tokens.tokenize(left, [text], 6)
     assert left.tokenizer.decode(got.ids[0].tolist()) == "the cat hello world"
     assert got.truncated[0]
 
@@ -175,11 +175,11 @@ def test_a_left_truncating_model_keeps_the_end_of_a_long_text(tiny_bert):
 def test_ten_megabytes_of_words_are_read_from_a_prefix(tiny_model):
     loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(["x"]))
     big = "word " * 2_000_000
-    size = tokens.PREFIX_CHARS_PER_TOKEN * 256
-    cut = tokens.prefix_cut(big, size)
-    (head,) = tokens.encode_batch(loaded, [big[:cut]], 256)
+    size = _tokens.PREFIX_CHARS_PER_TOKEN * 256
+    cut = _tokens.prefix_cut(big, size)
+    (head,) = _tokens.encode_batch(loaded, [big[:cut]], 256)
     assert (size, cut) == (2048, 2044)  # the end of the last whole word within 2,048
-    assert tokens.prefix_is_enough(head, big, cut)
+    assert _tokens.prefix_is_enough(head, big, cut)
 
 
 def test_embedding_a_ten_megabyte_text_gives_the_prefix_vector_and_one_warning(tiny_bert):
@@ -215,7 +215,7 @@ def damage(path: Path, how: str) -> None:
 
 def cached_files(embedder, cache_dir: Path) -> list[Path]:
     (folder,) = [p for p in cache_dir.iterdir() if p.is_dir()]
-    disk = cache.DiskCache(cache_dir, folder.name)
+    disk = _cache.DiskCache(cache_dir, folder.name)
     return [disk.path_of(text) for text in CACHED]
 
 
@@ -231,7 +231,7 @@ def test_a_damaged_cache_file_is_ignored_with_a_warning_recomputed_and_rewritten
     skembed.clear_cache()  # the process cache would answer before the disk
     log = tmp_path / "encoder.log"
     monkeypatch.setenv("SKEMBED_ENCODER_LOG", str(log))
-    with pytest.warns(cache.DamagedCacheWarning) as record:
+    with pytest.warns(_cache.DamagedCacheWarning) as record:
         X = embedder.transform(CACHED)
     assert len(record) == 1
     assert str(record[0].message).startswith(f"skembed cache file {files[1]} is damaged (")
@@ -249,8 +249,8 @@ def test_an_entry_of_the_wrong_width_is_not_served(tiny_bert, tmp_path):
     files = cached_files(embedder, tmp_path)
     width = embedder.n_layers_ * len(STATISTICS) * embedder.embedding_dim_ + 1
     np.save(files[2], np.ones(width - 1, dtype=np.float32))  # a model with another dim
-    disk = cache.DiskCache(tmp_path, files[2].parent.parent.name, entry_width=width)
-    with pytest.warns(cache.DamagedCacheWarning, match=rf"\(shape \({width - 1},\) instead of"):
+    disk = _cache.DiskCache(tmp_path, files[2].parent.parent.name, entry_width=width)
+    with pytest.warns(_cache.DamagedCacheWarning, match=rf"\(shape \({width - 1},\) instead of"):
         assert disk.get(CACHED[2]) is None
     assert not files[2].exists()
     assert disk.get(CACHED[3]).shape == (width,)  # sound files are served

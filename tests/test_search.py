@@ -20,7 +20,7 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import FunctionTransformer
 
-from skembed import ModelMismatchError, SentenceEmbedder, models
+from skembed import ModelMismatchError, SentenceEmbedder, _models
 from skembed.search import Hit, SemanticSearch, cosine_topk
 from tiny_models import CORPUS, WORDS
 
@@ -149,7 +149,7 @@ def test_the_saved_json_holds_texts_params_and_fingerprint(tiny_bert, tmp_path):
     index.save(tmp_path)
     meta = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))
     assert meta["texts"] == TEXTS
-    assert meta["embedder"]["fingerprint"] == models.fingerprint(Path(tiny_bert))
+    assert meta["embedder"]["fingerprint"] == _models.fingerprint(Path(tiny_bert))
     assert meta["embedder"]["params"]["model"] == tiny_bert
     assert np.load(tmp_path / "embeddings.npy").shape == (len(TEXTS), 32)
 
@@ -167,7 +167,7 @@ def test_loading_an_index_built_with_other_weights_is_refused(tiny_bert, tmp_pat
     message = str(info.value)
     assert f"the index in {str(tmp_path / 'index')!r} was built with" in message
     assert f"expected {index.embedder_.fingerprint_}" in message
-    assert models.fingerprint(folder) in message and "build the index again" in message
+    assert _models.fingerprint(folder) in message and "build the index again" in message
     assert "model.safetensors changed" in message
 
 
@@ -422,7 +422,7 @@ def test_a_query_returns_its_own_paraphrase_first_on_the_default_model():
 
 def test_an_int8_index_of_another_quantization_scheme_is_refused(tiny_bert, tmp_path):
     pytest.importorskip("onnxruntime")
-    from skembed.quantize import precision_key
+    from skembed._quantize import precision_key
 
     index = SemanticSearch(SentenceEmbedder(model=tiny_bert, precision="int8")).fit(TEXTS)
     index.save(tmp_path)
@@ -462,7 +462,7 @@ def test_a_save_killed_at_any_moment_leaves_an_index_that_loads(tiny_bert, tmp_p
     import signal
     import time
 
-    from skembed.vectors import build_hnsw
+    from skembed._vectors import build_hnsw
 
     folder = tmp_path / "index"
     SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS).save(folder)

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from skembed import SentenceEmbedder, backends, clear_cache, encoding, graphs, tokens
+from skembed import SentenceEmbedder, _backends, _encoding, _graphs, _tokens, clear_cache
+from skembed._encoding import Batching, length_sorted_batches
 from skembed._files import cache_home
-from skembed.encoding import Batching, length_sorted_batches
-from skembed.persistence import loaded_model
+from skembed._persistence import loaded_model
 
 TEXTS = [
     "I love apples",
@@ -39,10 +39,10 @@ def test_tokenizing_in_slices_gives_the_ids_and_truncation_flags_of_one_call(
 ):
     embedder = SentenceEmbedder(model=tiny_bert, max_length=8).fit(TEXTS)
     texts = TEXTS  # "" and "hello" fit 8 tokens, the others are cut
-    whole = tokens.tokenize(loaded_model(embedder), texts, 8)
-    monkeypatch.setattr(tokens, "TOKENIZE_SLICE", 3)  # 35 texts: 11 full slices and 2 texts
+    whole = _tokens.tokenize(loaded_model(embedder), texts, 8)
+    monkeypatch.setattr(_tokens, "TOKENIZE_SLICE", 3)  # 35 texts: 11 full slices and 2 texts
     clear_cache()  # tokenize them again, in slices
-    sliced = tokens.tokenize(loaded_model(embedder), texts, 8)
+    sliced = _tokens.tokenize(loaded_model(embedder), texts, 8)
     assert not any(a is b for a, b in zip(sliced.ids, whole.ids, strict=True))
     assert [a.tolist() for a in sliced.ids] == [a.tolist() for a in whole.ids]
     assert sliced.truncated.tolist() == whole.truncated.tolist()
@@ -54,24 +54,24 @@ def test_texts_tokenized_before_come_from_the_memo_read_only_per_model_and_max_l
 ):
     clear_cache()
     bert = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
-    first = tokens.tokenize(bert, TEXTS[:5], 8)
-    again = tokens.tokenize(bert, TEXTS[4::-1], 8)
+    first = _tokens.tokenize(bert, TEXTS[:5], 8)
+    again = _tokens.tokenize(bert, TEXTS[4::-1], 8)
     assert all(a is b for a, b in zip(first.ids, again.ids[::-1], strict=True))
     assert again.truncated.tolist() == first.truncated.tolist()[::-1]
     with pytest.raises(ValueError, match="read-only"):
         first.ids[0][0] = 7
-    longer = tokens.tokenize(bert, TEXTS[:5], 64)  # another max_length: tokenized again
+    longer = _tokens.tokenize(bert, TEXTS[:5], 64)  # another max_length: tokenized again
     assert [len(a) for a in longer.ids] != [len(a) for a in first.ids]
     roberta = loaded_model(SentenceEmbedder(model=tiny_roberta).fit(TEXTS))
-    other = tokens.tokenize(roberta, TEXTS[:5], 8)  # another model: its own tokenizer's ids
+    other = _tokens.tokenize(roberta, TEXTS[:5], 8)  # another model: its own tokenizer's ids
     assert [a.tolist() for a in other.ids] != [a.tolist() for a in first.ids]
     long_text = "word " * 1000  # over MEMO_TEXT_CHARS: not kept
     assert (
-        tokens.tokenize(bert, [long_text], 8).ids[0]
-        is not (tokens.tokenize(bert, [long_text], 8).ids[0])
+        _tokens.tokenize(bert, [long_text], 8).ids[0]
+        is not (_tokens.tokenize(bert, [long_text], 8).ids[0])
     )
     clear_cache()
-    assert tokens.tokenize(bert, TEXTS[:5], 8).ids[0] is not first.ids[0]
+    assert _tokens.tokenize(bert, TEXTS[:5], 8).ids[0] is not first.ids[0]
 
 
 def test_batch_limits_do_not_change_the_vectors(tiny_model):
@@ -95,20 +95,20 @@ def test_onnx_runtime_and_torch_give_the_same_vectors(tiny_model, pooling):
 def test_onnx_runtime_statistics_equal_pytorch_pooling_of_every_layer(tiny_model):
     import torch
 
-    from skembed.pooling import layer_statistics
+    from skembed._pooling import layer_statistics
 
     pytest.importorskip("onnxruntime")
     embedder = SentenceEmbedder(model=tiny_model).fit(TEXTS)
     loaded = loaded_model(embedder)
-    token_ids = tokens.tokenize(loaded, TEXTS[:5], 64)
-    ids, mask = encoding.pad(token_ids.ids, 0)  # 5 lengths, padded to the longest
-    onnx = backends.forward_for(loaded, "onnx", "fp32", 1)(ids, mask, "statistics")[0]
-    hidden = backends.forward_for(loaded, "torch", "fp32", 1)(ids, mask, "all")
+    token_ids = _tokens.tokenize(loaded, TEXTS[:5], 64)
+    ids, mask = _encoding.pad(token_ids.ids, 0)  # 5 lengths, padded to the longest
+    onnx = _backends.forward_for(loaded, "onnx", "fp32", 1)(ids, mask, "statistics")[0]
+    hidden = _backends.forward_for(loaded, "torch", "fp32", 1)(ids, mask, "all")
     expected = layer_statistics(hidden, torch.from_numpy(mask))
     assert onnx.dtype == np.float32 and onnx.shape == (5, loaded.n_layers, 5, loaded.dim)
     np.testing.assert_allclose(onnx, expected.numpy(), atol=1e-5)
     # PyTorch's statistics output is the same array type, for the encoder cache
-    torch_stats = backends.forward_for(loaded, "torch", "fp32", 1)(ids, mask, "statistics")[0]
+    torch_stats = _backends.forward_for(loaded, "torch", "fp32", 1)(ids, mask, "statistics")[0]
     np.testing.assert_allclose(torch_stats, expected.numpy(), atol=1e-6)
 
 
@@ -124,18 +124,18 @@ def test_uncached_runs_use_the_last_layer_graph_and_give_the_same_vectors(tiny_m
     )
     path = cache_home() / "onnx" / f"{onnx_run.fingerprint_[:32]}-opset17-v4-last-fp32.onnx"
     assert path.is_file()  # transform exported it: the uncached run used the last graph
-    assert graphs.onnx_file(loaded_model(onnx_run), "fp32", "last") == path
+    assert _graphs.onnx_file(loaded_model(onnx_run), "fp32", "last") == path
     assert [o.name for o in onnx.load(str(path)).graph.output] == ["statistics"]
 
 
 def test_the_last_layer_statistics_are_the_last_layer_of_all_statistics(tiny_bert):
-    from skembed import backends
+    from skembed import _backends
 
     pytest.importorskip("onnxruntime")
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
-    ids, mask = encoding.pad(tokens.tokenize(loaded, TEXTS[:5], 64).ids, 0)
+    ids, mask = _encoding.pad(_tokens.tokenize(loaded, TEXTS[:5], 64).ids, 0)
     for backend in ("torch", "onnx"):
-        forward = backends.forward_for(loaded, backend, "fp32", 1)
+        forward = _backends.forward_for(loaded, backend, "fp32", 1)
         last = forward(ids, mask, "last_statistics")[0]
         assert last.shape == (5, 1, 5, loaded.dim)
         np.testing.assert_allclose(
@@ -151,7 +151,7 @@ def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
     embedder = SentenceEmbedder(model=tiny_bert, precision="int8").fit(TEXTS)
     cosine = np.sum(fp32 * embedder.transform(TEXTS), axis=1)
     assert cosine.min() > 0.95
-    graph = graphs.onnx_file_path(loaded_model(embedder), "int8")  # the quantized graph ran
+    graph = _graphs.onnx_file_path(loaded_model(embedder), "int8")  # the quantized graph ran
     assert "MatMulIntegerToFloat" in {node.op_type for node in onnx.load(str(graph)).graph.node}
     with pytest.raises(ValueError, match="precision='int8' runs on ONNX Runtime"):
         SentenceEmbedder(model=tiny_bert, backend="torch", precision="int8").fit(TEXTS)
@@ -160,12 +160,12 @@ def test_int8_is_close_to_fp32_and_needs_onnx(tiny_bert):
 def test_auto_backend_is_onnx_runtime_on_the_cpu_when_installed_and_torch_on_a_gpu(
     tiny_bert, monkeypatch
 ):
-    from skembed import backends, graph_runtimes
+    from skembed import _backends, _graph_runtimes
 
     pytest.importorskip("onnxruntime")
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "onnx"
-    assert backends.resolve("auto", "fp32", "cuda") == ("torch", "fp32")
-    monkeypatch.setattr(graph_runtimes, "installed", lambda module: False)  # as if not installed
+    assert _backends.resolve("auto", "fp32", "cuda") == ("torch", "fp32")
+    monkeypatch.setattr(_graph_runtimes, "installed", lambda module: False)  # as if not installed
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "torch"
 
 
@@ -175,7 +175,7 @@ def test_the_onnx_graph_has_eager_attention_statistics_and_its_version_in_its_na
     pytest.importorskip("onnxruntime")
     embedder = SentenceEmbedder(model=tiny_bert, backend="onnx").fit(TEXTS)
     embedder.transform(TEXTS)
-    path = graphs.onnx_file(loaded_model(embedder), "fp32")
+    path = _graphs.onnx_file(loaded_model(embedder), "fp32")
     assert path.name == f"{embedder.fingerprint_[:32]}-opset17-v4-fp32.onnx"
     graph = onnx.load(str(path)).graph
     ops = {node.op_type for node in graph.node}
@@ -191,16 +191,16 @@ def _streamed(forward, batches, output):
 def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
     import threading
 
-    from skembed import backends
-    from skembed.forward import Forward
+    from skembed import _backends
+    from skembed._forward import Forward
 
     pytest.importorskip("onnxruntime")
     loaded = loaded_model(SentenceEmbedder(model=tiny_model).fit(TEXTS))
-    token_ids = tokens.tokenize(loaded, TEXTS, 64)
-    batches = list(encoding.padded_batches(loaded, token_ids, Batching(4, 1024), False))
-    onnx = backends.forward_for(loaded, "onnx", "fp32", 2)
+    token_ids = _tokens.tokenize(loaded, TEXTS, 64)
+    batches = list(_encoding.padded_batches(loaded, token_ids, Batching(4, 1024), False))
+    onnx = _backends.forward_for(loaded, "onnx", "fp32", 2)
     assert (onnx.threads, onnx.streams) == (2, 2)
-    assert backends.forward_for(loaded, "torch", "fp32", 2).streams == 1
+    assert _backends.forward_for(loaded, "torch", "fp32", 2).streams == 1
     both_running = threading.Barrier(2, timeout=30)  # the first two batches must overlap
     calls = []
 
@@ -224,11 +224,11 @@ def test_onnx_runtime_runs_a_batch_per_thread_at_once_in_order(tiny_model):
 
 
 def test_an_error_in_a_streamed_batch_reaches_the_caller(tiny_bert):
-    from skembed.forward import Forward
+    from skembed._forward import Forward
 
     loaded = loaded_model(SentenceEmbedder(model=tiny_bert).fit(TEXTS))
-    token_ids = tokens.tokenize(loaded, TEXTS, 64)
-    batches = list(encoding.padded_batches(loaded, token_ids, Batching(4, 1024), False))
+    token_ids = _tokens.tokenize(loaded, TEXTS, 64)
+    batches = list(_encoding.padded_batches(loaded, token_ids, Batching(4, 1024), False))
 
     def run(ids, mask, output, threads):
         if len(ids) < 4:  # the last batch

@@ -1,7 +1,7 @@
-"""skembed.st_folder reads what a sentence-transformers folder does after its transformer.
+"""skembed._st_folder reads what a sentence-transformers folder does after its transformer.
 
 The parity tests take the token states from sentence-transformers itself, pool them with
-skembed.pooling and the prompt rule of st_folder, apply the folder's Dense/Normalize with
+skembed._pooling and the prompt rule of st_folder, apply the folder's Dense/Normalize with
 st_folder, and compare with ``SentenceTransformer(folder).encode``: they prove the reader,
 not the estimator.
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skembed.head import DenseLayer, Head
-from skembed.st_folder import (
+from skembed._head import DenseLayer, Head
+from skembed._st_folder import (
     FolderPipeline,
     UnsupportedFolderError,
     exclude_prompt,
@@ -47,7 +47,7 @@ def _ours(model, pipeline: FolderPipeline, prompt: str | None, truncate_dim: int
     """Return skembed's vectors of TEXTS from the token states of ST's own transformer."""
     import torch
 
-    from skembed.pooling import POOLING_FUNCTIONS
+    from skembed._pooling import POOLING_FUNCTIONS
 
     features = model.preprocess(TEXTS, prompt=prompt)
     with torch.inference_mode():
@@ -130,7 +130,7 @@ def test_read_pipeline_reads_the_files_sentence_transformers_6_writes(
 
 def _parity_params():
     # qwen3 x cls: ST 6 takes the first *real* token (after the left padding), as
-    # skembed.pooling.cls does
+    # skembed._pooling.cls does
     for architecture in ARCHITECTURES:
         for pipeline in PIPELINES:
             yield pytest.param(architecture, pipeline)
@@ -389,7 +389,7 @@ def test_another_kind_of_sentence_transformers_model_is_refused(tmp_path):
 def test_reading_a_folder_imports_no_torch(st_folders):
     folder = st_folders("bert", "cls_dense_normalize")
     code = (
-        "import sys; from skembed.st_folder import read_pipeline; "
+        "import sys; from skembed._st_folder import read_pipeline; "
         f"p = read_pipeline({str(folder)!r}); assert p.dense; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from skembed import clear_cache, distil, locate, static, weighting
+from skembed import _distil, _locate, _weighting, clear_cache, static
 from skembed.static import DamagedTableWarning, StaticEmbedder, loaded_table
 
 TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", "hello world"]
@@ -32,7 +32,7 @@ TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", 
 def tables(tmp_path, monkeypatch):
     """A table folder of this test's own, and an empty in-process table registry."""
     folder = tmp_path / "static"
-    monkeypatch.setattr(distil, "folder", lambda: folder)
+    monkeypatch.setattr(_distil, "folder", lambda: folder)
     clear_cache()
     yield folder
     clear_cache()
@@ -53,15 +53,15 @@ def test_dims_none_keeps_the_encoders_dimension(tiny_model, tables):
 def test_a_row_is_the_encoders_mean_pooled_vector_of_that_token_after_cls(tiny_model, tables):
     import torch
 
-    from skembed import models
+    from skembed import _models
 
-    loaded = models.load(locate.resolve(tiny_model), "cpu")
+    loaded = _models.load(_locate.resolve(tiny_model), "cpu")
     vocabulary = loaded.tokenizer.get_vocab()
     dog = vocabulary.get("dog", vocabulary.get("Ġdog"))
     first = loaded.tokenizer.encode("x").ids[0]  # [CLS] or <s>
     with torch.inference_mode():
         states = loaded.encoder(input_ids=torch.tensor([[first, dog]])).last_hidden_state
-    vectors, kept = distil.distil(loaded)
+    vectors, kept = _distil.distil(loaded)
     np.testing.assert_allclose(vectors[dog], states[0].mean(0).numpy(), rtol=1e-4, atol=1e-5)
     special = {i for i, t in loaded.tokenizer.get_added_tokens_decoder().items() if t.special}
     assert kept[dog] and not kept[sorted(special)].any()
@@ -87,17 +87,17 @@ def test_fitting_twice_gives_the_same_vectors(tiny_model, tables):
 
 
 def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(tiny_bert, tables):
-    before = distil.distillations
+    before = _distil.distillations
     est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
-    assert distil.distillations == before + 1 and est.distill_seconds_ > 0
+    assert _distil.distillations == before + 1 and est.distill_seconds_ > 0
     expected = est.transform(TEXTS)
     clear_cache()  # a new process: only the disk is left
     again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     assert again.distill_seconds_ == 0.0
     np.testing.assert_array_equal(again.transform(TEXTS), expected)
     zipf = StaticEmbedder(model=tiny_bert, dims=8, weighting="zipf").fit(TEXTS)
-    assert distil.distillations == before + 1
-    tokens = distil.tokens_file(est.fingerprint_)
+    assert _distil.distillations == before + 1
+    tokens = _distil.tokens_file(est.fingerprint_)
     assert set(tables.iterdir()) == {tokens, Path(est.table_path_), Path(zipf.table_path_)}
     assert len({tokens, Path(est.table_path_), Path(zipf.table_path_)}) == 3
 
@@ -108,7 +108,7 @@ def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables
     est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     expected = est.transform(TEXTS)
     table = Path(est.table_path_)
-    target = table if damaged == "table" else distil.tokens_file(est.fingerprint_)
+    target = table if damaged == "table" else _distil.tokens_file(est.fingerprint_)
     if damaged == "tokens":
         table.unlink()  # or the finished table would be read without the tokens file
     data = target.read_bytes()
@@ -123,11 +123,11 @@ def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables
         with open(target, "wb") as fh:
             np.savez(fh, **arrays)
     clear_cache()
-    before = distil.distillations
+    before = _distil.distillations
     with pytest.warns(DamagedTableWarning, match="damaged"):
         again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     np.testing.assert_array_equal(again.transform(TEXTS), expected)
-    assert distil.distillations == before + (damaged == "tokens")
+    assert _distil.distillations == before + (damaged == "tokens")
 
 
 def in_fresh_process(code: str) -> tuple[list[str], list]:
@@ -231,7 +231,7 @@ def test_clone_and_get_params_follow_scikit_learn(tiny_bert, tables):
 def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
     texts = TEXTS * 5
     labels = [0, 1, 0, 1] * 5
-    before = distil.distillations
+    before = _distil.distillations
     search = GridSearchCV(
         make_pipeline(StaticEmbedder(model=tiny_bert), LogisticRegression()),
         {
@@ -242,17 +242,17 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
         },
         cv=2,
     ).fit(texts, labels)
-    assert distil.distillations == before + 1
+    assert _distil.distillations == before + 1
     assert search.best_estimator_[0].embedding_dim_ in (8, 16)
 
 
 def test_weightings_scale_rows_by_rank():
-    p = weighting.token_probabilities(1000)
-    sif, zipf = weighting.token_weights(p, "sif", 1e-3), weighting.token_weights(p, "zipf")
+    p = _weighting.token_probabilities(1000)
+    sif, zipf = _weighting.token_weights(p, "sif", 1e-3), _weighting.token_weights(p, "zipf")
     assert np.all(np.diff(sif) > 0) and np.all(np.diff(zipf) > 0)  # rarer weighs more
     p1 = 1.0 / np.sum(1.0 / np.arange(1, 1001))
     assert sif[0] == pytest.approx(1e-3 / (1e-3 + p1)) and zipf[0] == pytest.approx(np.log(2))
-    assert (weighting.token_weights(p[:5], "none") == 1).all()
+    assert (_weighting.token_weights(p[:5], "none") == 1).all()
 
 
 def test_fitted_frequencies_weigh_a_token_common_in_x_less(tiny_bert, tables):
@@ -292,10 +292,10 @@ def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, ta
     counts, rows, targets = static.learning_problem(
         loaded_table(learned), LEARN_TEXTS, learned, *_source(tiny_model)
     )
-    start = weighting.token_weights(weighting.token_probabilities(int(kept.sum())), "sif", 1e-4)
+    start = _weighting.token_weights(_weighting.token_probabilities(int(kept.sum())), "sif", 1e-4)
     weights = learned.token_weights_[kept].astype(np.float64)
-    assert weighting.learning_loss(counts, rows, targets, weights, start) < (
-        weighting.learning_loss(counts, rows, targets, start, start) - 0.01
+    assert _weighting.learning_loss(counts, rows, targets, weights, start) < (
+        _weighting.learning_loss(counts, rows, targets, start, start) - 0.01
     )
     # only the tokens of X moved; the others keep SIF's weight
     used = np.asarray(counts.sum(axis=0)).ravel() > 0
@@ -305,10 +305,10 @@ def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, ta
 
 
 def _source(model):
-    from skembed import identity
+    from skembed import _identity
 
-    source = locate.resolve(model)
-    return source, identity.identify(source.path)
+    source = _locate.resolve(model)
+    return source, _identity.identify(source.path)
 
 
 def test_learn_weights_follows_the_gradient_of_its_loss():
@@ -319,8 +319,8 @@ def test_learn_weights_follows_the_gradient_of_its_loss():
     rows, targets = rng.normal(size=(40, 8)), rng.normal(size=(30, 8))
     start = rng.uniform(0.2, 1.0, size=40)
     losses = [
-        weighting.learning_loss(
-            counts, rows, targets, weighting.learn_weights(counts, rows, targets, start, n), start
+        _weighting.learning_loss(
+            counts, rows, targets, _weighting.learn_weights(counts, rows, targets, start, n), start
         )
         for n in (0, 10, 100)
     ]

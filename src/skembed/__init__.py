@@ -12,17 +12,17 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "SentenceEmbedder": "embedder",
-    "Tokenization": "tokens",
-    "TruncationWarning": "tokens",
+    "Tokenization": "_tokens",
+    "TruncationWarning": "_tokens",
     "MissingTextWarning": "_input",
-    "ModelMismatchError": "identity",
-    "ModelNotFoundError": "identity",
-    "LegacyFingerprintWarning": "identity",
-    "UnsupportedFolderError": "st_folder",
-    "PrecisionFallbackWarning": "backends",
-    "cache_info": "cache",
-    "clear_cache": "cache",
-    "set_cache_limit": "cache",
+    "ModelMismatchError": "_identity",
+    "ModelNotFoundError": "_identity",
+    "LegacyFingerprintWarning": "_identity",
+    "UnsupportedFolderError": "_st_folder",
+    "PrecisionFallbackWarning": "_backends",
+    "cache_info": "_cache",
+    "clear_cache": "_cache",
+    "set_cache_limit": "_cache",
     "StaticEmbedder": "static",
     "SemanticSearch": "search",
     "Hit": "search",
@@ -35,7 +35,7 @@ _SUBMODULES = ("datasets", "evaluate")
 
 # declared for its doc comment, which Sphinx reads; the value comes from __getattr__
 #: The ``pooling=`` values that :class:`SentenceEmbedder` accepts, a tuple of str:
-#: ``"auto"`` (the model folder's own pooling) and the modes of :mod:`skembed.pooling`.
+#: ``"auto"`` (the model folder's own pooling) and the modes of :mod:`skembed._pooling`.
 POOLING_MODES: tuple[str, ...]
 
 __all__ = ["POOLING_MODES", "__version__", *_EXPORTS, *_SUBMODULES]
@@ -44,7 +44,7 @@ __all__ = ["POOLING_MODES", "__version__", *_EXPORTS, *_SUBMODULES]
 def __getattr__(name: str):
     """Import an exported name from its module on first use."""
     if name == "POOLING_MODES":
-        from .pooling import POOLING_FUNCTIONS
+        from ._pooling import POOLING_FUNCTIONS
 
         return ("auto", *POOLING_FUNCTIONS)
     if name in _SUBMODULES:

@@ -7,7 +7,7 @@ collection: a Dask array for a Dask array or Bag of texts, a Dask DataFrame or S
 
 The estimator enters the task graph once, as a single key: workers receive its small
 by-reference pickle (parameters and the weights' sha256) and load the model once per
-process, on first use, through :mod:`skembed.models`' registry.
+process, on first use, through :mod:`skembed._models`' registry.
 
 Needs ``pip install 'skembed[dask]'``; ``import skembed`` never imports Dask.
 """

@@ -11,7 +11,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
-from . import backends, encoding, locate, models, resolve, tokens, tuning
+from . import _backends, _embedder_params, _encoding, _fit_tuning, _locate, _models, _tokens
+from ._devices import resolve_device
+from ._head import Head
 from ._input import (
     MissingTextWarning,
     TextFeaturesMixin,
@@ -19,10 +21,8 @@ from ._input import (
     check_texts_with_missing,
     texts_under_policy,
 )
-from .devices import resolve_device
-from .head import Head
-from .persistence import ModelReference
-from .tokens import Tokenization, TruncationWarning
+from ._persistence import ModelReference
+from ._tokens import Tokenization, TruncationWarning
 
 __all__ = ["MissingTextWarning", "SentenceEmbedder", "Tokenization", "TruncationWarning"]
 
@@ -86,7 +86,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         Keep encoder output in the process cache (shared by all estimators and clones in
         the process, bounded in bytes), so that estimators differing only in ``pooling``,
         ``layer`` or ``normalize`` never run the encoder twice on a text. See
-        :mod:`skembed.cache`.
+        :mod:`skembed._cache`.
     cache_dir : str or path-like, default=None
         Also keep encoder output in this folder, shared by processes (``n_jobs>1``
         searches) and by later runs.
@@ -290,20 +290,20 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
 
     def _fit(self, X, y, pairs=None) -> SentenceEmbedder:
         params = self.get_params(deep=False)
-        resolve.check_params(params)
-        tuning.check_params(params)
+        _embedder_params.check_params(params)
+        _fit_tuning.check_params(params)
         # forget an earlier fit: one interrupted (Ctrl-C while fine-tuning) leaves it unfitted
         fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
         for name in [*fitted, "_loaded", "_model_files"]:
             self.__dict__.pop(name, None)
         texts = check_texts(X) if self.missing == "error" else check_texts_with_missing(X)[0]
-        source = locate.resolve(self.model)
-        loaded = models.load(source, resolve_device(self.device))
-        resolved = resolve.resolve(loaded, source.path, params)
+        source = _locate.resolve(self.model)
+        loaded = _models.load(source, resolve_device(self.device))
+        resolved = _embedder_params.resolve(loaded, source.path, params)
         base, update, seconds = loaded, None, 0.0
         if self.fine_tune is not None and y is not None:
-            update, seconds = tuning.fine_tuned(loaded, texts, y, params, resolved, pairs)
-            loaded = models.tuned(base, update)
+            update, seconds = _fit_tuning.fine_tuned(loaded, texts, y, params, resolved, pairs)
+            loaded = _models.tuned(base, update)
         pipeline = loaded.pipeline
         self.model_path_ = str(source.path)
         self.model_origin_ = source.origin
@@ -322,7 +322,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         self.embedding_dim_ = resolved.embedding_dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = resolved.max_length
-        self.backend_, self.precision_ = backends.resolve(
+        self.backend_, self.precision_ = _backends.resolve(
             self.backend, self.precision, loaded.device
         )
         self._record_column(X)
@@ -394,7 +394,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
 
     def _embed(self, texts: list[str], memory: bool, prompt: str | None = None) -> np.ndarray:
         loaded = self._model()
-        vectors, truncated = encoding.embed(
+        vectors, truncated = _encoding.embed(
             loaded,
             texts,
             self._plan(loaded),
@@ -402,15 +402,15 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
             memory=memory,
             cache_dir=self.cache_dir,
         )
-        tokens.warn_truncated(truncated, self.max_length_, stacklevel=3)
+        _tokens.warn_truncated(truncated, self.max_length_, stacklevel=3)
         return vectors
 
-    def _plan(self, loaded: models.LoadedModel) -> encoding.Plan:
+    def _plan(self, loaded: _models.LoadedModel) -> _encoding.Plan:
         """Return how texts become vectors, from the parameters and what fit resolved."""
-        backend, precision = backends.resolve(self.backend, self.precision, loaded.device)
-        return encoding.Plan(
+        backend, precision = _backends.resolve(self.backend, self.precision, loaded.device)
+        return _encoding.Plan(
             pooling=self.pooling_,
-            layers=encoding.layer_indices(self.layer, loaded.n_layers),
+            layers=_encoding.layer_indices(self.layer, loaded.n_layers),
             head=Head(
                 loaded.pipeline.dense[: self.dense_layers_], self.truncate_dim, self.normalize_
             ),
@@ -418,7 +418,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
             backend=backend,
             precision=precision,
             n_threads=self.n_threads,
-            batching=encoding.Batching(self.batch_size, self.batch_tokens),
+            batching=_encoding.Batching(self.batch_size, self.batch_tokens),
             show_progress=self.show_progress,
         )
 
@@ -435,7 +435,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         ['[CLS]', 'i', 'love', 'apples', '[SEP]']
         """
         check_is_fitted(self)
-        return tokens.tokenizations(self._model(), check_texts(X), self.prompt_, self.max_length_)
+        return _tokens.tokenizations(self._model(), check_texts(X), self.prompt_, self.max_length_)
 
     def token_embeddings(self, X) -> list[np.ndarray]:
         """Return, per text, the token vectors (n_tokens, dim) that pooling would see.
@@ -445,7 +445,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         """
         check_is_fitted(self)
         loaded = self._model()
-        return encoding.token_embeddings(loaded, check_texts(X), self._plan(loaded), self.prompt_)
+        return _encoding.token_embeddings(loaded, check_texts(X), self._plan(loaded), self.prompt_)
 
     # -- scikit-learn plumbing -----------------------------------------------------------
 

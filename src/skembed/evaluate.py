@@ -24,7 +24,7 @@ Tasks and metrics (cosine similarity throughout, as in MTEB):
   corpus (MTEB Retrieval, scored as ``pytrec_eval`` scores it).
 
 The metric functions on arrays (:func:`correlation_metrics`, :func:`threshold_metrics`,
-:func:`ranking_metrics`, :func:`paired_cosine`, from :mod:`skembed.metrics`) score data that
+:func:`ranking_metrics`, :func:`paired_cosine`, from :mod:`skembed._metrics`) score data that
 is already in memory.
 
 The embedder may be fitted or not: an unfitted one is cloned and fitted on the texts it is
@@ -41,16 +41,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import datasets
+from ._any_embedder import embed, role_prompt
 from ._checks import check_positive_int
-from .embedders import embed, role_prompt
-from .metrics import (
+from ._metrics import (
     check_k_values,
     correlation_metrics,
     paired_cosine,
     ranking_metrics,
     threshold_metrics,
 )
-from .vectors import DEFAULT_CHUNK_SIZE, cosine_topk
+from ._vectors import DEFAULT_CHUNK_SIZE, cosine_topk
 
 if TYPE_CHECKING:
     from .embedder import SentenceEmbedder

@@ -3,17 +3,17 @@
 Two functions over a ``transformers`` encoder and arrays:
 
 - :func:`fine_tune` trains a copy of the encoder on (text, label) rows and returns an
-  :class:`skembed.update.Update`: the changed tensors as numpy arrays (low-rank factors,
-  :mod:`skembed.lora`, or whole parameters), a fingerprint of base + update, and the loss
+  :class:`skembed._update.Update`: the changed tensors as numpy arrays (low-rank factors,
+  :mod:`skembed._lora`, or whole parameters), a fingerprint of base + update, and the loss
   history. The encoder it is given is shared and never modified.
 - :func:`fine_tune_pairs` does the same on labelled pairs of texts.
 
-:func:`skembed.update.apply_update` merges an update into an encoder's plain weights, so
+:func:`skembed._update.apply_update` merges an update into an encoder's plain weights, so
 that inference and ONNX export need nothing but the encoder class.
 
 The default (``Settings()``): LoRA rank 8 on every linear layer of the encoder, a
 cosine-softmax head initialised at the class means of the frozen vectors with a CosFace
-margin of 0.1, 10 epochs but at most :data:`skembed.schedule.DEFAULT_MAX_STEPS` steps, at
+margin of 0.1, 10 epochs but at most :data:`skembed._schedule.DEFAULT_MAX_STEPS` steps, at
 1e-3, batches of texts of similar length. On Banking77 (8 texts per label,
 ``benchmarks/finetune.py``) it scored 0.829 against the frozen encoder's 0.792 with
 ``LogisticRegression()``, 0.832 against 0.823 with the classifier's C chosen by
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import losses
-from .head import Head
-from .lora import attach, export, factors
-from .pooling import POOLING_FUNCTIONS
-from .schedule import Tokenize, batches_by_length, epoch_batches, optimise, token_lengths
-from .st_folder import exclude_prompt
-from .update import Update, update_fingerprint
+from . import _losses
+from ._head import Head
+from ._lora import attach, export, factors
+from ._pooling import POOLING_FUNCTIONS
+from ._schedule import Tokenize, batches_by_length, epoch_batches, optimise, token_lengths
+from ._st_folder import exclude_prompt
+from ._update import Update, update_fingerprint
 
 if TYPE_CHECKING:
     import torch
@@ -87,11 +87,11 @@ class Settings:
         ``"full"``: every parameter (the update is then the size of the model).
     epochs : int or None
         Passes over the training texts; None: 10 passes but at most
-        :data:`skembed.schedule.DEFAULT_MAX_STEPS` steps, or exactly ``max_steps`` steps
-        when it is given (:func:`skembed.schedule.run_length`).
+        :data:`skembed._schedule.DEFAULT_MAX_STEPS` steps, or exactly ``max_steps`` steps
+        when it is given (:func:`skembed._schedule.run_length`).
     max_steps : int or None
         The most optimiser steps; None: no limit when ``epochs`` is given,
-        :data:`skembed.schedule.DEFAULT_MAX_STEPS` when it is not.
+        :data:`skembed._schedule.DEFAULT_MAX_STEPS` when it is not.
     learning_rate : float
         AdamW's peak learning rate for the encoder's trained tensors (linear warm-up over
         the first tenth of the steps, then linear decay to 0).
@@ -173,15 +173,15 @@ def fine_tune(
         Any hashable labels; at least two distinct ones.
     settings : Settings
     pooling : str
-        A key of :data:`skembed.pooling.POOLING_FUNCTIONS`, applied to the last hidden state.
+        A key of :data:`skembed._pooling.POOLING_FUNCTIONS`, applied to the last hidden state.
     base_fingerprint : str
         The base model's identity, folded into :attr:`Update.fingerprint`.
     show_progress : bool
         Show a progress bar over the steps.
     skip_tokens : int
         Leading tokens of each text (a prompt that the model's folder leaves out of pooling,
-        :func:`skembed.tokens.prompt_tokens`) that are attended to but not pooled.
-    after : skembed.head.Head or None
+        :func:`skembed._tokens.prompt_tokens`) that are attended to but not pooled.
+    after : skembed._head.Head or None
         What follows pooling when the vectors are served: the folder's Dense layers (fixed,
         not trained) and ``truncate_dim``. Training pools, skips and applies them as
         ``transform`` does, so the loss is computed on the vectors that will be served.
@@ -226,7 +226,7 @@ def fine_tune_pairs(
 ) -> Update:
     """Train a copy of encoder on labelled pairs of texts; return what changed as an Update.
 
-    The loss is CoSENT (:func:`skembed.losses.cosent`): over each batch of pairs, every
+    The loss is CoSENT (:func:`skembed._losses.cosent`): over each batch of pairs, every
     pair with a higher label should have a higher cosine than every pair with a lower one.
     Labels are numbers: 0/1 for paraphrase or not, or graded similarities.
     ``settings.method`` is not used; the other settings and the keywords are as for
@@ -258,7 +258,7 @@ def fine_tune_pairs(
             vectors = embed_texts(model, served, tokenize, texts, device).float()
             cosine = (vectors[: len(rows)] * vectors[len(rows) :]).sum(-1)
             y = torch.as_tensor(labels[rows], device=device)
-            return losses.cosent(cosine, y, settings.scale)
+            return _losses.cosent(cosine, y, settings.scale)
 
         return optimise(model, settings, trained, lora, [], draw_epoch, loss_of, show_progress)
 
@@ -313,7 +313,7 @@ class Served:
     """How the vector a text is served as comes from the encoder's last states.
 
     Pooling (less ``skip_tokens`` leading tokens, a prompt the folder leaves out), then the
-    head (:meth:`skembed.head.Head.torch`: Dense layers held fixed, ``truncate_dim``, the
+    head (:meth:`skembed._head.Head.torch`: Dense layers held fixed, ``truncate_dim``, the
     norm): the steps of ``transform``, in PyTorch so that gradients flow through them.
     """
 
@@ -455,8 +455,8 @@ def _train(model, served, tokenize, texts, targets, settings, trained, lora, hea
         vectors = embed_texts(model, served, tokenize, [texts[i] for i in rows], device)
         y = torch.as_tensor(targets[rows], device=device)
         if head is not None:
-            return losses.cosine_softmax(vectors, head, y, settings.scale, settings.margin)
-        return losses.supcon(vectors, y, settings.scale)
+            return _losses.cosine_softmax(vectors, head, y, settings.scale, settings.margin)
+        return _losses.supcon(vectors, y, settings.scale)
 
     extra = [{"params": [head], "lr": settings.head_learning_rate}] if head is not None else []
     return optimise(model, settings, trained, lora, extra, draw_epoch, loss_of, bar)

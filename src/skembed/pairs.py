@@ -18,11 +18,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._any_embedder import embed, fit_embedder
 from ._checks import check_positive_int
 from ._input import BadTextError, check_texts
+from ._vectors import unit_rows
 from .embedder import SentenceEmbedder, fit_pairs
-from .embedders import embed, fit_embedder
-from .vectors import unit_rows
 
 FEATURES = ("cosine", "abs_diff", "product", "concat")
 """The names ``PairFeatures(features=...)`` accepts, in no required order."""

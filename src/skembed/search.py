@@ -1,8 +1,8 @@
 """SemanticSearch: find the corpus texts closest in meaning to each query, by cosine similarity.
 
 It embeds and holds a corpus, answers queries with ``Hit(text, score, index)`` by exact
-search or through an HNSW graph (:mod:`skembed.vectors`), and saves to a folder
-(:mod:`skembed.index_files`) that :meth:`SemanticSearch.load` checks against the model.
+search or through an HNSW graph (:mod:`skembed._vectors`), and saves to a folder
+(:mod:`skembed._index_files`) that :meth:`SemanticSearch.load` checks against the model.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import identity, index_files
+from . import _identity, _index_files
+from ._any_embedder import embed, fit_embedder, role_prompt
 from ._checks import check_positive_int
 from ._input import check_texts
-from .embedder import SentenceEmbedder
-from .embedders import embed, fit_embedder, role_prompt
-from .quantize import precision_key
-from .vectors import (
+from ._quantize import precision_key
+from ._vectors import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_EF_SEARCH,
     build_hnsw,
@@ -29,6 +28,7 @@ from .vectors import (
     hnsw_topk,
     import_faiss,
 )
+from .embedder import SentenceEmbedder
 
 __all__ = ["Hit", "SemanticSearch", "cosine_topk"]
 
@@ -267,7 +267,7 @@ class SemanticSearch(BaseEstimator):
             },
             "texts": self.corpus_,
         }
-        index_files.write(path, self.embeddings_, graph, meta)
+        _index_files.write(path, self.embeddings_, graph, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SemanticSearch:
@@ -293,7 +293,7 @@ class SemanticSearch(BaseEstimator):
             Fitted, ready for ``kneighbors`` and ``search``.
         """
         folder = Path(path)
-        meta, embeddings, graph = index_files.read(folder)
+        meta, embeddings, graph = _index_files.read(folder)
         kind = meta.get("index", "exact")
         _check_index(kind)
         faiss = import_faiss() if kind == "hnsw" else None
@@ -304,7 +304,7 @@ class SemanticSearch(BaseEstimator):
         texts = meta["texts"]
         _check_precision(saved, str(folder))
         embedder = SentenceEmbedder(**params).fit(texts[:1])
-        identity.check(
+        _identity.check(
             Path(embedder.model_path_),
             str(params["model"]),
             saved["fingerprint"],
@@ -331,7 +331,7 @@ class SemanticSearch(BaseEstimator):
             shape = (index.hnsw_.ntotal, index.hnsw_.d)
             if shape != (len(texts), saved["embedding_dim"]):
                 raise ValueError(
-                    f"{str(folder / index_files.HNSW_FILE)!r} holds {shape[0]} vectors of "
+                    f"{str(folder / _index_files.HNSW_FILE)!r} holds {shape[0]} vectors of "
                     f"dimension {shape[1]} but the index {len(texts)} texts of dimension "
                     f"{saved['embedding_dim']}; save it again"
                 )

@@ -1,14 +1,14 @@
 """StaticEmbedder: a static token table distilled from an encoder, applied with NumPy alone.
 
 ``fit`` distils the model's vocabulary through its encoder once per machine and builds the
-table (:mod:`skembed.distil`: PCA, frequency weighting of :mod:`skembed.weighting`);
+table (:mod:`skembed._distil`: PCA, frequency weighting of :mod:`skembed._weighting`);
 ``transform`` is then the Rust tokenizer, a table lookup, a sum and an L2 normalisation: no
 encoder, no PyTorch, no ONNX Runtime, and no word order (a sum is a bag of words).
 
 ``weighting="learned"`` is the one setting whose fit runs the encoder on the texts X: each
 token's weight starts at SIF's and is moved so that each text's weighted sum of rows points
 where the encoder's own vector of that text points
-(:func:`skembed.weighting.learn_weights`). The weights live in the fitted estimator
+(:func:`skembed._weighting.learn_weights`). The weights live in the fitted estimator
 (``token_weights_``), not in a file.
 """
 
@@ -22,12 +22,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import distil, identity, locate
+from . import _distil, _identity, _locate
 from ._checks import check_model, check_one_of, check_positive_int_or_none
+from ._distil import DamagedTableWarning, Table
 from ._input import TextFeaturesMixin, check_texts, column_name
-from .distil import DamagedTableWarning, Table
-from .tokens import plain_ids
-from .weighting import learn_weights, token_probabilities, token_weights
+from ._tokens import plain_ids
+from ._weighting import learn_weights, token_probabilities, token_weights
 
 __all__ = ["FREQUENCIES", "WEIGHTINGS", "DamagedTableWarning", "StaticEmbedder"]
 
@@ -64,7 +64,7 @@ class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         ``1 / rank`` (smooth inverse frequency), ``"zipf"`` is ``log(1 + rank)``,
         ``"none"`` leaves the rows as PCA made them. ``"learned"`` starts from ``"sif"``
         and learns the weight of every token that occurs in X from the encoder's own
-        vectors of X (:func:`skembed.weighting.learn_weights`): fit then runs the encoder
+        vectors of X (:func:`skembed._weighting.learn_weights`): fit then runs the encoder
         over X (about 2 minutes for 10,000 sentences on 2 busy cores) and needs at least two
         distinct texts; thousands like the ones to embed help. For the default model, one run
         (docs/quality.md): learnt on STS-B's train sentences, STS-B dev 0.822 -> 0.836
@@ -182,9 +182,9 @@ class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
         self.__dict__.pop("_table", None)
-        source = locate.resolve(self.model)
-        found = identity.identify(source.path)
-        table = distil.get_table(
+        source = _locate.resolve(self.model)
+        found = _identity.identify(source.path)
+        table = _distil.get_table(
             source, found, table_settings(self), self.n_threads, self.show_progress
         )
         if _weights_from_x(self):
@@ -222,27 +222,27 @@ class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         texts = check_texts(X)
-        return distil.embed(self._loaded_table(), texts)
+        return _distil.embed(self._loaded_table(), texts)
 
     def _loaded_table(self) -> Table:
         """Return the table, reading it again (model checked first) after unpickling."""
         table = self.__dict__.get("_table")
         if table is None:
             try:
-                source = locate.resolve(self.model)
-            except identity.ModelNotFoundError as exc:
-                raise identity.ModelNotFoundError(
+                source = _locate.resolve(self.model)
+            except _identity.ModelNotFoundError as exc:
+                raise _identity.ModelNotFoundError(
                     f"this StaticEmbedder was fitted with model {self.model!r} (fingerprint "
                     f"{self.fingerprint_}), which is not on this machine: {exc}"
                 ) from None
-            found = identity.check(
+            found = _identity.check(
                 source.path,
                 str(self.model),
                 self.fingerprint_,
                 self.model_files_,
                 fix="Install the exact model it was fitted with, or fit the estimator again",
             )
-            table = distil.get_table(
+            table = _distil.get_table(
                 source, found, table_settings(self), self.n_threads, self.show_progress
             )
             if _weights_from_x(self):
@@ -284,7 +284,7 @@ def _fitted_weights(table: Table, texts: list[str], est: StaticEmbedder, source,
     starts from SIF's weights of those probabilities and learns from the encoder.
     """
     kept = table.kept
-    counts = distil.token_counts(table, texts)[kept] if est.frequencies == "fit" else None
+    counts = _distil.token_counts(table, texts)[kept] if est.frequencies == "fit" else None
     p = token_probabilities(int(kept.sum()), counts)
     start = "sif" if est.weighting == "learned" else est.weighting
     weights = token_weights(p, start, est.sif_coefficient)
@@ -312,9 +312,11 @@ def learning_problem(table: Table, texts: list[str], est: StaticEmbedder, source
     from .embedder import SentenceEmbedder
 
     distinct = list(dict.fromkeys(texts))
-    tokens = distil.read(distil.tokens_file(found.fingerprint), found.fingerprint, None, "vectors")
+    tokens = _distil.read(
+        _distil.tokens_file(found.fingerprint), found.fingerprint, None, "vectors"
+    )
     if tokens is None:  # the table was cached but its token vectors were deleted
-        tokens = distil.distil_and_save(source, found, est.n_threads, est.show_progress)
+        tokens = _distil.distil_and_save(source, found, est.n_threads, est.show_progress)
     vectors, meta = tokens
     kept = meta["kept"]
     # the same PCA as build_table's (deterministic): its rows are the unweighted table's
@@ -352,7 +354,7 @@ def table_settings(est: StaticEmbedder) -> dict:
     a = float(est.sif_coefficient) if weighting == "sif" else None
     dims = None if est.dims is None else int(est.dims)
     return {
-        "format": distil.FORMAT,
+        "format": _distil.FORMAT,
         "dims": dims,
         "weighting": weighting,
         "sif_coefficient": a,

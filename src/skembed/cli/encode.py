@@ -1,7 +1,7 @@
 """``skembed encode``: embed every text of a file into .npy or Parquet, resumably.
 
 Large inputs stream in chunks, so memory stays bounded; the output appears whole or not at
-all (:mod:`skembed.outputs`). With ``--resume`` a .npy output is written in place beside
+all (:mod:`skembed._outputs`). With ``--resume`` a .npy output is written in place beside
 its final name, and a record of the rows written, kept after each chunk, lets a killed run
 go on from its last chunk (:class:`Resumable`).
 """
@@ -92,8 +92,8 @@ def add(subparsers, common) -> None:
 
 def run(args) -> int:
     """Run ``skembed encode``; return the exit status."""
-    from .. import outputs
-    from ..textfiles import TextFile, import_pyarrow
+    from .. import _outputs
+    from .._textfiles import TextFile, import_pyarrow
 
     output = Path(args.output)
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -118,12 +118,12 @@ def run(args) -> int:
     dim = embedder.embedding_dim_
     if args.resume:
         return _run_resumable(args, source, n, embedder, output)
-    with outputs.atomic_output(output) as partial:
+    with _outputs.atomic_output(output) as partial:
         if output.suffix.lower() == ".npy":
-            writer = outputs.NpyWriter(partial, n, dim, args.dtype)
+            writer = _outputs.NpyWriter(partial, n, dim, args.dtype)
         else:
             import_pyarrow("writing Parquet")
-            writer = outputs.ParquetWriter(partial, dim, args.dtype)
+            writer = _outputs.ParquetWriter(partial, dim, args.dtype)
         with _TruncationCount(embedder) as truncation, progress(n, args) as bar:
             for chunk in source.chunks(args.chunk_size):
                 if writer.rows + len(chunk) > n:
@@ -141,7 +141,7 @@ def _run_resumable(args, source, n: int, embedder, output: Path) -> int:
     """Encode into .npy, recording progress after each chunk so a killed run can go on."""
     import hashlib
 
-    from .. import outputs
+    from .. import _outputs
 
     if output.suffix.lower() != ".npy":
         raise UsageError("--resume writes .npy outputs only; use a .npy output")
@@ -160,7 +160,7 @@ def _run_resumable(args, source, n: int, embedder, output: Path) -> int:
     }
     state = Resumable(output, key)
     done, done_sha256 = state.start()
-    writer = outputs.NpyWriter(state.partial, n, embedder.embedding_dim_, args.dtype, done)
+    writer = _outputs.NpyWriter(state.partial, n, embedder.embedding_dim_, args.dtype, done)
     rows = hashlib.sha256()
     seen = 0
     with _TruncationCount(embedder) as truncation, progress(n, args) as bar:
@@ -171,7 +171,7 @@ def _run_resumable(args, source, n: int, embedder, output: Path) -> int:
                 rows.update(text.encode("utf-8", "surrogatepass") + b"\n")
                 seen += 1
                 if seen == done and rows.hexdigest() != done_sha256:
-                    raise outputs.ResumeError(
+                    raise _outputs.ResumeError(
                         f"cannot resume {output}: the first {done:,} texts of "
                         f"{source.name} are not the ones the interrupted run read. Run again "
                         "without --resume to start over"
@@ -218,14 +218,14 @@ class Resumable:
         """
         import json
 
-        from .. import outputs
+        from .. import _outputs
 
         if not (self.state.is_file() and self.partial.is_file()):
             return 0, None
         saved = json.loads(self.state.read_text())
         changed = sorted(k for k in self.key if saved.get("key", {}).get(k) != self.key[k])
         if changed:
-            raise outputs.ResumeError(
+            raise _outputs.ResumeError(
                 f"cannot resume {self.output}: {', '.join(changed)} changed since the "
                 f"interrupted run (recorded in {self.state}). Run again without --resume to "
                 "start over"
@@ -261,13 +261,13 @@ class _TruncationCount:
 
     def __exit__(self, *exc_info):
         if self.truncated and exc_info[0] is None:
-            from ..tokens import TruncationWarning
+            from .._tokens import TruncationWarning
 
             total = TruncationWarning(self.truncated, self.seen, self.max_length)
             print(f"skembed: warning: {total}", file=sys.stderr)
 
     def transform(self, embedder, texts: list[str]):
-        from ..tokens import TruncationWarning
+        from .._tokens import TruncationWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TruncationWarning)

@@ -22,7 +22,7 @@ def add_similarity(subparsers, common) -> None:
 
 def run_similarity(args) -> int:
     """Run ``skembed similarity``; return the exit status."""
-    from ..vectors import unit_rows
+    from .._vectors import unit_rows
 
     if len(args.texts) < 2:
         raise UsageError("similarity compares texts: give two or more, e.g. 'a cat' 'a dog'")
@@ -53,8 +53,8 @@ def add_tokenize(subparsers, common) -> None:
 
 def run_tokenize(args) -> int:
     """Run ``skembed tokenize``: the tokens the encoder sees, and where a long text is cut."""
-    from ..persistence import loaded_model
-    from ..tokens import truncation
+    from .._persistence import loaded_model
+    from .._tokens import truncation
 
     embedder = fitted_embedder(args, args.texts)
     loaded = loaded_model(embedder)
@@ -90,9 +90,9 @@ def add_info(subparsers, common) -> None:
 
 def run_info(args) -> int:
     """Run ``skembed info``: what the model options load, described."""
-    from ..devices import resolve_device
-    from ..models import architecture
-    from ..persistence import loaded_model
+    from .._devices import resolve_device
+    from .._models import architecture
+    from .._persistence import loaded_model
 
     embedder = fitted_embedder(args, ["info"])
     pipeline = loaded_model(embedder).pipeline

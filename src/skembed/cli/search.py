@@ -50,8 +50,8 @@ def add(subparsers, common) -> None:
 
 def run(args) -> int:
     """Run ``skembed search``; return the exit status."""
+    from .._textfiles import TextFile
     from ..search import SemanticSearch
-    from ..textfiles import TextFile
 
     queries = list(args.queries)
     if args.queries_file:

@@ -4,7 +4,7 @@ A sentence-transformers (ST) model folder lists its modules in ``modules.json``:
 transformer, then Pooling, then optionally Dense layers and Normalize. :func:`read_pipeline`
 reads those files, without importing torch or sentence-transformers and without running any
 code from the folder, into a :class:`FolderPipeline` (its Dense layers are
-:class:`skembed.head.DenseLayer`, which :class:`skembed.head.Head` applies);
+:class:`skembed._head.DenseLayer`, which :class:`skembed._head.Head` applies);
 :func:`prompt_length` and :func:`exclude_prompt` reproduce how ST leaves the prompt out of
 pooling when the Pooling module says ``include_prompt=False``.
 
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .head import ACTIVATIONS, DenseLayer
+from ._head import ACTIVATIONS, DenseLayer
 
 __all__ = [
     "FolderPipeline",
@@ -76,7 +76,7 @@ MODULE_TYPES: dict[str, str] = {
 }
 """The modules.json ``type`` strings skembed reads, each mapped to its ST class name."""
 
-# ST 6 Pooling's mode names, then skembed's name for each (skembed.pooling.POOLING_FUNCTIONS)
+# ST 6 Pooling's mode names, then skembed's name for each (skembed._pooling.POOLING_FUNCTIONS)
 _POOLING_NAMES = {
     "cls": "cls",
     "max": "max",

@@ -5,7 +5,7 @@ registry lets :func:`clear_cache` empty every memo at once.
 
 What is kept per text is not its token states (tokens x layers x dim, up to megabytes for
 long texts) but, for every layer, the few statistics every pooling mode is read from (see
-:func:`skembed.pooling.layer_statistics`), plus the token count: about 54 kB per text for
+:func:`skembed._pooling.layer_statistics`), plus the token count: about 54 kB per text for
 all-MiniLM-L6-v2 whatever the text's length. An entry is keyed by what determines it: the
 model's weights fingerprint, ``max_length``, the device and the text.
 

@@ -5,9 +5,9 @@ statistics) and a smaller one for runs that need only the last layer's statistic
 :func:`onnx_file`). ``torch.onnx.export`` of the loaded encoder with eager attention
 (opset 17, dynamic batch and sequence axes), cached under ``<skembed home>/onnx/`` keyed
 by the model's fingerprint, written atomically and re-created when missing, beside the
-model's description (:func:`skembed.models.describe`), so that later processes run the
+model's description (:func:`skembed._models.describe`), so that later processes run the
 graph without importing torch or transformers. ``precision="int8"`` quantizes the fp32
-graph (:mod:`skembed.quantize`).
+graph (:mod:`skembed._quantize`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._files import atomic_file, cache_home
-from .models import save_description
-from .pooling import layer_statistics
-from .quantize import REVISION, precision_key, quantize_rowwise
+from ._models import save_description
+from ._pooling import layer_statistics
+from ._quantize import REVISION, precision_key, quantize_rowwise
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from ._models import LoadedModel
 
 OPSET = 17
 # part of the cached file's name: a change to what _export writes must change it, or graphs

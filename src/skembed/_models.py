@@ -1,8 +1,8 @@
 """Load a model folder once per process: its tokenizer, sizes and pipeline, then its encoder.
 
-:func:`load` reads what skembed needs of a folder (found by :mod:`skembed.locate`, identified
-by :mod:`skembed.identity`, its sentence-transformers files read by
-:mod:`skembed.st_folder`) into a :class:`LoadedModel`, shared by every estimator of the
+:func:`load` reads what skembed needs of a folder (found by :mod:`skembed._locate`, identified
+by :mod:`skembed._identity`, its sentence-transformers files read by
+:mod:`skembed._st_folder`) into a :class:`LoadedModel`, shared by every estimator of the
 process; :func:`tuned` adds a fine-tuning update to one; :func:`reopen` finds and checks
 again the model an unpickled estimator was fitted with.
 """
@@ -18,26 +18,26 @@ from typing import Any
 
 import numpy as np
 
-from . import bundle
+from . import _bundle
+from ._cache import Memo
+from ._devices import resolve_device
 from ._files import atomic_file, cache_home
-from .cache import Memo
-from .devices import resolve_device
-from .identity import (
+from ._identity import (
     Identity,
     ModelMismatchError,
     check,
     identify,
     weight_files,
 )
-from .locate import ModelSource, resolve_for_unpickled
-from .st_folder import FolderPipeline, UnsupportedFolderError, needs_remote_code, read_pipeline
-from .update import Update, apply_update
+from ._locate import ModelSource, resolve_for_unpickled
+from ._st_folder import FolderPipeline, UnsupportedFolderError, needs_remote_code, read_pipeline
+from ._update import Update, apply_update
 
 
 def fingerprint(path: Path) -> str:
     """Return the model folder's fingerprint: the sha256 over every file that changes a vector.
 
-    See :mod:`skembed.identity`: the weights, config.json, the tokenizer's files and the
+    See :mod:`skembed._identity`: the weights, config.json, the tokenizer's files and the
     sentence-transformers files, each hashed once per (path, size, mtime) in a process.
     """
     return identify(path).fingerprint
@@ -96,7 +96,7 @@ class LoadedModel:
     """
 
     path: Path
-    fingerprint: str  # the folder's identity (skembed.identity), not the weights' alone
+    fingerprint: str  # the folder's identity (skembed._identity), not the weights' alone
     device: str
     dim: int  # the size of the encoder's hidden states
     n_layers: int  # hidden-state layers, counting the embedding output as 0
@@ -180,12 +180,12 @@ load_count = 0
 def load(source: ModelSource, device: str) -> LoadedModel:
     """Return the loaded model for a source and device, reading it from disk at most once.
 
-    Keyed by the folder and its identity (:func:`skembed.identity.identify`), so a folder
+    Keyed by the folder and its identity (:func:`skembed._identity.identify`), so a folder
     whose config or tokenizer changed is read again, never served from the old load. The
     folder's sentence-transformers pipeline (pooling, Dense, Normalize, prompts) is read
-    with it (:func:`skembed.st_folder.read_pipeline`). A folder that needs code of its own
+    with it (:func:`skembed._st_folder.read_pipeline`). A folder that needs code of its own
     (``auto_map``, a module type from outside sentence-transformers) is refused with
-    :class:`~skembed.st_folder.UnsupportedFolderError`: ``trust_remote_code`` is never set.
+    :class:`~skembed._st_folder.UnsupportedFolderError`: ``trust_remote_code`` is never set.
     """
     found = identify(source.path)
 
@@ -257,7 +257,7 @@ def reopen(
 
     The folder is found again from ``spec`` (or unpacked from ``packed``, the files a
     ``pickle_weights=True`` pickle carries) and must be the one fitted, file by file
-    (:func:`skembed.identity.check`); pickles of skembed 0.1.0, which recorded only the
+    (:func:`skembed._identity.check`); pickles of skembed 0.1.0, which recorded only the
     weights' sha256 (``files`` None), are checked on the weights. ``update`` is the
     estimator's fine-tuning, added to the checked base.
     """
@@ -265,9 +265,9 @@ def reopen(
         expected = (
             Identity(fingerprint, files)
             if files is not None
-            else bundle.legacy_identity(packed, fingerprint)
+            else _bundle.legacy_identity(packed, fingerprint)
         )
-        source = ModelSource(spec, bundle.unpack(packed, expected), "pickle")
+        source = ModelSource(spec, _bundle.unpack(packed, expected), "pickle")
     else:
         source = resolve_for_unpickled(spec, fingerprint)
     found = check(
@@ -289,11 +289,11 @@ def reopen(
 def pack(path: Path, spec: str, fingerprint: str, files: dict[str, str]) -> dict[str, bytes]:
     """Return the files of the model folder at path, to carry in a pickle, checked first.
 
-    The folder must still be the one fitted (:func:`skembed.identity.check`), so that a
+    The folder must still be the one fitted (:func:`skembed._identity.check`), so that a
     pickle never carries other files under the fitted model's identity.
     """
     check(path, spec, fingerprint, files, fix="Fit the estimator again before pickling it")
-    return bundle.pack(path)
+    return _bundle.pack(path)
 
 
 def architecture(path: Path) -> str:

@@ -3,7 +3,7 @@
 :func:`distil` runs every token of the model's vocabulary through its encoder once, after
 the tokenizer's leading special token (``[CLS] token``), and mean-pools each;
 :func:`build_table` reduces the vectors with PCA and weights them by frequency
-(:mod:`skembed.weighting`): model2vec's recipe, but for the trailing ``[SEP]``, which
+(:mod:`skembed._weighting`): model2vec's recipe, but for the trailing ``[SEP]``, which
 measured worse. :func:`embed` is then the Rust tokenizer, a table lookup, a sum and an L2
 normalisation: no encoder, no PyTorch, no ONNX Runtime, and no word order.
 
@@ -30,15 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, encoding
+from . import _backends, _encoding
+from ._cache import Memo
+from ._devices import resolve_device
 from ._files import atomic_file, cache_home
-from .cache import Memo
-from .devices import resolve_device
-from .head import Head
-from .identity import ModelMismatchError
-from .models import LoadedModel, load
-from .tokens import TokenIds, encode_batch, plain_ids, special_ids
-from .weighting import token_probabilities, token_weights
+from ._head import Head
+from ._identity import ModelMismatchError
+from ._models import LoadedModel, load
+from ._tokens import TokenIds, encode_batch, plain_ids, special_ids
+from ._weighting import token_probabilities, token_weights
 
 # part of the cached files' names and checked inside them: a change to what distil() or
 # build_table() compute must change it, or tables of an older skembed would be reused
@@ -139,12 +139,12 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
         [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
         np.zeros(len(ids), dtype=bool),
     )
-    backend, _ = backends.resolve("auto", "fp32", loaded.device)
+    backend, _ = _backends.resolve("auto", "fp32", loaded.device)
     width = len(prefix) + 1 + len(suffix)
-    batching = encoding.Batching(DISTIL_BATCH, DISTIL_BATCH * width)
-    with backends.threads(backend, n_threads) as threads:
-        forward = backends.forward_for(loaded, backend, "fp32", threads)
-        pooled = encoding.encode_last_layer(
+    batching = _encoding.Batching(DISTIL_BATCH, DISTIL_BATCH * width)
+    with _backends.threads(backend, n_threads) as threads:
+        forward = _backends.forward_for(loaded, backend, "fp32", threads)
+        pooled = _encoding.encode_last_layer(
             loaded,
             forward,
             token_ids,

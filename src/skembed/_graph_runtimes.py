@@ -1,11 +1,11 @@
 """The engines that run a model's ONNX graphs on the CPU: ONNX Runtime and OpenVINO.
 
-Each returns a :class:`skembed.forward.Forward` over the graphs of :mod:`skembed.graphs`,
+Each returns a :class:`skembed._forward.Forward` over the graphs of :mod:`skembed._graphs`,
 opened once per process (a registered memo) and run several batches at a time, one
-thread each (:meth:`skembed.forward.Forward.map`), or one batch on all the threads.
+thread each (:meth:`skembed._forward.Forward.map`), or one batch on all the threads.
 
 - ONNX Runtime (``pip install 'skembed[onnx]'``) runs fp32 graphs and the int8 graphs of
-  :mod:`skembed.quantize`.
+  :mod:`skembed._quantize`.
 - OpenVINO (``pip install 'skembed[openvino]'``) runs the fp32 graphs in bf16 on CPUs
   that compute in bf16 natively (AVX512_BF16 or AMX: :func:`cpu_has_bf16`), or in fp32,
   and the same int8 graphs (their products on the CPU's int8 units: AMX where it has them),
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cache import Memo
-from .forward import Forward
-from .graphs import onnx_file, onnx_file_path
+from ._cache import Memo
+from ._forward import Forward
+from ._graphs import onnx_file, onnx_file_path
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from ._models import LoadedModel
 
 _SESSIONS = Memo("runtime sessions")  # (model, engine, precision, threads) -> Forward
 _CAPABILITIES = Memo("cpu capabilities")  # what the CPU computes natively, asked once

@@ -5,12 +5,12 @@ Each backend is a :class:`Forward`: ``forward(ids, mask, output)`` runs one padd
 ``output="last"`` it returns the last layer's (batch, tokens, dim) states, for ``"all"``
 every layer's from the embedding output on (torch tensors, what pooling works on), for
 ``"statistics"`` one (batch, n_layers, statistics, dim) float32 array of each layer's pooled
-statistics (:func:`skembed.pooling.layer_statistics`, what the encoder cache keeps), for
+statistics (:func:`skembed._pooling.layer_statistics`, what the encoder cache keeps), for
 ``"last_statistics"`` the same for the last layer only, (batch, 1, statistics, dim). The
 rest of skembed pools them the same way whatever ran them.
 
 PyTorch runs the encoder itself, on the CPU or a GPU. ONNX Runtime and OpenVINO run the
-model's graphs on disk (:mod:`skembed.graphs`, :mod:`skembed.graph_runtimes`): with them
+model's graphs on disk (:mod:`skembed._graphs`, :mod:`skembed._graph_runtimes`): with them
 and the model's description cached, the statistics paths import neither torch nor
 transformers. :func:`resolve` says which backend and precision a call runs:
 ``backend="auto"`` is ONNX Runtime on the CPU when it is installed, PyTorch otherwise;
@@ -24,20 +24,20 @@ import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from . import graph_runtimes
-from .forward import Forward
-from .pooling import layer_statistics
+from . import _graph_runtimes
+from ._forward import Forward
+from ._pooling import layer_statistics
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .models import LoadedModel
+    from ._models import LoadedModel
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 # what runs each precision on the CPU (PyTorch runs fp32 only)
 _ENGINES = {"fp32": ("onnx", "openvino"), "int8": ("onnx", "openvino"), "bf16": ("openvino",)}
 PRECISIONS = tuple(_ENGINES)
-"""The ``precision=`` values: exact fp32, bf16 (OpenVINO), int8 (:mod:`skembed.quantize`)."""
+"""The ``precision=`` values: exact fp32, bf16 (OpenVINO), int8 (:mod:`skembed._quantize`)."""
 _NAMES = {"onnx": "ONNX Runtime", "openvino": "OpenVINO"}
 _INSTALL = {
     "onnx": "ONNX Runtime: pip install 'skembed[onnx]'",
@@ -61,7 +61,7 @@ def resolve(backend: str, precision: str, device: str) -> tuple[str, str]:
     """
     engines = _ENGINES[precision]
     if backend == "auto":
-        use_onnx = device == "cpu" and graph_runtimes.installed("onnxruntime")
+        use_onnx = device == "cpu" and _graph_runtimes.installed("onnxruntime")
         backend = engines[0] if precision != "fp32" or use_onnx else "torch"
     if backend == "torch" and precision != "fp32":
         raise ValueError(
@@ -76,7 +76,7 @@ def resolve(backend: str, precision: str, device: str) -> tuple[str, str]:
                 f"backend={engines[0]!r} or 'auto'"
             )
         module = "onnxruntime" if backend == "onnx" else "openvino"
-        if not graph_runtimes.installed(module):
+        if not _graph_runtimes.installed(module):
             raise ImportError(
                 f"backend={backend!r} and precision={precision!r} need {_INSTALL[backend]}"
             )
@@ -85,7 +85,7 @@ def resolve(backend: str, precision: str, device: str) -> tuple[str, str]:
                 f"backend={backend!r} runs on the CPU here, but device={device!r}; "
                 "use backend='torch' on a GPU"
             )
-    if precision == "bf16" and not graph_runtimes.cpu_has_bf16():
+    if precision == "bf16" and not _graph_runtimes.cpu_has_bf16():
         warnings.warn(
             "precision='bf16' runs in fp32 on this CPU, which computes no bf16 natively (it "
             "has neither AVX512_BF16 nor AMX); its vectors are fp32's. Use precision='fp32' "
@@ -137,7 +137,7 @@ def forward_for(loaded: LoadedModel, backend: str, precision: str, n_threads: in
     """Return the forward function of a resolved backend and precision for a loaded model."""
     if backend == "torch":
         return _torch_forward(loaded)
-    return graph_runtimes.forward_for(loaded, backend, precision, n_threads)
+    return _graph_runtimes.forward_for(loaded, backend, precision, n_threads)
 
 
 def _torch_forward(loaded: LoadedModel) -> Forward:

@@ -5,7 +5,7 @@ Each adapted linear layer ``y = x @ W.T`` gets two trained factors, ``A`` (rank,
 (:func:`attach`): the encoder's own weights stay frozen and untouched. :func:`factors`
 makes them as peft and the LoRA paper do (``A`` random, ``B`` zero, so that training starts
 from the base model exactly); :func:`export` turns trained factors into the NumPy tensors
-of an :class:`skembed.update.Update`, which :func:`skembed.update.apply_update` merges
+of an :class:`skembed._update.Update`, which :func:`skembed._update.apply_update` merges
 into plain weights; :func:`unmerged` runs an update's factors through hooks instead, as
 they ran while training (tests compare the two).
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .update import LORA_A, LORA_B, Update
+from ._update import LORA_A, LORA_B, Update
 
 
 def factors(model: Any, rank: int, targets: str, generator: Any) -> dict[str, tuple]:
@@ -87,7 +87,7 @@ def export(trained: dict, lora: dict[str, tuple], scale: float) -> dict[str, np.
 def unmerged(encoder: Any, update: Update) -> Any:
     """Return a copy of encoder running the update's LoRA factors unmerged, through hooks.
 
-    The model as it was trained, before :func:`skembed.update.apply_update` merges the
+    The model as it was trained, before :func:`skembed._update.apply_update` merges the
     factors.
     """
     import torch

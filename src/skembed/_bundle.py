@@ -1,7 +1,7 @@
 """A model folder carried inside a pickle, and unpacked again on the loading machine.
 
 Used only when an estimator is built with ``pickle_weights=True``: the pickle then holds
-the files of the model's identity (:mod:`skembed.identity`: weights, config, tokenizer and
+the files of the model's identity (:mod:`skembed._identity`: weights, config, tokenizer and
 sentence-transformers files) as bytes, so it loads where the model folder does not exist.
 
 A pickle is data from elsewhere: before anything is written, every member name is checked
@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from ._files import atomic_folder, cache_home
-from .identity import (
+from ._identity import (
     WEIGHT_FILES,
     Identity,
     ModelMismatchError,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._backends import BACKENDS, PRECISIONS
 from ._checks import (
     check_model,
     check_one_of,
@@ -21,20 +22,19 @@ from ._checks import (
     check_positive_int_or_none,
     is_int,
 )
+from ._encoding import layer_indices
 from ._input import MISSING_POLICIES
-from .backends import BACKENDS, PRECISIONS
-from .encoding import layer_indices
-from .pooling import POOLING_FUNCTIONS
+from ._pooling import POOLING_FUNCTIONS
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
-    from .st_folder import FolderPipeline
+    from ._models import LoadedModel
+    from ._st_folder import FolderPipeline
 
 
 def check_params(params: dict[str, Any]) -> None:
     """Raise the error naming the first parameter of the encoder or its input not valid.
 
-    The fine-tuning parameters are :func:`skembed.tuning.check_params`'.
+    The fine-tuning parameters are :func:`skembed._fit_tuning.check_params`'.
     """
     check_model(params["model"])
     pooling = params["pooling"]

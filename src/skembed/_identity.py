@@ -21,8 +21,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._cache import Memo
 from ._files import sha256_file
-from .cache import Memo
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")

@@ -2,9 +2,9 @@
 
 By reference (the default): the pickle holds the parameters, the fitted attributes and the
 model's identity, under 1 MB; the model is found again on the loading machine and checked
-file by file (:func:`skembed.models.reopen`), so a changed or missing model is never used
+file by file (:func:`skembed._models.reopen`), so a changed or missing model is never used
 silently. With ``pickle_weights=True`` the pickle also carries the model's files
-(:mod:`skembed.bundle`). Pickles of skembed 0.1.0 keep loading: they get the parameters
+(:mod:`skembed._bundle`). Pickles of skembed 0.1.0 keep loading: they get the parameters
 added since, at the values that give the vectors they were fitted to give.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sklearn.utils.validation import check_is_fitted
 
-from . import models
+from . import _models
 
 
 class ModelReference:
@@ -25,7 +25,7 @@ class ModelReference:
         if self.pickle_weights and "fingerprint_" in state and "_model_files" not in state:
             base = getattr(self, "base_fingerprint_", None) or self.fingerprint_
             path, spec = self._model().path, str(self.model)
-            state["_model_files"] = models.pack(path, spec, base, self.model_files_)
+            state["_model_files"] = _models.pack(path, spec, base, self.model_files_)
         return state
 
     def __setstate__(self, state):
@@ -38,14 +38,14 @@ class ModelReference:
             state.update(prompt_="", prompts_={}, dense_layers_=0)
         self.__dict__.update(state)
 
-    def _model(self) -> models.LoadedModel:
+    def _model(self) -> _models.LoadedModel:
         """Return the loaded model, loading it again (and checking it) after unpickling."""
         loaded = getattr(self, "_loaded", None)
         if loaded is None:
             expected = getattr(self, "model_files_", None)  # None: pickled by skembed 0.1.0
             base = getattr(self, "base_fingerprint_", None) or self.fingerprint_
             packed, update = getattr(self, "_model_files", None), getattr(self, "update_", None)
-            loaded, found = models.reopen(self.model, self.device, base, expected, packed, update)
+            loaded, found = _models.reopen(self.model, self.device, base, expected, packed, update)
             if expected is None:  # caches and later pickles key on the whole folder
                 self.fingerprint_, self.model_files_ = found.fingerprint, dict(found.files)
                 self.__dict__.pop("_model_files", None)
@@ -62,11 +62,11 @@ _ADDED_SINCE = {
 }
 
 
-def loaded_model(embedder: ModelReference) -> models.LoadedModel:
+def loaded_model(embedder: ModelReference) -> _models.LoadedModel:
     """Return the model a fitted SentenceEmbedder runs (loaded again after unpickling).
 
     A documented internal, for the command line and tests: the tokenizer, sizes and
-    sentence-transformers pipeline of :class:`skembed.models.LoadedModel`.
+    sentence-transformers pipeline of :class:`skembed._models.LoadedModel`.
     """
     check_is_fitted(embedder)
     return embedder._model()

@@ -1,9 +1,9 @@
 """Text to vectors: tokenize once, sort by length, batch, run the encoder, pool, finish.
 
-The data flow is one way: texts -> token ids (:mod:`skembed.tokens`) -> padded batches ->
-token states or per-layer statistics (:mod:`skembed.backends`) -> pooled vectors
-(:mod:`skembed.pooling`, through the caches of :mod:`skembed.cache` when they help) ->
-final vectors (:class:`skembed.head.Head`). Each step is a function of arrays/tensors;
+The data flow is one way: texts -> token ids (:mod:`skembed._tokens`) -> padded batches ->
+token states or per-layer statistics (:mod:`skembed._backends`) -> pooled vectors
+(:mod:`skembed._pooling`, through the caches of :mod:`skembed._cache` when they help) ->
+final vectors (:class:`skembed._head.Head`). Each step is a function of arrays/tensors;
 :func:`embed` runs them all for a :class:`Plan`, which an estimator makes from its
 parameters.
 """
@@ -19,25 +19,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import backends, cache
-from .head import Head
-from .pooling import (
+from . import _backends, _cache
+from ._head import Head
+from ._pooling import (
     LINEAR_MODES,
     POOLING_FUNCTIONS,
     STATIC_MODES,
     STATISTICS,
     pool_statistics,
 )
-from .quantize import precision_key
-from .st_folder import exclude_prompt
-from .tokens import TokenIds, model_texts, prompt_tokens, tokenize
+from ._quantize import precision_key
+from ._st_folder import exclude_prompt
+from ._tokens import TokenIds, model_texts, prompt_tokens, tokenize
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from .cache import DiskCache, ProcessCache
-    from .forward import Forward
-    from .models import LoadedModel
+    from ._cache import DiskCache, ProcessCache
+    from ._forward import Forward
+    from ._models import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -368,8 +368,8 @@ def embed(
     if plan.pooling in STATIC_MODES:  # no encoder: rows of the embedding matrix, NumPy
         pooled = encode_static(loaded, token_ids, skip)
     else:
-        with backends.threads(plan.backend, plan.n_threads) as n_threads:
-            forward = backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
+        with _backends.threads(plan.backend, plan.n_threads) as n_threads:
+            forward = _backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
             pooled = _pooled(
                 loaded, forward, unique_texts, token_ids, plan, skip, memory, cache_dir
             )
@@ -397,11 +397,11 @@ def _pooled(loaded, forward, texts, token_ids, plan: Plan, skip: int, memory, ca
         # int8 names its scheme: vectors a per-tensor int8 graph left in a cache_dir are
         # not today's int8 vectors
         device = f"{loaded.device}-{plan.backend}-{precision_key(plan.precision)}"
-        key = cache.model_key(loaded.fingerprint, plan.max_length, device)
+        key = _cache.model_key(loaded.fingerprint, plan.max_length, device)
         disk = None
         if cache_dir is not None:
-            disk = cache.DiskCache(cache_dir, key, entry_width=entry_width(loaded))
-        memo = cache.PROCESS_CACHE if memory else None
+            disk = _cache.DiskCache(cache_dir, key, entry_width=entry_width(loaded))
+        memo = _cache.PROCESS_CACHE if memory else None
         return encode_cached(
             loaded, forward, texts, token_ids, layers=plan.layers, memory=memo, disk=disk,
             key=key, **options,
@@ -415,8 +415,8 @@ def token_embeddings(
 ) -> list[np.ndarray]:
     """Return, per text, the token vectors (n_tokens, dim) that the plan's pooling would see."""
     token_ids = tokenize(loaded, model_texts(texts, prompt, loaded), plan.max_length)
-    with backends.threads(plan.backend, plan.n_threads) as n_threads:
-        forward = backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
+    with _backends.threads(plan.backend, plan.n_threads) as n_threads:
+        forward = _backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
         return token_vectors(
             loaded, forward, token_ids, layers=plan.layers, static=plan.pooling in STATIC_MODES
         )

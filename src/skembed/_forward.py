@@ -1,8 +1,8 @@
 """A Forward: the encoder of one backend, run on one batch or on a stream of batches.
 
 ``forward(ids, mask, output)`` runs one padded batch on every thread; ``forward.map`` runs
-a stream of batches several at a time (what :mod:`skembed.backends` and
-:mod:`skembed.graph_runtimes` return, and what :mod:`skembed.encoding` calls).
+a stream of batches several at a time (what :mod:`skembed._backends` and
+:mod:`skembed._graph_runtimes` return, and what :mod:`skembed._encoding` calls).
 """
 
 from __future__ import annotations

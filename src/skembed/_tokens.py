@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .cache import Memo
-from .st_folder import prompt_length
+from ._cache import Memo
+from ._st_folder import prompt_length
 
 if TYPE_CHECKING:
-    from .models import LoadedModel
+    from ._models import LoadedModel
 
 
 class TruncationWarning(UserWarning):
@@ -259,7 +259,7 @@ def prompt_tokens(loaded: LoadedModel, prompt: str) -> int:
     """Return how many leading tokens of a prompted text are the prompt's, as ST counts them.
 
     The prompt tokenized alone, with the special tokens, less a trailing special token
-    (sentence-transformers' ``prompt_length``, :func:`skembed.st_folder.prompt_length`): a
+    (sentence-transformers' ``prompt_length``, :func:`skembed._st_folder.prompt_length`): a
     leading ``[CLS]`` counts as the prompt's.
     """
     if not prompt:
