@@ -43,10 +43,10 @@ def load_texts(n: int) -> list[str]:
     return distinct[:n]
 
 
-def _load_count() -> int:
-    from skembed import _models
+def _models_held() -> int:
+    from skembed._cache import memo_sizes
 
-    return _models.load_count
+    return memo_sizes().get("loaded models", 0)
 
 
 def _set_torch_threads(n: int) -> int:
@@ -119,8 +119,8 @@ def main() -> None:
         print_table(runs, threads, len(texts), args.partition, cores)
 
     for n_workers, client in clients.items():
-        loads = client.run(_load_count)
-        print(f"model loads per worker process, {n_workers} worker(s): {sorted(loads.values())}")
+        held = client.run(_models_held)
+        print(f"models loaded per worker process, {n_workers} worker(s): {sorted(held.values())}")
         cluster = client.cluster
         client.close()
         cluster.close()

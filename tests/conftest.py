@@ -82,3 +82,26 @@ def _empty_process_cache():
     skembed.clear_cache()
     yield
     skembed.clear_cache()
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Count a module function's calls: ``runs = calls(module, "name")``, then ``len(runs)``.
+
+    The hook the tests install to see how often skembed did a costly thing (a fine-tuning
+    run, a distillation), instead of counters kept in library code. Callers must reach the
+    function through its module's namespace, as skembed's own modules do.
+    """
+
+    def install(module, name: str) -> list:
+        seen: list = []
+        original = getattr(module, name)
+
+        def counting(*args, **kwargs):
+            seen.append(name)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counting)
+        return seen
+
+    return install

@@ -41,8 +41,10 @@ def _texts(n: int) -> list[str]:
 
 
 def _loads(client) -> dict[str, int]:
+    """Return, per worker, how many models its process holds loaded (never evicted)."""
     # a lambda travels by value; skembed exports its names lazily, so import the submodule
-    return client.run(lambda: importlib.import_module("skembed._models").load_count)
+    sizes = client.run(lambda: importlib.import_module("skembed._cache").memo_sizes())
+    return {worker: held.get("loaded models", 0) for worker, held in sizes.items()}
 
 
 @pytest.fixture(scope="module")

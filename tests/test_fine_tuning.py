@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 from sklearn.pipeline import make_pipeline
 
-from skembed import SentenceEmbedder, _fit_tuning, _locate, _models, clear_cache
+from skembed import SentenceEmbedder, _finetune, _fit_tuning, _locate, _models, clear_cache
 from tiny_models import CORPUS
 
 TEXTS = [f"{text} {i}" for i, text in enumerate(CORPUS * 6)]
@@ -67,12 +67,12 @@ def test_cross_validation_tunes_each_fold_on_its_training_texts_only(tiny_bert):
             assert result["estimator"][0][0].update_.fingerprint == alone.update_.fingerprint
 
 
-def test_a_search_over_the_classifier_tunes_once_per_fold(tiny_bert):
+def test_a_search_over_the_classifier_tunes_once_per_fold(tiny_bert, calls):
     pipe = make_pipeline(SentenceEmbedder(model=tiny_bert, **QUICK), LogisticRegression())
-    before = _fit_tuning.fine_tune_runs
+    runs = calls(_finetune, "fine_tune")
     grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3)
     grid.fit(TEXTS, LABELS)
-    assert _fit_tuning.fine_tune_runs - before == 3 + 1  # 3 folds, then the refit on all texts
+    assert len(runs) == 3 + 1  # 3 folds, then the refit on all texts
 
 
 def test_tuned_and_frozen_vectors_never_mix_in_the_cache(tiny_bert):
@@ -255,8 +255,6 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
     # part of the vectors fine-tuning's loss sees, as they are of the served ones
     import torch
 
-    from skembed import finetune
-
     folder = st_folders("bert", pipeline)
     est = SentenceEmbedder(model=folder, backend="torch", **options).fit(TEXTS)
     loaded = _models.load(_locate.resolve(folder), "cpu")
@@ -264,9 +262,11 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
         loaded, est.prompt_, est.max_length_, est.truncate_dim
     )
     assert (skip > 0) == (pipeline == "mean_prompts")
-    served_as = finetune.Served(est.pooling_, skip, after)
+    served_as = _finetune.Served(est.pooling_, skip, after)
     with torch.no_grad():
-        seen = finetune.embed_texts(loaded.encoder, served_as, tokenize, TEXTS[:8], "cpu").numpy()
+        seen = _finetune.served_vectors(
+            loaded.encoder, served_as, tokenize, TEXTS[:8], "cpu"
+        ).numpy()
     served = est.transform(TEXTS[:8])
     assert seen.shape == served.shape == (8, 8 if pipeline == "cls_dense_normalize" else 32)
     # training compares directions (a cosine head): the served vectors' own, unit length
@@ -274,14 +274,14 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
     np.testing.assert_allclose(seen, served, atol=1e-5)
 
 
-def test_a_folder_with_dense_layers_fine_tunes_and_truncate_dim_is_its_own_run(st_folders):
+def test_a_folder_with_dense_layers_fine_tunes_and_truncate_dim_is_its_own_run(st_folders, calls):
     folder = st_folders("bert", "cls_dense_normalize")
-    before = _fit_tuning.fine_tune_runs
+    runs = calls(_finetune, "fine_tune")
     frozen = SentenceEmbedder(model=folder, backend="torch", truncate_dim=8).fit(TEXTS)
     tuned = SentenceEmbedder(model=folder, **QUICK, truncate_dim=8).fit(TEXTS, LABELS)
     assert np.abs(tuned.transform(TEXTS) - frozen.transform(TEXTS)).max() > 1e-4
     SentenceEmbedder(model=folder, **QUICK).fit(TEXTS, LABELS)  # trains on 16 dimensions
-    assert _fit_tuning.fine_tune_runs == before + 2
+    assert len(runs) == 2
 
 
 def test_the_default_run_is_ten_passes_but_at_most_320_steps(tiny_bert):

@@ -86,17 +86,19 @@ def test_fitting_twice_gives_the_same_vectors(tiny_model, tables):
     np.testing.assert_array_equal(first, again)
 
 
-def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(tiny_bert, tables):
-    before = _distil.distillations
+def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(
+    tiny_bert, tables, calls
+):
+    runs = calls(_distil, "distil")
     est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
-    assert _distil.distillations == before + 1 and est.distill_seconds_ > 0
+    assert len(runs) == 1 and est.distill_seconds_ > 0
     expected = est.transform(TEXTS)
     clear_cache()  # a new process: only the disk is left
     again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     assert again.distill_seconds_ == 0.0
     np.testing.assert_array_equal(again.transform(TEXTS), expected)
     zipf = StaticEmbedder(model=tiny_bert, dims=8, weighting="zipf").fit(TEXTS)
-    assert _distil.distillations == before + 1
+    assert len(runs) == 1
     tokens = _distil.tokens_file(est.fingerprint_)
     assert set(tables.iterdir()) == {tokens, Path(est.table_path_), Path(zipf.table_path_)}
     assert len({tokens, Path(est.table_path_), Path(zipf.table_path_)}) == 3
@@ -104,7 +106,9 @@ def test_a_second_fit_reads_the_table_and_other_settings_reuse_the_distillation(
 
 @pytest.mark.parametrize("damaged", ["table", "tokens"])
 @pytest.mark.parametrize("how", ["truncated", "edited"])
-def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables, damaged, how):
+def test_a_damaged_cache_file_is_computed_again_with_a_warning(
+    tiny_bert, tables, damaged, how, calls
+):
     est = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     expected = est.transform(TEXTS)
     table = Path(est.table_path_)
@@ -123,11 +127,11 @@ def test_a_damaged_cache_file_is_computed_again_with_a_warning(tiny_bert, tables
         with open(target, "wb") as fh:
             np.savez(fh, **arrays)
     clear_cache()
-    before = _distil.distillations
+    runs = calls(_distil, "distil")
     with pytest.warns(DamagedTableWarning, match="damaged"):
         again = StaticEmbedder(model=tiny_bert, dims=16).fit(TEXTS)
     np.testing.assert_array_equal(again.transform(TEXTS), expected)
-    assert _distil.distillations == before + (damaged == "tokens")
+    assert len(runs) == (damaged == "tokens")
 
 
 def in_fresh_process(code: str) -> tuple[list[str], list]:
@@ -228,10 +232,10 @@ def test_clone_and_get_params_follow_scikit_learn(tiny_bert, tables):
     assert copy.set_params(dims=8).fit(TEXTS).transform(TEXTS).shape == (4, 8)
 
 
-def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
+def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables, calls):
     texts = TEXTS * 5
     labels = [0, 1, 0, 1] * 5
-    before = _distil.distillations
+    runs = calls(_distil, "distil")
     search = GridSearchCV(
         make_pipeline(StaticEmbedder(model=tiny_bert), LogisticRegression()),
         {
@@ -242,7 +246,7 @@ def test_a_grid_search_over_dims_and_weighting_distils_once(tiny_bert, tables):
         },
         cv=2,
     ).fit(texts, labels)
-    assert _distil.distillations == before + 1
+    assert len(runs) == 1
     assert search.best_estimator_[0].embedding_dim_ in (8, 16)
 
 

@@ -50,9 +50,6 @@ TRANSFORM_SLICE = 8192
 # tokens that no text ever produces: BERT's [unused0]..., Gemma-style <unused0>...
 _UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>)$")
 
-distillations = 0
-"""How many times a vocabulary went through an encoder in this process (tests count reuse)."""
-
 
 class DamagedTableWarning(UserWarning):
     """Warned when a cached static table cannot be read or fails its check: it is rebuilt."""
@@ -124,7 +121,6 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
     0.407; ``[CLS] token`` gave 0.822, 0.621, 0.687 and 0.491, in 23 s instead of 31 s.
     The token alone, without ``[CLS]``, gave 0.663 and 0.187 (STS-B, SciFact).
     """
-    global distillations
     vocabulary = loaded.tokenizer.get_vocab(with_added_tokens=True)
     size = max(vocabulary.values()) + 1
     special = special_ids(loaded.tokenizer)
@@ -155,7 +151,6 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
     pooled = Head(loaded.pipeline.dense, normalize=False)(pooled)
     vectors = np.zeros((size, pooled.shape[1]), dtype=np.float32)
     vectors[ids] = pooled
-    distillations += 1
     return vectors, kept
 
 

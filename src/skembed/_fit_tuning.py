@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backends, finetune
+from . import _backends, _finetune
 from ._cache import Memo
 from ._checks import check_one_of, check_positive_int, is_int
 from ._embedder_params import Resolved
@@ -29,8 +29,6 @@ from ._tokens import model_texts, prompt_tokens, tokenize
 from ._update import Update
 
 _TUNED = Memo("fine-tuning updates", limit=8)  # a few MB at most
-fine_tune_runs = 0
-"""How many times an encoder was fine-tuned in this process (tests count reuse)."""
 
 
 def check_params(params: dict[str, Any]) -> None:
@@ -42,9 +40,11 @@ def check_params(params: dict[str, Any]) -> None:
     """
     method = params["fine_tune"]
     if method is not None:
-        if method not in finetune.METHODS:
-            raise ValueError(f"fine_tune={method!r} is not None or one of {list(finetune.METHODS)}")
-        check_one_of("fine_tune_adapter", params["fine_tune_adapter"], finetune.ADAPTERS)
+        if method not in _finetune.METHODS:
+            raise ValueError(
+                f"fine_tune={method!r} is not None or one of {list(_finetune.METHODS)}"
+            )
+        check_one_of("fine_tune_adapter", params["fine_tune_adapter"], _finetune.ADAPTERS)
     for name in ("fine_tune_epochs", "fine_tune_steps"):
         if params[name] is not None:
             check_positive_int(**{name: params[name]})
@@ -56,7 +56,7 @@ def check_params(params: dict[str, Any]) -> None:
         raise TypeError(f"random_state={params['random_state']!r} must be None or an int")
 
 
-def settings(params: dict[str, Any], max_length: int, pairs: bool) -> finetune.Settings:
+def settings(params: dict[str, Any], max_length: int, pairs: bool) -> _finetune.Settings:
     """Return the Settings that the estimator's ``fine_tune*`` parameters say.
 
     None keeps a setting's default; labelled pairs default to
@@ -75,8 +75,8 @@ def settings(params: dict[str, Any], max_length: int, pairs: bool) -> finetune.S
     if params["fine_tune_learning_rate"] is not None:
         options["learning_rate"] = params["fine_tune_learning_rate"]
     elif pairs:
-        options["learning_rate"] = finetune.PAIR_LEARNING_RATE
-    return finetune.Settings(**options)
+        options["learning_rate"] = _finetune.PAIR_LEARNING_RATE
+    return _finetune.Settings(**options)
 
 
 def fine_tuned(
@@ -93,7 +93,6 @@ def fine_tuned(
     model (:func:`skembed._embedder_params.resolve`). With ``pairs`` = (first, second), y labels the
     pairs (numbers: higher is more similar) and ``texts`` is first + second.
     """
-    global fine_tune_runs
     chosen = settings(params, resolved.max_length, pairs is not None)
     pooling, prompt, truncate_dim = resolved.pooling, resolved.prompt, params["truncate_dim"]
     if pooling in STATIC_MODES:
@@ -106,7 +105,7 @@ def fine_tuned(
             f"fine_tune={chosen.method!r} trains the pooled last layer; use layer=-1 with it"
         )
     rows = len(pairs[0]) if pairs is not None else len(texts)
-    labels = finetune.check_labels(y, rows, pairs=pairs is not None)
+    labels = _finetune.check_labels(y, rows, pairs=pairs is not None)
     data = hashlib.sha256(pickle.dumps((texts, labels.tolist(), pairs is None))).hexdigest()
     key = (loaded.fingerprint, chosen, pooling, prompt, truncate_dim, data)
     update = _TUNED.get(key)
@@ -124,14 +123,13 @@ def fine_tuned(
     }
     with _backends.threads("torch", params["n_threads"]):
         if pairs is not None:
-            update = finetune.fine_tune_pairs(
+            update = _finetune.fine_tune_pairs(
                 loaded.encoder, tokenize_texts, *pairs, labels, chosen, **options
             )
         else:
-            update = finetune.fine_tune(
+            update = _finetune.fine_tune(
                 loaded.encoder, tokenize_texts, texts, labels, chosen, **options
             )
-    fine_tune_runs += 1
     _TUNED.put(key, update)
     return update, time.perf_counter() - start
 

@@ -173,8 +173,6 @@ class LoadedModel:
 
 
 _LOADED = Memo("loaded models")  # (folder, fingerprint, device) -> LoadedModel
-load_count = 0
-"""How many times a model was read from disk in this process (tests count reloads)."""
 
 
 def load(source: ModelSource, device: str) -> LoadedModel:
@@ -190,13 +188,11 @@ def load(source: ModelSource, device: str) -> LoadedModel:
     found = identify(source.path)
 
     def read() -> LoadedModel:
-        global load_count
         reason = needs_remote_code(source.path)
         if reason is not None:
             raise UnsupportedFolderError(reason)
         pipeline = read_pipeline(source.path)  # before the tokenizer: refusals come first
         description = _stored_description(source.path, found.fingerprint) or describe(source.path)
-        load_count += 1
         return LoadedModel(
             source.path,
             found.fingerprint,
@@ -227,8 +223,6 @@ def tuned(base: LoadedModel, update: Any, encoder: Any = None) -> LoadedModel:
         )
 
     def merge() -> LoadedModel:
-        global load_count
-        load_count += 1
         return replace(
             base,
             fingerprint=update.fingerprint,
