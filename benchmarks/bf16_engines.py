@@ -33,7 +33,7 @@ def main() -> None:
 
     warnings.simplefilter("ignore")  # bf16's fallback warning is printed by the table's name
     torch.set_num_threads(2)
-    folder = str(_locate.resolve("default").path)
+    folder = str(_locate.find_model("default").path)
     local = {"trust_remote_code": False, "local_files_only": True}
     tokenizer = AutoTokenizer.from_pretrained(folder, **local)
     model = AutoModel.from_pretrained(folder, **local).eval()

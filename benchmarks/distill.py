@@ -49,6 +49,8 @@ import numpy as np
 # the same CPU name and SciFact abstracts as the throughput benchmark (run from benchmarks/)
 from throughput import SCIFACT, cpu_model, read_scifact
 
+from skembed.exceptions import TruncationWarning
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -74,7 +76,7 @@ def model2vec_recipe(est):
     from skembed._backends import forward_for, threads
 
     start = time.perf_counter()
-    loaded = _models.load(_locate.resolve(est.model), "cpu")
+    loaded = _models.load(_locate.find_model(est.model), "cpu")
     _, meta = _distil.read(  # the distilled vocabulary of est
         _distil.tokens_file(est.fingerprint_), est.fingerprint_, None, "vectors"
     )
@@ -159,7 +161,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    from skembed import SentenceEmbedder, TruncationWarning, _distil, clear_cache, evaluate, static
+    from skembed import SentenceEmbedder, _distil, clear_cache, evaluate, static
     from skembed.datasets import read_stsb
 
     warnings.simplefilter("ignore", TruncationWarning)  # abstracts are cut at 256, as in MTEB

@@ -140,7 +140,7 @@ def skembed_tokenize(max_length: int):
 
     from skembed import _locate, _models, _tokens
 
-    loaded = _models.load(_locate.resolve(MODEL), "cpu")
+    loaded = _models.load(_locate.find_model(MODEL), "cpu")
 
     def tokenize(texts):
         token_ids = _tokens.tokenize(loaded, texts, max_length).ids
@@ -206,7 +206,7 @@ def run_finetune(row: str, seed: int) -> dict:
     rows = draw(labels, evaluation, seed)
     settings = settings_of(row, seed)
     tokenize, loaded = skembed_tokenize(settings.max_length)
-    encoder = AutoModel.from_pretrained(_locate.resolve(MODEL).path).eval()
+    encoder = AutoModel.from_pretrained(_locate.find_model(MODEL).path).eval()
     train_texts = [texts[i] for i in rows]
     # the benchmark's own embedding is skembed's: check once on the base encoder
     reference = SentenceEmbedder(model=MODEL, cache=False, backend="torch").fit_transform(
@@ -256,7 +256,7 @@ def run_setfit(row: str, seed: int) -> dict:
     for item in filter(None, overrides.split(",")):
         key, _, value = item.partition("=")
         options[key] = int(value)
-    model = SetFitModel.from_pretrained(str(_locate.resolve(MODEL).path))
+    model = SetFitModel.from_pretrained(str(_locate.find_model(MODEL).path))
     dataset = Dataset.from_dict(
         {"text": [texts[i] for i in rows], "label": [str(x) for x in labels[rows]]}
     )

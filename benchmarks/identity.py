@@ -25,7 +25,7 @@ import sys
 ROUND = r"""
 import json, time
 from skembed import SentenceEmbedder, _identity, _models
-path = locate.resolve("default").path
+path = _locate.find_model("default").path
 start = time.perf_counter(); SentenceEmbedder().fit(["x"]); cold_fit = time.perf_counter() - start
 start = time.perf_counter(); SentenceEmbedder().fit(["x"]); warm_fit = time.perf_counter() - start
 start = time.perf_counter(); _identity.identify(path); warm_identify = time.perf_counter() - start

@@ -37,7 +37,7 @@ def main() -> None:
 
     from skembed import _encoding, _graphs, _locate, _models, _tokens
 
-    loaded = _models.load(_locate.resolve("default"), "cpu")
+    loaded = _models.load(_locate.find_model("default"), "cpu")
     graph_precision = "int8" if args.precision == "int8" else "fp32"  # bf16 computes fp32's
     graph = args.graph or str(_graphs.onnx_file(loaded, graph_precision, "last"))
     token_ids = _tokens.tokenize(loaded, read_scifact(args.texts), 256)

@@ -363,7 +363,7 @@ def main() -> None:
     from skembed.datasets import read_stsb
 
     os.environ.update(OFFLINE)
-    folder = _locate.resolve("default").path
+    folder = _locate.find_model("default").path
     pairs = read_stsb(STSB_DEV)
     texts = {
         "short": list(dict.fromkeys(pairs.first + pairs.second))[: args.short],

@@ -21,7 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-from skembed import SentenceEmbedder, TruncationWarning, evaluate
+from skembed import SentenceEmbedder, evaluate
+from skembed.exceptions import TruncationWarning
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 POOLINGS = ("mean", "max", "cls", "static_mean")

@@ -129,9 +129,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     scratch = tempfile.TemporaryDirectory()
     if args.model == "bert-base":
-        folder = str(bert_base_folder(_locate.resolve("default").path, Path(scratch.name) / "m"))
+        folder = str(bert_base_folder(_locate.find_model("default").path, Path(scratch.name) / "m"))
     else:
-        folder = str(_locate.resolve(args.model).path)
+        folder = str(_locate.find_model(args.model).path)
     config = json.loads((Path(folder) / "config.json").read_text())
     local = {"device": "cpu", "trust_remote_code": False, "local_files_only": True}
     st = SentenceTransformer(folder, **local)

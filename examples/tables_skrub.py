@@ -38,7 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skembed import SentenceEmbedder
-from skembed.embedder import MissingTextWarning
+from skembed.exceptions import MissingTextWarning
 
 try:
     HERE = Path(__file__).parent

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED
-from skembed import TruncationWarning
+from skembed.exceptions import TruncationWarning
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 MRPC = SHARED / "mrpc" / "msr_paraphrase_train.txt"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from skembed import SentenceEmbedder, _graph_runtimes
-from skembed._backends import PrecisionFallbackWarning
+from skembed.exceptions import PrecisionFallbackWarning
 
 pytest.importorskip("openvino")
 

@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 
 from skembed import SentenceEmbedder, _cache
 from skembed._pooling import STATISTICS
+from skembed.exceptions import PrecisionFallbackWarning
 from tiny_models import WORDS
 
 TEXTS = [
@@ -180,7 +181,6 @@ def test_clear_cache_empties_every_process_memo_and_vectors_stay_the_same(
     tiny_bert, tmp_path, monkeypatch
 ):
     from skembed import StaticEmbedder, _distil
-    from skembed._backends import PrecisionFallbackWarning
 
     monkeypatch.setattr(_distil, "folder", lambda: tmp_path / "static")
     labels = [0, 1, 0, 1, 0]

@@ -39,7 +39,7 @@ def reference_vectors(stsb_dev):
     from sentence_transformers import SentenceTransformer
 
     _, first, second = stsb_dev
-    st = SentenceTransformer(str(_locate.resolve("default").path), device="cpu")
+    st = SentenceTransformer(str(_locate.find_model("default").path), device="cpu")
     assert st.max_seq_length == 256
     return [st.encode(texts, batch_size=32, normalize_embeddings=True) for texts in (first, second)]
 

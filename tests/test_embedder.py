@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from skembed import ModelNotFoundError, SentenceEmbedder, TruncationWarning
+from skembed import SentenceEmbedder
 from skembed._persistence import loaded_model
+from skembed.exceptions import ModelNotFoundError, TruncationWarning
 
 TEXTS = ["I love apples", "The dog chased the cat", "", "How do I transfer money?"]
 

@@ -99,7 +99,7 @@ def test_a_tuned_pickle_holds_the_update_not_the_weights(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert, **QUICK).fit(TEXTS, LABELS)
     expected = est.transform(TEXTS)
     blob = pickle.dumps(est)
-    weights = (_locate.resolve(tiny_bert).path / "model.safetensors").stat().st_size
+    weights = (_locate.find_model(tiny_bert).path / "model.safetensors").stat().st_size
     assert len(blob) < est.update_.nbytes + 5_000 < weights
     clear_cache()
     np.testing.assert_allclose(pickle.loads(blob).transform(TEXTS), expected, atol=1e-6)
@@ -257,7 +257,7 @@ def test_training_embeds_texts_as_transform_serves_them(st_folders, pipeline, op
 
     folder = st_folders("bert", pipeline)
     est = SentenceEmbedder(model=folder, backend="torch", **options).fit(TEXTS)
-    loaded = _models.load(_locate.resolve(folder), "cpu")
+    loaded = _models.load(_locate.find_model(folder), "cpu")
     tokenize, skip, after = _fit_tuning.training_view(
         loaded, est.prompt_, est.max_length_, est.truncate_dim
     )

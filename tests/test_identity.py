@@ -11,19 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skembed import (
-    LegacyFingerprintWarning,
-    ModelMismatchError,
-    SentenceEmbedder,
-    UnsupportedFolderError,
-    _bundle,
-    _cache,
-    _identity,
-    _models,
-    clear_cache,
-)
+from skembed import SentenceEmbedder, _bundle, _cache, _identity, _models, clear_cache
 from skembed._files import cache_home
 from skembed._persistence import loaded_model
+from skembed.exceptions import LegacyFingerprintWarning, ModelMismatchError, UnsupportedFolderError
 
 TEXTS = ["I love apples", "the dog chased the cat", "hello world", "my card was declined"]
 LEGACY = Path(__file__).parent / "data" / "legacy"

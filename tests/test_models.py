@@ -11,16 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from skembed import (
-    ModelMismatchError,
-    SentenceEmbedder,
-    _devices,
-    _locate,
-    _models,
-    _tokens,
-    clear_cache,
-)
+from skembed import SentenceEmbedder, _devices, _locate, _models, _tokens, clear_cache
 from skembed._persistence import loaded_model
+from skembed.exceptions import ModelMismatchError
 
 TEXTS = [
     "I love apples",
@@ -54,7 +47,7 @@ def test_tokenizing_gives_the_ids_and_truncation_of_transformers(tiny_model, max
 def test_the_description_holds_the_sizes_and_limits_of_the_model(tiny_bert):
     from transformers import AutoConfig
 
-    description = _models.describe(_locate.resolve(tiny_bert).path)
+    description = _models.describe(_locate.find_model(tiny_bert).path)
     config = AutoConfig.from_pretrained(tiny_bert)
     assert description["dim"] == config.hidden_size == 32
     assert description["n_layers"] == config.num_hidden_layers + 1 == 3
@@ -72,7 +65,7 @@ def test_a_damaged_or_older_description_is_read_again_with_transformers(tiny_ber
     for content in ("{not json", json.dumps({"tokenizer": "{}", "dim": 32})):
         stored.write_text(content)
         clear_cache()
-        loaded = _models.load(_locate.resolve(folder), "cpu")
+        loaded = _models.load(_locate.find_model(folder), "cpu")
         assert loaded.dim == 32
         _models.save_description(loaded)  # what an ONNX Runtime run does: it mends the file
         assert json.loads(stored.read_text()) == loaded.description
@@ -114,7 +107,7 @@ def test_the_pytorch_encoder_is_read_only_when_pytorch_runs(tiny_bert, tmp_path)
 
 def test_changed_weights_are_refused_when_the_encoder_is_read_late(tiny_bert, tmp_path):
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
-    loaded = _models.load(_locate.resolve(folder), "cpu")
+    loaded = _models.load(_locate.find_model(folder), "cpu")
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes() + b" ")  # any change to the bytes
     with pytest.raises(ModelMismatchError, match="changed after the model was loaded"):

@@ -11,15 +11,9 @@ import joblib
 import numpy as np
 import pytest
 
-from skembed import (
-    ModelMismatchError,
-    ModelNotFoundError,
-    SentenceEmbedder,
-    _locate,
-    _models,
-    clear_cache,
-)
+from skembed import SentenceEmbedder, _locate, _models, clear_cache
 from skembed._persistence import loaded_model
+from skembed.exceptions import ModelMismatchError, ModelNotFoundError
 
 TEXTS = ["I love apples", "the dog chased the cat", "", "how do I transfer money?"]
 
@@ -69,7 +63,7 @@ def test_default_pickle_holds_a_reference_not_the_weights(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
     blob = pickle.dumps(est)
     assert len(blob) < 2_000  # parameters, path and sha256 only
-    weights = (_locate.resolve(tiny_bert).path / "model.safetensors").read_bytes()
+    weights = (_locate.find_model(tiny_bert).path / "model.safetensors").read_bytes()
     assert weights[-200:] not in blob
 
 

@@ -20,7 +20,8 @@ from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import FunctionTransformer
 
-from skembed import ModelMismatchError, SentenceEmbedder, _models
+from skembed import SentenceEmbedder, _models
+from skembed.exceptions import ModelMismatchError
 from skembed.search import Hit, SemanticSearch, cosine_topk
 from tiny_models import CORPUS, WORDS
 

@@ -164,7 +164,7 @@ def test_auto_backend_is_onnx_runtime_on_the_cpu_when_installed_and_torch_on_a_g
 
     pytest.importorskip("onnxruntime")
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "onnx"
-    assert _backends.resolve("auto", "fp32", "cuda") == ("torch", "fp32")
+    assert _backends.choose_backend("auto", "fp32", "cuda") == ("torch", "fp32")
     monkeypatch.setattr(_graph_runtimes, "installed", lambda module: False)  # as if not installed
     assert SentenceEmbedder(model=tiny_bert).fit(TEXTS).backend_ == "torch"
 

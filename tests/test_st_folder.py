@@ -20,12 +20,12 @@ import pytest
 from skembed._head import DenseLayer, Head
 from skembed._st_folder import (
     FolderPipeline,
-    UnsupportedFolderError,
     exclude_prompt,
     needs_remote_code,
     prompt_length,
     read_pipeline,
 )
+from skembed.exceptions import UnsupportedFolderError
 from tiny_st_models import ARCHITECTURES, PIPELINES, PROMPTS
 
 TEXTS = [

@@ -23,7 +23,8 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 from skembed import _distil, _locate, _weighting, clear_cache, static
-from skembed.static import DamagedTableWarning, StaticEmbedder, loaded_table
+from skembed.exceptions import DamagedTableWarning, ModelMismatchError
+from skembed.static import StaticEmbedder, loaded_table
 
 TEXTS = ["I love apples", "The dog chased the cat", "How do I transfer money?", "hello world"]
 
@@ -55,7 +56,7 @@ def test_a_row_is_the_encoders_mean_pooled_vector_of_that_token_after_cls(tiny_m
 
     from skembed import _models
 
-    loaded = _models.load(_locate.resolve(tiny_model), "cpu")
+    loaded = _models.load(_locate.find_model(tiny_model), "cpu")
     vocabulary = loaded.tokenizer.get_vocab()
     dog = vocabulary.get("dog", vocabulary.get("Ġdog"))
     first = loaded.tokenizer.encode("x").ids[0]  # [CLS] or <s>
@@ -204,7 +205,6 @@ def test_pickles_by_reference_and_gives_the_same_vectors(tiny_model, tables):
 
 
 def test_an_unpickled_estimator_refuses_a_changed_model(tiny_bert, tables, tmp_path):
-    from skembed import ModelMismatchError
 
     folder = shutil.copytree(tiny_bert, tmp_path / "copy")
     blob = pickle.dumps(StaticEmbedder(model=str(folder), dims=16).fit(TEXTS))
@@ -311,7 +311,7 @@ def test_learned_weights_fit_the_encoders_vectors_better_than_sif(tiny_model, ta
 def _source(model):
     from skembed import _identity
 
-    source = _locate.resolve(model)
+    source = _locate.find_model(model)
     return source, _identity.identify(source.path)
 
 

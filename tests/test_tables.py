@@ -23,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder
 
 import skembed
 from skembed import SentenceEmbedder
-from skembed.embedder import MissingTextWarning, TruncationWarning
+from skembed.exceptions import MissingTextWarning, TruncationWarning
 from tiny_models import WORDS
 
 N_ROWS = 24

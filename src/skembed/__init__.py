@@ -8,30 +8,46 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from . import _moved
+
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "SentenceEmbedder": "embedder",
-    "Tokenization": "_tokens",
-    "TruncationWarning": "_tokens",
-    "MissingTextWarning": "_input",
-    "ModelMismatchError": "_identity",
-    "ModelNotFoundError": "_identity",
-    "LegacyFingerprintWarning": "_identity",
-    "UnsupportedFolderError": "_st_folder",
-    "PrecisionFallbackWarning": "_backends",
-    "cache_info": "_cache",
-    "clear_cache": "_cache",
-    "set_cache_limit": "_cache",
     "StaticEmbedder": "static",
     "SemanticSearch": "search",
     "Hit": "search",
     "PairFeatures": "pairs",
     "Paraphrase": "pairs",
     "paraphrase_mining": "pairs",
+    "Tokenization": "_tokens",
+    "cache_info": "_cache",
+    "clear_cache": "_cache",
+    "set_cache_limit": "_cache",
+    **dict.fromkeys(
+        (
+            "BadTextError",
+            "DamagedCacheWarning",
+            "DamagedGraphWarning",
+            "DamagedTableWarning",
+            "ExportError",
+            "LegacyFingerprintWarning",
+            "MissingTextWarning",
+            "ModelMismatchError",
+            "ModelNotFoundError",
+            "OutputSpaceError",
+            "PrecisionFallbackWarning",
+            "ResumeError",
+            "TextFileError",
+            "TruncationWarning",
+            "UnsafeBundleError",
+            "UnsupportedFolderError",
+        ),
+        "exceptions",
+    ),
 }
 
-_SUBMODULES = ("datasets", "evaluate")
+_SUBMODULES = ("datasets", "evaluate", "exceptions", "finetune")
 
 # declared for its doc comment, which Sphinx reads; the value comes from __getattr__
 #: The ``pooling=`` values that :class:`SentenceEmbedder` accepts, a tuple of str:
@@ -47,7 +63,7 @@ def __getattr__(name: str):
         from ._pooling import POOLING_FUNCTIONS
 
         return ("auto", *POOLING_FUNCTIONS)
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or f"{__name__}.{name}" in _moved.MOVED_MODULES:
         return importlib.import_module(f".{name}", __name__)
     if name not in _EXPORTS:
         raise AttributeError(f"module 'skembed' has no attribute {name!r}")
@@ -58,3 +74,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+_moved.install()  # skembed 0.1's module paths that its docs showed (skembed.models, ...)

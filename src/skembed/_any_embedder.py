@@ -45,7 +45,7 @@ def role_prompt(embedder, prompt, roles: tuple[str, ...]) -> str | None:
     return prompt
 
 
-def embed(embedder, texts: list[str], prompt: str | None = None) -> np.ndarray:
+def dense_vectors(embedder, texts: list[str], prompt: str | None = None) -> np.ndarray:
     """Return the fitted embedder's vectors of texts as a dense 2-D float32 array.
 
     ``prompt`` (a SentenceEmbedder only) replaces the embedder's own prompt for this call.

@@ -12,7 +12,7 @@ rest of skembed pools them the same way whatever ran them.
 PyTorch runs the encoder itself, on the CPU or a GPU. ONNX Runtime and OpenVINO run the
 model's graphs on disk (:mod:`skembed._graphs`, :mod:`skembed._graph_runtimes`): with them
 and the model's description cached, the statistics paths import neither torch nor
-transformers. :func:`resolve` says which backend and precision a call runs:
+transformers. :func:`choose_backend` says which backend and precision a call runs:
 ``backend="auto"`` is ONNX Runtime on the CPU when it is installed, PyTorch otherwise;
 ``precision="int8"`` runs on ONNX Runtime (or OpenVINO, asked for), ``precision="bf16"`` on
 OpenVINO (fp32, with a :class:`PrecisionFallbackWarning`, on a CPU without native bf16).
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from . import _graph_runtimes
 from ._forward import Forward
 from ._pooling import layer_statistics
+from .exceptions import PrecisionFallbackWarning
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,11 +46,7 @@ _INSTALL = {
 }
 
 
-class PrecisionFallbackWarning(UserWarning):
-    """Warned when precision="bf16" runs in fp32: this CPU computes no bf16 natively."""
-
-
-def resolve(backend: str, precision: str, device: str) -> tuple[str, str]:
+def choose_backend(backend: str, precision: str, device: str) -> tuple[str, str]:
     """Return the (backend, precision) that will run: what was asked, or says why not.
 
     ``backend="auto"``: ONNX Runtime on the CPU when it is installed (in three runs of

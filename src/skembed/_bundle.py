@@ -21,21 +21,11 @@ import warnings
 from pathlib import Path
 
 from ._files import atomic_folder, cache_home
-from ._identity import (
-    WEIGHT_FILES,
-    Identity,
-    ModelMismatchError,
-    file_hash,
-    identity_files,
-    relative,
-)
+from ._identity import WEIGHT_FILES, Identity, file_hash, identity_files, relative
+from .exceptions import ModelMismatchError, UnsafeBundleError
 
 # one optional folder, then a file name; letters, digits, '.', '_', '-' only
 _SAFE_NAME = re.compile(r"(?:[A-Za-z0-9_.-]+/)?[A-Za-z0-9_.-]+")
-
-
-class UnsafeBundleError(ValueError):
-    """Raised when a pickle's model files have names that could write outside their folder."""
 
 
 def pack(path: Path) -> dict[str, bytes]:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import _files
+from .exceptions import DamagedCacheWarning
 
 DEFAULT_LIMIT_BYTES = 1 << 30
 
@@ -206,10 +207,6 @@ def set_cache_limit(limit_bytes: int) -> None:
 def cache_info() -> dict[str, int]:
     """Return the process cache's entries, bytes, limit, hits and misses."""
     return PROCESS_CACHE.info()
-
-
-class DamagedCacheWarning(UserWarning):
-    """A file of an on-disk cache was damaged (truncated, empty, wrong shape) and ignored."""
 
 
 class DiskCache:

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 
 
-def resolve_device(device: str) -> str:
+def choose_device(device: str) -> str:
     """Return the torch device to run on: 'auto' picks CUDA when present, else the CPU.
 
     A request for CUDA on a machine without it falls back to the CPU with a warning, so

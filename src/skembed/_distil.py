@@ -32,13 +32,13 @@ import numpy as np
 
 from . import _backends, _encoding
 from ._cache import Memo
-from ._devices import resolve_device
+from ._devices import choose_device
 from ._files import atomic_file, cache_home
 from ._head import Head
-from ._identity import ModelMismatchError
 from ._models import LoadedModel, load
 from ._tokens import TokenIds, encode_batch, plain_ids, special_ids
 from ._weighting import token_probabilities, token_weights
+from .exceptions import DamagedTableWarning, ModelMismatchError
 
 # part of the cached files' names and checked inside them: a change to what distil() or
 # build_table() compute must change it, or tables of an older skembed would be reused
@@ -49,10 +49,6 @@ DISTIL_BATCH = 256
 TRANSFORM_SLICE = 8192
 # tokens that no text ever produces: BERT's [unused0]..., Gemma-style <unused0>...
 _UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>)$")
-
-
-class DamagedTableWarning(UserWarning):
-    """Warned when a cached static table cannot be read or fails its check: it is rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ class Table:
 _TABLES = Memo("static tables", limit=4)  # (fingerprint, settings) -> Table
 
 
-def embed(table: Table, texts: list[str]) -> np.ndarray:
+def table_vectors(table: Table, texts: list[str]) -> np.ndarray:
     """Return the normalised sums of the table rows of each text's tokens, float32.
 
     Each text's token ids are sorted before summing (a sparse count matrix in canonical
@@ -135,7 +131,7 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
         [np.asarray([*prefix, i, *suffix], dtype=np.int64) for i in ids.tolist()],
         np.zeros(len(ids), dtype=bool),
     )
-    backend, _ = _backends.resolve("auto", "fp32", loaded.device)
+    backend, _ = _backends.choose_backend("auto", "fp32", loaded.device)
     width = len(prefix) + 1 + len(suffix)
     batching = _encoding.Batching(DISTIL_BATCH, DISTIL_BATCH * width)
     with _backends.threads(backend, n_threads) as threads:
@@ -259,7 +255,7 @@ def _build(source, found, settings: dict, path: Path, n_threads, show_progress) 
 
 def _input_rows(source, n: int) -> np.ndarray:
     """Return the first n rows of the model's input embedding matrix (from safetensors)."""
-    table = load(source, resolve_device("auto")).input_embeddings()
+    table = load(source, choose_device("auto")).input_embeddings()
     if len(table) < n:  # the tokenizer has ids the encoder has no row for: cannot happen
         raise ValueError(f"the model in {source.path} has {len(table)} input rows, not {n}")
     return table[:n]
@@ -267,7 +263,7 @@ def _input_rows(source, n: int) -> np.ndarray:
 
 def distil_and_save(source, found, n_threads, show_progress):
     """Return (vectors, meta) of the model's vocabulary through its encoder, saved to disk."""
-    loaded = load(source, resolve_device("auto"))
+    loaded = load(source, choose_device("auto"))
     if loaded.fingerprint != found.fingerprint:
         raise ModelMismatchError(
             f"the model in {source.path} changed while it was being loaded; try again"

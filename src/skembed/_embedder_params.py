@@ -1,7 +1,7 @@
 """What a SentenceEmbedder's parameters mean for one model: checked, and "auto" resolved.
 
-:func:`check_params` validates the parameters that configure the encoder, before any model
-is loaded; :func:`resolve` turns ``"auto"`` and None into what the loaded model's folder
+:func:`check_encoder_params` validates the parameters that configure the encoder, before any model
+is loaded; :func:`params_for_model` turns ``"auto"`` and None into what the loaded model's folder
 says (its pooling, its Normalize module, its prompts, its length limit), and refuses what
 the model cannot do. The estimator stores the result as its fitted attributes.
 """
@@ -31,10 +31,10 @@ if TYPE_CHECKING:
     from ._st_folder import FolderPipeline
 
 
-def check_params(params: dict[str, Any]) -> None:
+def check_encoder_params(params: dict[str, Any]) -> None:
     """Raise the error naming the first parameter of the encoder or its input not valid.
 
-    The fine-tuning parameters are :func:`skembed._fit_tuning.check_params`'.
+    The fine-tuning parameters are :func:`skembed._fit_tuning.check_fine_tune_params`'.
     """
     check_model(params["model"])
     pooling = params["pooling"]
@@ -64,7 +64,7 @@ def check_params(params: dict[str, Any]) -> None:
 
 
 @dataclass(frozen=True)
-class Resolved:
+class ModelParams:
     """What the parameters are for one model (the estimator's fitted attributes)."""
 
     pooling: str
@@ -75,7 +75,7 @@ class Resolved:
     embedding_dim: int
 
 
-def resolve(loaded: LoadedModel, path: Path, params: dict[str, Any]) -> Resolved:
+def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) -> ModelParams:
     """Return what the parameters say for the loaded model, or say what it cannot do."""
     layers = layer_indices(params["layer"], loaded.n_layers)
     max_length, truncate_dim = params["max_length"], params["truncate_dim"]
@@ -93,21 +93,21 @@ def resolve(loaded: LoadedModel, path: Path, params: dict[str, Any]) -> Resolved
         )
     pooling = params["pooling"]
     normalize = params["normalize"]
-    return Resolved(
+    return ModelParams(
         pooling=(pipeline.pooling or "mean") if pooling == "auto" else pooling,
         normalize=(
             (pipeline.normalize or pipeline.pooling is None)
             if normalize == "auto"
             else bool(normalize)
         ),
-        prompt=resolve_prompt(params["prompt"], params["prompt_name"], pipeline, path),
+        prompt=choose_prompt(params["prompt"], params["prompt_name"], pipeline, path),
         max_length=int(max_length or loaded.limit),
         layers=layers,
         embedding_dim=truncate_dim or dim,
     )
 
 
-def resolve_prompt(
+def choose_prompt(
     prompt: str | None, prompt_name: str | None, pipeline: FolderPipeline, path: Path
 ) -> str:
     """Return the prompt put before every text: prompt, the named one, or the default."""

@@ -347,7 +347,7 @@ class Plan:
     show_progress: bool = False
 
 
-def embed(
+def embed_texts(
     loaded: LoadedModel,
     texts: Sequence[str],
     plan: Plan,

@@ -20,7 +20,7 @@ import numpy as np
 from . import _backends, _finetune
 from ._cache import Memo
 from ._checks import check_one_of, check_positive_int, is_int
-from ._embedder_params import Resolved
+from ._embedder_params import ModelParams
 from ._encoding import pad
 from ._head import Head
 from ._models import LoadedModel
@@ -31,7 +31,7 @@ from ._update import Update
 _TUNED = Memo("fine-tuning updates", limit=8)  # a few MB at most
 
 
-def check_params(params: dict[str, Any]) -> None:
+def check_fine_tune_params(params: dict[str, Any]) -> None:
     """Raise the error naming the first of the estimator's fine-tuning parameters not valid.
 
     ``params`` are a SentenceEmbedder's: ``fine_tune``, ``fine_tune_adapter``,
@@ -84,14 +84,15 @@ def fine_tuned(
     texts: list[str],
     y: Any,
     params: dict[str, Any],
-    resolved: Resolved,
+    resolved: ModelParams,
     pairs: tuple[list[str], list[str]] | None = None,
 ) -> tuple[Update, float]:
     """Return (the update fine-tuning gives on (texts, y), seconds spent now: 0 if reused).
 
     ``params`` are the estimator's parameters, ``resolved`` what they are for the loaded
-    model (:func:`skembed._embedder_params.resolve`). With ``pairs`` = (first, second), y labels the
-    pairs (numbers: higher is more similar) and ``texts`` is first + second.
+    model (:func:`skembed._embedder_params.params_for_model`). With ``pairs`` = (first,
+    second), y labels the pairs (numbers: higher is more similar) and ``texts`` is first +
+    second.
     """
     chosen = settings(params, resolved.max_length, pairs is not None)
     pooling, prompt, truncate_dim = resolved.pooling, resolved.prompt, params["truncate_dim"]

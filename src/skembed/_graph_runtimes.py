@@ -24,6 +24,7 @@ import numpy as np
 from ._cache import Memo
 from ._forward import Forward
 from ._graphs import onnx_file, onnx_file_path
+from .exceptions import DamagedGraphWarning
 
 if TYPE_CHECKING:
     from ._models import LoadedModel
@@ -106,10 +107,6 @@ def _onnx_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Forwar
         return _as_outputs(outputs, output)
 
     return Forward(run, threads=n_threads, streams=n_threads)
-
-
-class DamagedGraphWarning(UserWarning):
-    """Warned when a cached ONNX graph cannot be opened and is exported again."""
 
 
 def _open(loaded: LoadedModel, precision: str, graph: str, open_graph):

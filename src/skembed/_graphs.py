@@ -21,6 +21,7 @@ from ._files import atomic_file, cache_home
 from ._models import save_description
 from ._pooling import layer_statistics
 from ._quantize import REVISION, precision_key, quantize_rowwise
+from .exceptions import ExportError
 
 if TYPE_CHECKING:
     from ._models import LoadedModel
@@ -32,10 +33,6 @@ OPSET = 17
 GRAPH_VERSION = "v4"
 GRAPHS = {"full": "", "last": "-last"}
 """The two graphs of a model and what their file names add (see :func:`onnx_file`)."""
-
-
-class ExportError(RuntimeError):
-    """Raised when an encoder cannot be exported to ONNX; says to use backend='torch'."""
 
 
 def onnx_file_path(loaded: LoadedModel, precision: str, graph: str = "full") -> Path:

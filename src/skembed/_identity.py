@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ._cache import Memo
 from ._files import sha256_file
+from .exceptions import LegacyFingerprintWarning, ModelMismatchError, ModelNotFoundError
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -39,18 +40,6 @@ NOT_READ = frozenset(
         "generation_config.json",
     }
 )
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """Raised when a model cannot be found on this machine; says where it looked."""
-
-
-class ModelMismatchError(ValueError):
-    """Raised when a model's files differ from the ones an estimator was fitted with."""
-
-
-class LegacyFingerprintWarning(UserWarning):
-    """Warned when a pickle or index of skembed 0.1.0 (weights-only fingerprint) is loaded."""
 
 
 @dataclass(frozen=True)

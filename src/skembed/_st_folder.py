@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ._head import ACTIVATIONS, DenseLayer
+from .exceptions import UnsupportedFolderError
 
 __all__ = [
     "FolderPipeline",
@@ -46,10 +47,6 @@ __all__ = [
 ]
 
 _NO_CODE = "skembed never runs code from a model folder (trust_remote_code is never set)"
-
-
-class UnsupportedFolderError(ValueError):
-    """A sentence-transformers folder asks for something skembed does not reproduce."""
 
 
 # -- module types ----------------------------------------------------------------------------

@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
+from .exceptions import TextFileError
+
 TEXT_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_SUFFIXES |= {".parquet": "parquet", ".pq": "parquet"}
-
-
-class TextFileError(ValueError):
-    """A file's texts cannot be read: a missing file or column, a bad row; says which."""
 
 
 def import_pyarrow(purpose: str):

@@ -20,33 +20,10 @@ import numpy as np
 
 from ._cache import Memo
 from ._st_folder import prompt_length
+from .exceptions import TruncationWarning
 
 if TYPE_CHECKING:
     from ._models import LoadedModel
-
-
-class TruncationWarning(UserWarning):
-    """Warned once per call when some texts were longer than max_length and were cut.
-
-    Attributes
-    ----------
-    truncated : int
-        How many texts were cut.
-    total : int
-        How many texts the call had.
-    max_length : int
-        The tokens each text was cut to.
-    """
-
-    def __init__(self, truncated: int, total: int, max_length: int):
-        super().__init__(
-            f"{truncated:,} of {total:,} texts were longer than {max_length} tokens and were "
-            "truncated"
-        )
-        self.truncated, self.total, self.max_length = truncated, total, max_length
-
-    def __reduce__(self):
-        return type(self), (self.truncated, self.total, self.max_length)
 
 
 def warn_truncated(truncated: np.ndarray, max_length: int, stacklevel: int = 2) -> None:

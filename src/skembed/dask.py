@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from .exceptions import BadTextError
+
 try:
     import dask
     import dask.array as da
@@ -29,7 +31,6 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 from sklearn.utils.validation import check_is_fitted
 
-from ._input import BadTextError
 from .embedder import SentenceEmbedder
 
 __all__ = ["decision_function", "predict", "predict_proba", "transform"]

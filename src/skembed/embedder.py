@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -12,19 +13,23 @@ from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from . import _backends, _embedder_params, _encoding, _fit_tuning, _locate, _models, _tokens
-from ._devices import resolve_device
+from ._devices import choose_device
 from ._head import Head
-from ._input import (
-    MissingTextWarning,
-    TextFeaturesMixin,
-    check_texts,
-    check_texts_with_missing,
-    texts_under_policy,
-)
+from ._input import TextFeaturesMixin, check_texts, check_texts_with_missing, texts_under_policy
+from ._moved import moved_name
 from ._persistence import ModelReference
-from ._tokens import Tokenization, TruncationWarning
 
-__all__ = ["MissingTextWarning", "SentenceEmbedder", "Tokenization", "TruncationWarning"]
+if TYPE_CHECKING:
+    from ._tokens import Tokenization
+
+__all__ = ["SentenceEmbedder"]
+
+# names skembed 0.1 exported from this module, and where they are now
+_MOVED = {
+    "MissingTextWarning": "skembed.exceptions",
+    "TruncationWarning": "skembed.exceptions",
+    "Tokenization": "skembed",
+}
 
 
 class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, BaseEstimator):
@@ -78,7 +83,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         Most padded tokens per encoder call: short texts go 32 at a time, 256-token texts
         2 at a time, so memory stays flat and the CPU's caches stay warm.
     device : str, default="auto"
-        Torch device: ``"auto"`` picks CUDA when present. Resolved when the model is loaded,
+        Torch device: ``"auto"`` picks CUDA when present. ModelParams when the model is loaded,
         so a model fitted on a GPU machine runs on a CPU-only one.
     show_progress : bool, default=False
         Show a progress bar over batches.
@@ -290,16 +295,16 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
 
     def _fit(self, X, y, pairs=None) -> SentenceEmbedder:
         params = self.get_params(deep=False)
-        _embedder_params.check_params(params)
-        _fit_tuning.check_params(params)
+        _embedder_params.check_encoder_params(params)
+        _fit_tuning.check_fine_tune_params(params)
         # forget an earlier fit: one interrupted (Ctrl-C while fine-tuning) leaves it unfitted
         fitted = [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
         for name in [*fitted, "_loaded", "_model_files"]:
             self.__dict__.pop(name, None)
         texts = check_texts(X) if self.missing == "error" else check_texts_with_missing(X)[0]
-        source = _locate.resolve(self.model)
-        loaded = _models.load(source, resolve_device(self.device))
-        resolved = _embedder_params.resolve(loaded, source.path, params)
+        source = _locate.find_model(self.model)
+        loaded = _models.load(source, choose_device(self.device))
+        resolved = _embedder_params.params_for_model(loaded, source.path, params)
         base, update, seconds = loaded, None, 0.0
         if self.fine_tune is not None and y is not None:
             update, seconds = _fit_tuning.fine_tuned(loaded, texts, y, params, resolved, pairs)
@@ -322,7 +327,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         self.embedding_dim_ = resolved.embedding_dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = resolved.max_length
-        self.backend_, self.precision_ = _backends.resolve(
+        self.backend_, self.precision_ = _backends.choose_backend(
             self.backend, self.precision, loaded.device
         )
         self._record_column(X)
@@ -394,7 +399,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
 
     def _embed(self, texts: list[str], memory: bool, prompt: str | None = None) -> np.ndarray:
         loaded = self._model()
-        vectors, truncated = _encoding.embed(
+        vectors, truncated = _encoding.embed_texts(
             loaded,
             texts,
             self._plan(loaded),
@@ -407,7 +412,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
 
     def _plan(self, loaded: _models.LoadedModel) -> _encoding.Plan:
         """Return how texts become vectors, from the parameters and what fit resolved."""
-        backend, precision = _backends.resolve(self.backend, self.precision, loaded.device)
+        backend, precision = _backends.choose_backend(self.backend, self.precision, loaded.device)
         return _encoding.Plan(
             pooling=self.pooling_,
             layers=_encoding.layer_indices(self.layer, loaded.n_layers),
@@ -462,3 +467,10 @@ def fit_pairs(embedder: SentenceEmbedder, first: list[str], second: list[str], y
     (:func:`skembed.finetune.fine_tune_pairs`).
     """
     return embedder._fit(first + second, y, pairs=(first, second))
+
+
+def __getattr__(name: str):
+    """Return a name that moved out of this module, with a FutureWarning saying where to."""
+    if name in _MOVED:
+        return moved_name(__name__, name, _MOVED[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import datasets
-from ._any_embedder import embed, role_prompt
+from ._any_embedder import dense_vectors, role_prompt
 from ._checks import check_positive_int
 from ._metrics import (
     check_k_values,
@@ -352,8 +352,8 @@ def _embed_groups(embedder, *groups: list[str], roles=None) -> list[np.ndarray]:
     logger.info("embedding %d texts with %r", len(texts), embedder)
     prompts = [role_prompt(embedder, "auto", r) for r in roles] if roles else []
     if any(p is not None for p in prompts):
-        return [embed(embedder, g, p) for g, p in zip(groups, prompts, strict=True)]
-    X = embed(embedder, texts)
+        return [dense_vectors(embedder, g, p) for g, p in zip(groups, prompts, strict=True)]
+    X = dense_vectors(embedder, texts)
     bounds = np.cumsum([len(g) for g in groups])[:-1]
     return np.split(X, bounds)
 

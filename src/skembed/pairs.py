@@ -18,11 +18,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._any_embedder import embed, fit_embedder
+from ._any_embedder import dense_vectors, fit_embedder
 from ._checks import check_positive_int
-from ._input import BadTextError, check_texts
+from ._input import check_texts
 from ._vectors import unit_rows
 from .embedder import SentenceEmbedder, fit_pairs
+from .exceptions import BadTextError
 
 FEATURES = ("cosine", "abs_diff", "product", "concat")
 """The names ``PairFeatures(features=...)`` accepts, in no required order."""
@@ -100,7 +101,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
             self.embedder_ = fit_pairs(clone(self.embedder), first, second, y)
         else:
             self.embedder_ = fit_embedder(self.embedder, first + second)
-        self.embedding_dim_ = embed(self.embedder_, first[:1]).shape[1]
+        self.embedding_dim_ = dense_vectors(self.embedder_, first[:1]).shape[1]
         self.n_features_in_ = 2
         return self
 
@@ -119,7 +120,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         first, second = check_pairs(X)
         n = len(first)
-        vectors = embed(self.embedder_, first + second)  # one call: repeated texts once
+        vectors = dense_vectors(self.embedder_, first + second)  # one call: repeated texts once
         u, v = vectors[:n], vectors[n:]
         return np.hstack([_FEATURE_FUNCTIONS[name](u, v) for name in self.features])
 
@@ -293,7 +294,7 @@ def paraphrase_mining(
     texts = check_texts(texts, name="texts")
     _check_threshold(threshold)
     check_positive_int(chunk_size=chunk_size)
-    X = embed(fit_embedder(embedder, texts), texts)
+    X = dense_vectors(fit_embedder(embedder, texts), texts)
     scores, first, second = similar_pairs(X, threshold, chunk_size=chunk_size)
     return [
         Paraphrase(s, i, j)

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from . import _identity, _index_files
-from ._any_embedder import embed, fit_embedder, role_prompt
+from ._any_embedder import dense_vectors, fit_embedder, role_prompt
 from ._checks import check_positive_int
 from ._input import check_texts
 from ._quantize import precision_key
@@ -160,7 +160,7 @@ class SemanticSearch(BaseEstimator):
         self.corpus_prompt_ = role_prompt(
             self.embedder_, self.corpus_prompt, ("document", "passage")
         )
-        self.embeddings_ = embed(self.embedder_, texts, self.corpus_prompt_)
+        self.embeddings_ = dense_vectors(self.embedder_, texts, self.corpus_prompt_)
         self.hnsw_ = build_hnsw(self.embeddings_) if self.index == "hnsw" else None
         self.corpus_ = texts
         self.n_samples_fit_ = len(texts)
@@ -191,7 +191,9 @@ class SemanticSearch(BaseEstimator):
         check_is_fitted(self)
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         check_positive_int(n_neighbors=k)
-        queries = embed(self.embedder_, check_texts(X), getattr(self, "query_prompt_", None))
+        queries = dense_vectors(
+            self.embedder_, check_texts(X), getattr(self, "query_prompt_", None)
+        )
         if getattr(self, "hnsw_", None) is None:  # also a pickle from before hnsw_ existed
             return cosine_topk(queries, self.embeddings_, k, chunk_size=self.chunk_size)
         check_positive_int(ef_search=self.ef_search)

@@ -24,10 +24,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _distil, _identity, _locate
 from ._checks import check_model, check_one_of, check_positive_int_or_none
-from ._distil import DamagedTableWarning, Table
+from ._distil import Table
 from ._input import TextFeaturesMixin, check_texts, column_name
 from ._tokens import plain_ids
 from ._weighting import learn_weights, token_probabilities, token_weights
+from .exceptions import DamagedTableWarning
 
 __all__ = ["FREQUENCIES", "WEIGHTINGS", "DamagedTableWarning", "StaticEmbedder"]
 
@@ -182,7 +183,7 @@ class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
             delattr(self, name)
         self.__dict__.pop("_table", None)
-        source = _locate.resolve(self.model)
+        source = _locate.find_model(self.model)
         found = _identity.identify(source.path)
         table = _distil.get_table(
             source, found, table_settings(self), self.n_threads, self.show_progress
@@ -222,14 +223,14 @@ class StaticEmbedder(TextFeaturesMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         texts = check_texts(X)
-        return _distil.embed(self._loaded_table(), texts)
+        return _distil.table_vectors(self._loaded_table(), texts)
 
     def _loaded_table(self) -> Table:
         """Return the table, reading it again (model checked first) after unpickling."""
         table = self.__dict__.get("_table")
         if table is None:
             try:
-                source = _locate.resolve(self.model)
+                source = _locate.find_model(self.model)
             except _identity.ModelNotFoundError as exc:
                 raise _identity.ModelNotFoundError(
                     f"this StaticEmbedder was fitted with model {self.model!r} (fingerprint "

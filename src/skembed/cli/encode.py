@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from ..exceptions import TruncationWarning
 from .common import (
     COLUMN_HELP,
     ENCODER_OPTIONS,
@@ -261,13 +262,10 @@ class _TruncationCount:
 
     def __exit__(self, *exc_info):
         if self.truncated and exc_info[0] is None:
-            from .._tokens import TruncationWarning
-
             total = TruncationWarning(self.truncated, self.seen, self.max_length)
             print(f"skembed: warning: {total}", file=sys.stderr)
 
     def transform(self, embedder, texts: list[str]):
-        from .._tokens import TruncationWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", TruncationWarning)

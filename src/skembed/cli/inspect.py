@@ -90,7 +90,7 @@ def add_info(subparsers, common) -> None:
 
 def run_info(args) -> int:
     """Run ``skembed info``: what the model options load, described."""
-    from .._devices import resolve_device
+    from .._devices import choose_device
     from .._models import architecture
     from .._persistence import loaded_model
 
@@ -115,7 +115,7 @@ def run_info(args) -> int:
             ", ".join(f"{k}={v!r}" for k, v in sorted(embedder.prompts_.items())) or "none",
         ),
         ("fingerprint", f"sha256 {embedder.fingerprint_}"),
-        ("device", resolve_device(embedder.device)),
+        ("device", choose_device(embedder.device)),
     ]
     for key, value in rows:
         print(f"{key:<13} {value}")

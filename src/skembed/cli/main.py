@@ -100,13 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 class _Version(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        from importlib.metadata import PackageNotFoundError, version
+        from .. import __version__
 
-        try:
-            number = version("skembed")
-        except PackageNotFoundError:
-            from .. import __version__ as number
-        print(f"skembed {number}")
+        print(f"skembed {__version__}")
         parser.exit()
 
 
