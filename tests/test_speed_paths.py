@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -290,3 +291,11 @@ def test_import_skembed_loads_no_heavy_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5])
+def test_transform_iter_refuses_a_chunk_size_that_is_not_a_positive_int(tiny_bert, chunk_size):
+    est = SentenceEmbedder(model=tiny_bert).fit(TEXTS)
+    message = re.escape(f"chunk_size={chunk_size!r} must be a positive int")
+    with pytest.raises(ValueError, match=message):
+        next(est.transform_iter(TEXTS, chunk_size=chunk_size))

@@ -49,12 +49,11 @@ _INSTALL = {
 def choose_backend(backend: str, precision: str, device: str) -> tuple[str, str]:
     """Return the (backend, precision) that will run: what was asked, or says why not.
 
-    ``backend="auto"``: ONNX Runtime on the CPU when it is installed (in three runs of
-    benchmarks/throughput.py it ran 1.80x, 1.79x and 1.67x sentence-transformers where
-    PyTorch ran 1.21x, 1.42x and 1.29x, the same vectors to cosine 0.9999), PyTorch on a GPU
-    or without ONNX Runtime; the engine of int8 and bf16 whatever it is. bf16 on a CPU that
-    computes no bf16 natively runs fp32, with one :class:`PrecisionFallbackWarning`, rather
-    than an emulation many times slower.
+    ``backend="auto"``: ONNX Runtime on the CPU when it is installed (faster than PyTorch
+    there, with the same vectors to cosine 0.9999: docs/speed.md has the measurements),
+    PyTorch on a GPU or without ONNX Runtime; the engine of int8 and bf16 whatever it is.
+    bf16 on a CPU that computes no bf16 natively runs fp32, with one
+    :class:`PrecisionFallbackWarning`, rather than an emulation many times slower.
     """
     engines = _ENGINES[precision]
     if backend == "auto":

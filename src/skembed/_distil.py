@@ -36,6 +36,7 @@ from ._devices import choose_device
 from ._files import atomic_file, cache_home
 from ._head import Head
 from ._models import LoadedModel, load
+from ._norms import unit_length
 from ._tokens import TokenIds, encode_batch, plain_ids, special_ids
 from ._weighting import token_probabilities, token_weights
 from .exceptions import DamagedTableWarning, ModelMismatchError
@@ -94,9 +95,7 @@ def table_vectors(table: Table, texts: list[str]) -> np.ndarray:
         )
         counts.sum_duplicates()  # sorts each row's ids: the sum's order is the ids' order
         out[start : start + len(part)] = counts @ table.vectors
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    out /= np.maximum(norms, 1e-12)
-    return out
+    return unit_length(out)
 
 
 def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=False):
@@ -111,11 +110,8 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
     are zero; ``kept`` marks the rows that hold one. Runs on skembed's fast path: ONNX
     Runtime's last-layer graph when it is installed.
 
-    model2vec frames each token on both sides (``[CLS] token [SEP]``). For
-    all-MiniLM-L6-v2 (one run each, PCA to 256, SIF 1e-4) that gave STS-B dev Spearman
-    0.791, SICK-R train+trial 0.616, Banking77 8/label 0.651 and SciFact train nDCG@10
-    0.407; ``[CLS] token`` gave 0.822, 0.621, 0.687 and 0.491, in 23 s instead of 31 s.
-    The token alone, without ``[CLS]``, gave 0.663 and 0.187 (STS-B, SciFact).
+    ``[CLS] token`` rather than model2vec's ``[CLS] token [SEP]``: it scored higher on every
+    task measured (docs/quality.md, "Distilled static vectors", has the table and its command).
     """
     vocabulary = loaded.tokenizer.get_vocab(with_added_tokens=True)
     size = max(vocabulary.values()) + 1

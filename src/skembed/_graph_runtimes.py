@@ -140,8 +140,8 @@ def _openvino_forward(loaded: LoadedModel, precision: str, n_threads: int) -> Fo
     lock = threading.Lock()
     local = threading.local()
     # int8: the int8 graph, its other operations in fp32, so that its vectors follow ONNX
-    # Runtime's int8 arithmetic. In bf16 they ran 5-20% sooner on one thread of this
-    # project's AMX CPU (benchmarks/operator_profile.py), still behind precision="bf16"
+    # Runtime's int8 arithmetic (docs/speed.md: bf16 there is faster, but still behind
+    # precision="bf16" itself)
     hint = {"bf16": "bf16", "fp32": "f32", "int8": "f32"}[precision]
     graphs_of = "int8" if precision == "int8" else "fp32"
 

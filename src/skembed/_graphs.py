@@ -101,8 +101,8 @@ def _export(loaded: LoadedModel, target: Path, graph: str) -> None:
     axes.update({n: {0: "batch", 1: "tokens"} for n in names[:-1]})
     axes["statistics"] = {0: "batch"}
     # eager attention exports as MatMul, Softmax, MatMul; PyTorch's fused attention exports
-    # with extra masking passes (IsNaN, Where) over the scores, which made ONNX Runtime 21%
-    # slower on 256-token texts and 5% on short ones (measured on 2 threads)
+    # with extra masking passes (IsNaN, Where) over the scores, which run slower in ONNX
+    # Runtime (docs/speed.md, "What was tried")
     with (
         warnings.catch_warnings(),
         torch.inference_mode(False),

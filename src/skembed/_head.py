@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ._norms import unit_length
+
 #: The activations a sentence-transformers Dense layer may name, by torch.nn class name
 ACTIVATIONS = {
     "Identity": "identity",
@@ -137,8 +139,7 @@ class Head:
         if empty is not None:
             vectors[empty] = 0.0
         if self.normalize:
-            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-            vectors /= np.maximum(norms, 1e-12)
+            unit_length(vectors)
         return vectors
 
     def torch(self, pooled: Any) -> Any:

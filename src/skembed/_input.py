@@ -132,6 +132,23 @@ def _check_unicode(texts: list[str], name: str, offset: int) -> None:
             ) from None
 
 
+def frame_columns(X: object, name: str, n_columns: int, fix: str) -> list[list] | None:
+    """Return the columns of a pandas or polars DataFrame as lists; None if X is not one.
+
+    A DataFrame with another number of columns than ``n_columns`` raises ValueError naming
+    them, followed by ``fix`` (what the estimator takes and how to select it).
+    """
+    module = type(X).__module__.split(".")[0]
+    if module not in ("pandas", "polars") or not hasattr(X, "columns"):
+        return None
+    columns = list(X.columns)
+    if len(columns) != n_columns:
+        raise ValueError(f"{name} is a DataFrame with {len(columns)} columns {columns[:5]}; {fix}")
+    if module == "pandas":
+        return [X.iloc[:, j].to_numpy(dtype=object).tolist() for j in range(n_columns)]
+    return [X.to_series(j).to_list() for j in range(n_columns)]
+
+
 def as_list(X: object, name: str = "X") -> list:
     """Return the items of X as a list (one column of a table), raising for X's shape only."""
     if isinstance(X, (str, bytes)):
@@ -150,14 +167,12 @@ def as_list(X: object, name: str = "X") -> list:
             f"{name} is a {type(X).__name__}; {_WHO} in an ordered list-like "
             "(list, tuple, numpy array, pandas Series or a single-column DataFrame)"
         )
-    if module in ("pandas", "polars") and hasattr(X, "columns"):
-        columns = list(X.columns)
-        if len(columns) != 1:
-            raise ValueError(
-                f"{name} is a DataFrame with {len(columns)} columns {columns[:5]}; {_WHO} in "
-                "one column: select the text column, e.g. X['text'], or use a ColumnTransformer"
-            )
-        X = X[columns[0]] if module == "pandas" else X.to_series(0)
+    fix = (
+        f"{_WHO} in one column: select the text column, e.g. X['text'], or use a ColumnTransformer"
+    )
+    columns = frame_columns(X, name, 1, fix)
+    if columns is not None:
+        return columns[0]
     if module == "polars" and hasattr(X, "to_list"):
         return X.to_list()
     if module == "pandas" and hasattr(X, "to_numpy"):

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ._norms import unit_length
+
 
 def paired_cosine(a, b) -> np.ndarray:
     """Return the cosine similarity of each row of a with the same row of b (float64).
@@ -28,14 +30,13 @@ def paired_cosine(a, b) -> np.ndarray:
     >>> paired_cosine([[1, 0], [3, 4], [0, 0]], [[2, 0], [-3, -4], [1, 0]]).tolist()
     [1.0, -1.0, 0.0]
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = np.array(a, dtype=np.float64), np.array(b, dtype=np.float64)  # copies
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(
             f"a and b must be 2-D arrays of the same shape (one row per pair), got {a.shape} "
             f"and {b.shape}"
         )
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.einsum("ij,ij->i", a, b) / np.where(norms == 0, 1, norms)
+    return np.einsum("ij,ij->i", unit_length(a), unit_length(b))
 
 
 def correlation_metrics(similarity, gold) -> dict:

@@ -11,7 +11,6 @@ answers ``import skembed.models`` with a module whose attributes come from
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import warnings
@@ -43,8 +42,12 @@ def install() -> None:
         sys.meta_path.append(_Finder())
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Find the old module paths, after every other finder has found no file for them."""
+class _Finder:
+    """Find the old module paths, after every other finder has found no file for them.
+
+    A finder and a loader as the import system calls them (importlib.abc's protocols,
+    without importing importlib.abc, which would slow ``import skembed`` down).
+    """
 
     def find_spec(self, fullname, path, target=None):
         if fullname not in MOVED_MODULES:
@@ -52,7 +55,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         return importlib.machinery.ModuleSpec(fullname, _Loader())
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:
     """Make an old path a module that warns once and reads its attributes from the new one."""
 
     def create_module(self, spec):

@@ -2,8 +2,9 @@
 
 A sentence-transformers (ST) model folder lists its modules in ``modules.json``: the
 transformer, then Pooling, then optionally Dense layers and Normalize. :func:`read_pipeline`
-reads those files, without importing torch or sentence-transformers and without running any
-code from the folder, into a :class:`FolderPipeline` (its Dense layers are
+reads those files, without importing sentence-transformers and without running any code
+from the folder (torch only for a Dense layer that ships ``pytorch_model.bin`` and no
+``model.safetensors``, which NumPy reads), into a :class:`FolderPipeline` (its Dense layers are
 :class:`skembed._head.DenseLayer`, which :class:`skembed._head.Head` applies);
 :func:`prompt_length` and :func:`exclude_prompt` reproduce how ST leaves the prompt out of
 pooling when the Pooling module says ``include_prompt=False``.

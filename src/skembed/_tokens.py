@@ -110,10 +110,6 @@ def plain_ids(tokenizer: Any, texts: list[str], lowercase: bool) -> list[list[in
     return [e.ids for e in encodings]
 
 
-# texts per call to the tokenizer: its per-text objects (offsets, token strings) take about
-# 5 kB each, so 10,000 texts at once held 50 MB for a moment; 1,024 at a time hold 5 MB
-TOKENIZE_SLICE = 1024
-
 # Token ids of texts seen before in this process, per (model, max_length): a grid search
 # transforms the same texts 40 times, and tokenizing them again was a tenth of its time.
 # Bounded: texts up to MEMO_TEXT_CHARS characters, MEMO_TEXTS of them per model (then the

@@ -18,11 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_positive_int
+from ._norms import unit_length
 
 DEFAULT_CHUNK_SIZE = 8192
-# faiss "HNSW32" with a deeper construction search than faiss's default of 40: on the
-# benchmark's 100,000 vectors efConstruction 40 reached recall@10 0.96 at ef_search 64, 80
-# reached 0.999 (docs/applications.md)
+# faiss "HNSW32" with a deeper construction search than faiss's default of 40, which
+# missed more true neighbours (docs/applications.md has the recall of each)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 DEFAULT_EF_SEARCH = 64
@@ -105,7 +105,7 @@ def unit_rows(X, name: str) -> np.ndarray:
     wrong with it, naming it ``name``: not 2-D, empty, or not finite."""
     if hasattr(X, "toarray"):
         X = X.toarray()
-    X = np.asarray(X, dtype=np.float32)
+    X = np.array(X, dtype=np.float32)  # a copy, scaled in place below
     if X.ndim != 2 or X.shape[0] == 0:
         raise ValueError(
             f"{name} must be a non-empty 2-D array (one vector per row), got shape {X.shape}"
@@ -113,8 +113,7 @@ def unit_rows(X, name: str) -> np.ndarray:
     if not np.isfinite(X).all():
         row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise ValueError(f"{name}[{row}] holds NaN or infinity; embeddings must be finite")
-    norms = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(norms == 0, 1, norms)
+    return unit_length(X)
 
 
 def build_hnsw(vectors, block_size: int = 65536):

@@ -13,6 +13,7 @@ from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from . import _backends, _embedder_params, _encoding, _fit_tuning, _locate, _models, _tokens
+from ._checks import check_positive_int
 from ._devices import choose_device
 from ._head import Head
 from ._input import TextFeaturesMixin, check_texts, check_texts_with_missing, texts_under_policy
@@ -385,6 +386,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         X_new : ndarray of shape (n_chunk, ``embedding_dim_``)
         """
         check_is_fitted(self)
+        check_positive_int(chunk_size=chunk_size)
         if dtype not in ("float32", "float16"):
             raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float16'")
         if isinstance(X, (str, bytes)):

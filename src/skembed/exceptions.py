@@ -10,26 +10,6 @@ from __future__ import annotations
 
 from ._checks import describe_not_text
 
-__all__ = [
-    "BadTextError",
-    "DamagedCacheWarning",
-    "DamagedGraphWarning",
-    "DamagedTableWarning",
-    "ExportError",
-    "LegacyFingerprintWarning",
-    "MissingTextWarning",
-    "ModelMismatchError",
-    "ModelNotFoundError",
-    "OutputSpaceError",
-    "PrecisionFallbackWarning",
-    "ResumeError",
-    "TextFileError",
-    "TruncationWarning",
-    "UnsafeBundleError",
-    "UnsupportedFolderError",
-]
-
-
 # -- texts and their inputs ------------------------------------------------------------
 
 
@@ -160,3 +140,9 @@ class OutputSpaceError(OSError):
 
 class ResumeError(ValueError):
     """A resumable run cannot continue: its input, model or settings changed."""
+
+
+# every class above; skembed exports each of them by name (skembed/__init__.py)
+__all__ = sorted(
+    name for name, value in list(globals().items()) if isinstance(value, type) and name[0] != "_"
+)

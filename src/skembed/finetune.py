@@ -3,22 +3,19 @@
 Two functions over a ``transformers`` encoder and arrays:
 
 - :func:`fine_tune` trains a copy of the encoder on (text, label) rows and returns an
-  :class:`skembed._update.Update`: the changed tensors as numpy arrays (low-rank factors,
-  :mod:`skembed._lora`, or whole parameters), a fingerprint of base + update, and the loss
+  :class:`Update`: the changed tensors as numpy arrays (low-rank factors,
+  LoRA, or whole parameters), a fingerprint of base + update, and the loss
   history. The encoder it is given is shared and never modified.
 - :func:`fine_tune_pairs` does the same on labelled pairs of texts.
 
-:func:`skembed._update.apply_update` merges an update into an encoder's plain weights, so
+:func:`apply_update` merges an update into an encoder's plain weights, so
 that inference and ONNX export need nothing but the encoder class.
 
 The default (``Settings()``): LoRA rank 8 on every linear layer of the encoder, a
 cosine-softmax head initialised at the class means of the frozen vectors with a CosFace
-margin of 0.1, 10 epochs but at most :data:`skembed._schedule.DEFAULT_MAX_STEPS` steps, at
-1e-3, batches of texts of similar length. On Banking77 (8 texts per label,
-``benchmarks/finetune.py``) it scored 0.829 against the frozen encoder's 0.792 with
-``LogisticRegression()``, 0.832 against 0.823 with the classifier's C chosen by
-cross-validation; full fine-tuning, a supervised contrastive loss, other margins, scales,
-rates and epochs were no better. See docs/fine_tuning.md.
+margin of 0.1, 10 epochs but at most 320 steps, at 1e-3, batches of texts of similar
+length: the setting that did best among those tried on Banking77 (docs/fine_tuning.md has
+the runs and their commands).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._any_embedder import dense_vectors, fit_embedder
 from ._checks import check_positive_int
-from ._input import check_texts
+from ._input import check_texts, frame_columns
+from ._metrics import paired_cosine
 from ._vectors import unit_rows
 from .embedder import SentenceEmbedder, fit_pairs
 from .exceptions import BadTextError
@@ -157,7 +158,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.sum(unit_rows(u, "u") * unit_rows(v, "v"), axis=1, keepdims=True)
+    return paired_cosine(u, v)[:, None]
 
 
 _FEATURE_FUNCTIONS = {
@@ -178,44 +179,10 @@ def check_pairs(X: object, *, name: str = "X") -> tuple[list[str], list[str]]:
         raise TypeError(
             f"{name} is a single {type(X).__name__}; {_WHO}: pass [(text_a, text_b), ...]"
         )
-    module = type(X).__module__.split(".")[0]
-    if module in ("pandas", "polars") and hasattr(X, "columns"):
-        columns = list(X.columns)
-        if len(columns) != 2:
-            raise ValueError(
-                f"{name} is a DataFrame with {len(columns)} columns {columns[:5]}; {_WHO}: "
-                "select the two text columns, e.g. X[['sentence1', 'sentence2']]"
-            )
-        if module == "pandas":
-            cols = [X.iloc[:, j].tolist() for j in range(2)]
-        else:
-            cols = [X.to_series(j).to_list() for j in range(2)]
-    elif isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not isinstance(X, list)):
-        X = np.asarray(X, dtype=object)
-        if X.ndim != 2 or X.shape[1] != 2:
-            raise ValueError(
-                f"{name} is an array of shape {X.shape}; {_WHO} as an array of shape "
-                "(n_pairs, 2): one pair per row"
-            )
-        cols = [X[:, 0].tolist(), X[:, 1].tolist()]
-    else:
-        try:
-            rows = list(X)
-        except TypeError:
-            raise TypeError(
-                f"{name} is {type(X).__name__}; {_WHO}: a list of (text_a, text_b) pairs, a "
-                "2-D array with two columns or a two-column DataFrame"
-            ) from None
-        for i, row in enumerate(rows):
-            if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) != 2:
-                what = f"a {type(row).__name__}" + (
-                    f" of {len(row)} items" if hasattr(row, "__len__") else ""
-                )
-                raise ValueError(
-                    f"{name}[{i}] is {what}, not a pair; {_WHO}: each row holds two texts, "
-                    "e.g. ('A man eats.', 'Someone is eating.')"
-                )
-        cols = [[row[0] for row in rows], [row[1] for row in rows]]
+    fix = f"{_WHO}: select the two text columns, e.g. X[['sentence1', 'sentence2']]"
+    cols = frame_columns(X, name, 2, fix)
+    if cols is None:
+        cols = _pair_columns(X, name)
     if not cols[0]:
         raise ValueError(f"{name} is empty (0 pairs); {_WHO}: pass at least one pair")
     for j, col in enumerate(cols):
@@ -225,6 +192,35 @@ def check_pairs(X: object, *, name: str = "X") -> tuple[list[str], list[str]]:
                     raise BadTextError(f"{name}[{i}]", j, t)
             cols[j] = [str(t) for t in col]
     return cols[0], cols[1]
+
+
+def _pair_columns(X: object, name: str) -> list[list]:
+    """Return the two columns of a 2-D array or a list of pairs, or say what is wrong."""
+    if isinstance(X, np.ndarray) or (hasattr(X, "__array__") and not isinstance(X, list)):
+        X = np.asarray(X, dtype=object)
+        if X.ndim != 2 or X.shape[1] != 2:
+            raise ValueError(
+                f"{name} is an array of shape {X.shape}; {_WHO} as an array of shape "
+                "(n_pairs, 2): one pair per row"
+            )
+        return [X[:, 0].tolist(), X[:, 1].tolist()]
+    try:
+        rows = list(X)
+    except TypeError:
+        raise TypeError(
+            f"{name} is {type(X).__name__}; {_WHO}: a list of (text_a, text_b) pairs, a "
+            "2-D array with two columns or a two-column DataFrame"
+        ) from None
+    for i, row in enumerate(rows):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) != 2:
+            what = f"a {type(row).__name__}" + (
+                f" of {len(row)} items" if hasattr(row, "__len__") else ""
+            )
+            raise ValueError(
+                f"{name}[{i}] is {what}, not a pair; {_WHO}: each row holds two texts, "
+                "e.g. ('A man eats.', 'Someone is eating.')"
+            )
+    return [[row[0] for row in rows], [row[1] for row in rows]]
 
 
 def _check_features(features) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._files import atomic_file
 from .common import UsageError, add_command, embedder
 
 _EVAL_TASKS = {
@@ -60,7 +61,8 @@ def run(args) -> int:
         print(f"{key:<{width}}  {shown}")
     if args.json:
         record = {"task": args.task, "data": args.data, "params": _plain(model.get_params())}
-        Path(args.json).write_text(json.dumps({**record, "metrics": metrics}, indent=2) + "\n")
+        with atomic_file(args.json) as tmp:  # a killed run leaves no half-written JSON
+            tmp.write_text(json.dumps({**record, "metrics": metrics}, indent=2) + "\n")
     return 0
 
 
