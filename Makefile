@@ -47,10 +47,10 @@ lint: install-test
 test: lint
 	$(VENV)/bin/pytest -q
 
-# benchmarks/peers.py: skembed beside sentence-transformers' backends and fastembed, their own
+# benchmarks/bench_peers.py: skembed beside sentence-transformers' backends and fastembed, their own
 # venv (.peers-venv) made on first use; not part of `make test`. A quiet machine, 10-15 min.
 peers: install-test
-	$(PY) benchmarks/peers.py
+	$(PY) benchmarks/bench_peers.py
 
 # HTML into docs/_build/html; warnings are errors. Runs the examples that draw a plot.
 docs: install-docs

@@ -2,7 +2,7 @@
 
 One :class:`Head` serves both sides: :meth:`Head.__call__` in NumPy for ``transform``, and
 :meth:`Head.torch` in PyTorch for fine-tuning, so that training computes its loss on the
-vectors ``transform`` serves (``tests/test_fine_tuning.py`` checks the two agree). The
+vectors ``transform`` serves (``tests/test_embedder_fine_tune.py`` checks the two agree). The
 order is sentence-transformers' ``encode`` with ``truncate_dim`` and
 ``normalize_embeddings``: Dense layers, then the first ``truncate_dim`` dimensions, then
 the norm, so that a truncated vector is of unit length.

@@ -24,7 +24,9 @@ def import_pyarrow(purpose: str):
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ImportError(f"{purpose} needs pyarrow: pip install pyarrow") from None
+        raise ImportError(
+            f"{purpose} needs pyarrow: pip install 'skembed[parquet]' (or pip install pyarrow)"
+        ) from None
     return pa, pq
 
 

@@ -8,7 +8,7 @@ the size of the corpus.
 Approximate search walks an HNSW graph of the unit corpus vectors built with faiss-cpu
 (the ``ann`` extra, imported only when it is used): time per query grows with the
 logarithm of the corpus size instead of linearly. faiss was chosen over usearch and
-hnswlib by ``benchmarks/ann_recall.py`` (docs/applications.md has the table). The
+hnswlib by ``benchmarks/bench_ann_recall.py`` (docs/applications.md has the table). The
 candidates it returns are scored again exactly, so a hit's score is its cosine similarity
 as exact search gives it; only which rows are found is approximate.
 """

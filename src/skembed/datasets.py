@@ -40,6 +40,18 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "LabelledTexts",
+    "RetrievalSet",
+    "SentencePairs",
+    "open_text",
+    "read_beir",
+    "read_labelled_csv",
+    "read_mrpc",
+    "read_sick",
+    "read_stsb",
+]
+
 STSB_COLUMNS = "genre, file, year, id, score, sentence1, sentence2"
 SICK_COLUMNS = "pair_ID, sentence_A, sentence_B, relatedness_score, entailment_judgment"
 MRPC_COLUMNS = "Quality, #1 ID, #2 ID, #1 String, #2 String"

@@ -26,6 +26,14 @@ from ._vectors import unit_rows
 from .embedder import SentenceEmbedder, fit_pairs
 from .exceptions import BadTextError
 
+__all__ = [
+    "FEATURES",
+    "PairFeatures",
+    "Paraphrase",
+    "paraphrase_mining",
+    "similar_pairs",
+]
+
 FEATURES = ("cosine", "abs_diff", "product", "concat")
 """The names ``PairFeatures(features=...)`` accepts, in no required order."""
 
@@ -96,7 +104,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
         self : PairFeatures
         """
         _check_features(self.features)
-        first, second = check_pairs(X)
+        first, second = _check_pairs(X)
         if y is not None and isinstance(self.embedder, SentenceEmbedder):
             # with fine_tune set, the encoder learns from the labelled pairs (CoSENT)
             self.embedder_ = fit_pairs(clone(self.embedder), first, second, y)
@@ -119,7 +127,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
         X_new : ndarray of shape (n_pairs, len(get_feature_names_out()))
         """
         check_is_fitted(self)
-        first, second = check_pairs(X)
+        first, second = _check_pairs(X)
         n = len(first)
         vectors = dense_vectors(self.embedder_, first + second)  # one call: repeated texts once
         u, v = vectors[:n], vectors[n:]
@@ -169,7 +177,7 @@ _FEATURE_FUNCTIONS = {
 }
 
 
-def check_pairs(X: object, *, name: str = "X") -> tuple[list[str], list[str]]:
+def _check_pairs(X: object, *, name: str = "X") -> tuple[list[str], list[str]]:
     """Return the two columns of a pairs input as two lists of str, or say what is wrong.
 
     Accepted: a list or tuple of (text_a, text_b) pairs, a 2-D array with two columns, a

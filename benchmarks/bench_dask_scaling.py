@@ -9,7 +9,7 @@ encodes every text: skembed's cache of encoder output is switched off.
 The same cores are shared fairly: torch gets all of them in this process, all of them in
 the single worker, and one each in the two workers (torch threads = cores / workers).
 
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/dask_scaling.py
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/bench_dask_scaling.py
 
 Options: --rounds 3 --texts 20000 --partition 500. On a machine with few cores, expect
 little or no gain: the workers share the cores the local run already uses.

@@ -16,7 +16,7 @@ sentences: best of ``--rounds``, order alternating each round. sentence-transfor
 on ``--threads`` threads and on one, and × ST divides by the faster: on a busy machine
 PyTorch's threads wait on each other, and one thread can be the faster by 3x.
 
-    python benchmarks/int8_fidelity.py [--threads 2] [--rounds 3] [--long 300]
+    python benchmarks/bench_int8_fidelity.py [--threads 2] [--rounds 3] [--long 300]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from throughput import STSB_DEV, cpu_model, read_scifact, unit
+from bench_throughput import STSB_DEV, cpu_model, read_scifact, unit
 
 SCHEMES = {
     "per-tensor dynamic (ONNX Runtime, before)": None,

@@ -13,10 +13,10 @@ folder holding it to its process's path).
 Each (row, seed) runs in a fresh process, so that its peak RSS is its own; results are
 appended to ``--results`` (JSON lines) and one table of every result there is printed.
 
-    python benchmarks/finetune.py --rows frozen lora-softmax --seeds 0,1,2
-    python benchmarks/finetune.py --rows lora-softmax:epochs=6,learning_rate=2e-3 --seeds 0
-    python benchmarks/finetune.py --table   # print the table of the results file only
-    python benchmarks/finetune.py --model /path/to/st-folder --rows frozen lora-softmax
+    python benchmarks/bench_finetune.py --rows frozen lora-softmax --seeds 0,1,2
+    python benchmarks/bench_finetune.py --rows lora-softmax:epochs=6,learning_rate=2e-3 --seeds 0
+    python benchmarks/bench_finetune.py --table   # print the table of the results file only
+    python benchmarks/bench_finetune.py --model /path/to/st-folder --rows frozen lora-softmax
 
 ``--model`` takes what ``SentenceEmbedder(model=...)`` takes (a folder of a model with mean
 pooling and L2 normalisation, as the default's); its rows are labelled with the folder's name.

@@ -2,7 +2,7 @@
 
 The same model (all-MiniLM-L6-v2, the default) and the same texts for every method: STS-B
 dev sentences (short) and SciFact abstracts (long, title and text, truncated at the model's
-256 tokens), as in ``benchmarks/throughput.py``. Rows: sentence-transformers (ST) on torch
+256 tokens), as in ``benchmarks/bench_throughput.py``. Rows: sentence-transformers (ST) on torch
 (batch 32: the reference), on ONNX Runtime (an O3-optimised graph; dynamic int8) and on
 OpenVINO (its default precision; f32; int8 weights; static int8 calibrated on STS-B train
 sentences), fastembed (batch 32, from a local ONNX export), then each entry of SKEMBED_ROWS.
@@ -17,8 +17,8 @@ venv has transformers 5, so they run in ``.peers-venv``, created on first use fr
 ``benchmarks/peers-requirements.txt`` (torch from ``constraints.txt`` first, as the Makefile
 does); the skembed rows run in the interpreter that runs this script (the project's venv).
 
-    .venv/bin/python benchmarks/peers.py [--rounds 3] [--short 1500] [--long 300]
-    .venv/bin/python benchmarks/peers.py --rows openvino skembed --short 64 --long 8
+    .venv/bin/python benchmarks/bench_peers.py [--rounds 3] [--short 1500] [--long 300]
+    .venv/bin/python benchmarks/bench_peers.py --rows openvino skembed --short 64 --long 8
 
 ``--rows`` keeps the rows whose name contains one of the substrings (any case); ST torch
 always runs, as the reference. A row that cannot run here (a parameter the installed skembed
@@ -41,7 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from throughput import STSB_DEV, cpu_model, read_scifact, unit
+from bench_throughput import STSB_DEV, cpu_model, read_scifact, unit
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS_VENV = REPO / ".peers-venv"

@@ -8,8 +8,8 @@ wall time of a plain run (best of 3) and each operator type's share of the profi
 (OpenVINO's with the kernel it chose, e.g. ``brgemm_avx512_amx_bf16``). The CPU model and
 flags go beside the table.
 
-    python benchmarks/operator_profile.py [--precision int8] [--texts 64] [--graph FILE]
-    python benchmarks/operator_profile.py --engine openvino --precision bf16
+    python benchmarks/bench_operator_profile.py [--precision int8] [--texts 64] [--graph FILE]
+    python benchmarks/bench_operator_profile.py --engine openvino --precision bf16
 
 ``--graph`` profiles another ONNX file of the same model (a fused or otherwise edited
 copy of the cached graph) over the same batches.
@@ -23,7 +23,7 @@ import json
 import tempfile
 import time
 
-from throughput import cpu_model, read_scifact
+from bench_throughput import cpu_model, read_scifact
 
 
 def main() -> None:

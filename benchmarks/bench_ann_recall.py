@@ -32,7 +32,7 @@ the corpus on every call). Each round runs every method once, in a rotated order
 best of the rounds is kept for each time, as the machine is shared and noisy. Threads are
 limited to ``--threads`` for every method (BLAS included) so that the comparison is fair.
 
-    python benchmarks/ann_recall.py [--n 50000] [--queries 1000] [--rounds 3] [--threads 2]
+    python benchmarks/bench_ann_recall.py [--n 50000] [--queries 1000] [--rounds 3] [--threads 2]
         [--settings matched,defaults]
 
 The defaults took 2 min 35 s on 2 idle cores (the HNSW builds dominate, each repeated

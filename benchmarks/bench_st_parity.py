@@ -8,7 +8,8 @@ and prints per set the largest absolute difference and the lowest and mean cosin
 reference. The tests do the same with tiny folders saved by sentence-transformers; this
 script is for full-sized folders, which cannot be downloaded in the tests.
 
-    python benchmarks/st_parity.py /path/to/all-mpnet-base-v2 [--sentences 1000] [--abstracts 200]
+    python benchmarks/bench_st_parity.py /path/to/all-mpnet-base-v2
+        [--sentences 1000] [--abstracts 200]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from throughput import STSB_DEV, cpu_model, read_scifact
+from bench_throughput import STSB_DEV, cpu_model, read_scifact
 
 RUNS = {  # label: SentenceEmbedder keywords
     "PyTorch fp32": {"backend": "torch"},

@@ -22,7 +22,7 @@ skips that row, whose fits run the encoder over about 28,000 short texts):
   queries are what is scored; the abstracts would take about 11 minutes through the encoder
   on 2 cores).
 
-    python benchmarks/distill.py [--rounds 3] [--long 200] [--sweep] [--no-learned]
+    python benchmarks/bench_distill.py [--rounds 3] [--long 200] [--sweep] [--no-learned]
 
 model2vec itself does not run here: plain ``model2vec`` installs but cannot distil (that
 needs the ``distill`` extra), and ``pip install --dry-run 'model2vec[distill]'`` would
@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 # the same CPU name and SciFact abstracts as the throughput benchmark (run from benchmarks/)
-from throughput import SCIFACT, cpu_model, read_scifact
+from bench_throughput import SCIFACT, cpu_model, read_scifact
 
 from skembed.exceptions import TruncationWarning
 

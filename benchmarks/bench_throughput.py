@@ -8,8 +8,8 @@ of the FLOP ceiling (a 2048x2048 fp32 matmul, PyTorch's or NumPy's, best over th
 of this run on the same threads), mean and lowest cosine to sentence-transformers' fp32
 vectors, and STS-B dev Spearman (short workload only).
 
-    python benchmarks/throughput.py [--rounds 3] [--long 400] [--threads 2]
-    python benchmarks/throughput.py --model bert-base --short 600 --long 60
+    python benchmarks/bench_throughput.py [--rounds 3] [--long 400] [--threads 2]
+    python benchmarks/bench_throughput.py --model bert-base --short 600 --long 60
 
 ``--model bert-base`` measures a BERT-base-sized encoder (12 layers, hidden 768, random
 weights: speed does not depend on them) with the default model's tokenizer and

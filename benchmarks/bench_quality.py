@@ -5,7 +5,7 @@ Runs every task of :mod:`skembed.evaluate` on the shared data folder (see
 default model in each pooling mode, prints one Markdown table (the one in
 docs/quality.md) and writes every metric to a JSON file.
 
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/quality.py
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 .venv/bin/python benchmarks/bench_quality.py
 
 It encodes about 45,000 texts per contextual pooling mode: on a 2-core CPU, expect an hour
 or more for the four modes.

@@ -10,8 +10,8 @@ the default budget), ``--epochs`` (``fine_tune_epochs``, all passes). Prints acc
 the pipeline's fit seconds (fine-tuning, then embedding every training pair) and the size
 of the pickled pipeline.
 
-    python benchmarks/finetune_pairs.py [--steps default 96 192] [--epochs 2] [--seeds 0]
-    python benchmarks/finetune_pairs.py --steps default --repeat 10 --no-frozen
+    python benchmarks/bench_finetune_pairs.py [--steps default 96 192] [--epochs 2] [--seeds 0]
+    python benchmarks/bench_finetune_pairs.py --steps default --repeat 10 --no-frozen
 
 ``--repeat N`` trains on the training pairs repeated N times (3,057 pairs become 30,570,
 and ``--scored 0.01 --repeat 10`` 40,350): the fit time of a large training set under the
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from throughput import cpu_model
+from bench_throughput import cpu_model
 
 C_GRID = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
 MRPC = Path(__file__).resolve().parents[2] / "shared" / "data" / "mrpc" / "msr_paraphrase_train.txt"

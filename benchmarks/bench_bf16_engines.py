@@ -1,13 +1,13 @@
 """Which engine runs bf16 fastest on this CPU: OpenVINO (skembed's precision="bf16") or PyTorch.
 
-The default model and the workloads of ``benchmarks/throughput.py`` (1,500 STS-B dev
+The default model and the workloads of ``benchmarks/bench_throughput.py`` (1,500 STS-B dev
 sentences, 300 SciFact abstracts truncated at 256 tokens), 2 threads, alternating rounds,
 best of 3. PyTorch runs the folder's encoder in length-sorted batches of 32 under
 ``torch.autocast("cpu", torch.bfloat16)`` (oneDNN's bf16 kernels), mean-pooled and
 normalised as the folder says; its fp32 and skembed's exact path are printed beside it.
 Fidelity is the lowest cosine to skembed's exact vectors.
 
-    python benchmarks/bf16_engines.py [--rounds 3]
+    python benchmarks/bench_bf16_engines.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import warnings
 
 import numpy as np
-from throughput import STSB_DEV, cpu_model, read_scifact, unit
+from bench_throughput import STSB_DEV, cpu_model, read_scifact, unit
 
 
 def main() -> None:

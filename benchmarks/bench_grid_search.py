@@ -12,7 +12,8 @@ Banking77 questions with the default model, and prints one table:
 Each measurement runs in a fresh process (model loading is not timed); rounds alternate the
 methods and the best of the rounds is kept, as this machine is shared and noisy.
 
-    python benchmarks/grid_search.py [--rounds 3] [--rows 2000] [--param pooling|layer|normalize]
+    python benchmarks/bench_grid_search.py [--rounds 3] [--rows 2000]
+        [--param pooling|layer|normalize]
 """
 
 from __future__ import annotations

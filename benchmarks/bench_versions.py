@@ -3,10 +3,10 @@
 Each revision runs in a persistent worker process (its checkout's ``src`` first on the
 path, this venv's packages), which fits each configuration once and then times
 ``transform`` on request; rounds alternate which revision goes first, and the best of the
-rounds is kept. Workloads as in ``benchmarks/throughput.py``: STS-B dev sentences (short)
+rounds is kept. Workloads as in ``benchmarks/bench_throughput.py``: STS-B dev sentences (short)
 and SciFact abstracts (long, truncated at 256 tokens).
 
-    python benchmarks/versions.py --before e6a82d8 --after HEAD [--rounds 3]
+    python benchmarks/bench_versions.py --before e6a82d8 --after HEAD [--rounds 3]
 
 ``--after .`` is the working tree as it is (uncommitted changes included).
 """
@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from throughput import STSB_DEV, cpu_model, read_scifact
+from bench_throughput import STSB_DEV, cpu_model, read_scifact
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -34,7 +34,11 @@ CONFIGS = {
 WORKER = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
-from skembed import SentenceEmbedder, _cache
+from skembed import SentenceEmbedder
+try:
+    from skembed import _cache
+except ImportError:  # before 0.2.0 the cache module had no underscore
+    from skembed import cache as _cache
 texts = json.loads(sys.stdin.readline())
 fitted = {}
 print("ready", flush=True)
