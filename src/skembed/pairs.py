@@ -166,7 +166,7 @@ class PairFeatures(TransformerMixin, BaseEstimator):
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return paired_cosine(u, v)[:, None]
+    return paired_cosine(u, v).astype(np.float32)[:, None]
 
 
 _FEATURE_FUNCTIONS = {
