@@ -124,7 +124,8 @@ def test_long_texts_are_truncated_with_one_warning_that_counts_them(tiny_bert):
         X = est.transform(texts)
     truncation = [w for w in caught if issubclass(w.category, TruncationWarning)]
     assert [str(w.message) for w in truncation] == [
-        "1,000 of 2,000 texts were longer than 16 tokens and were truncated"
+        "1,000 of 2,000 texts were longer than 16 tokens and were truncated; "
+        "long_texts='windows' embeds all of each text"
     ]
     (warning,) = [w.message for w in truncation]  # the counts as values, not as wording
     assert (warning.truncated, warning.total, warning.max_length) == (1_000, 2_000, 16)

@@ -21,6 +21,7 @@ _EXPORTS = {
     "Paraphrase": "pairs",
     "paraphrase_mining": "pairs",
     "Tokenization": "_tokens",
+    "Windows": "_windows",
     "cache_info": "_cache",
     "clear_cache": "_cache",
     "set_cache_limit": "_cache",

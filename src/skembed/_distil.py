@@ -37,7 +37,7 @@ from ._files import atomic_file, cache_home
 from ._head import Head
 from ._models import LoadedModel, load
 from ._norms import unit_length
-from ._tokens import TokenIds, encode_batch, plain_ids, special_ids
+from ._tokens import TokenIds, plain_ids, special_frame, special_ids
 from ._weighting import token_probabilities, token_weights
 from .exceptions import DamagedTableWarning, ModelMismatchError
 
@@ -119,7 +119,7 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
     kept = np.zeros(size, dtype=bool)
     for token, i in vocabulary.items():
         kept[i] = i not in special and not _UNUSED.match(token)
-    prefix, suffix = frame(loaded)
+    prefix, suffix = special_frame(loaded)
     if prefix:
         suffix = []
     ids = np.flatnonzero(kept)
@@ -144,15 +144,6 @@ def distil(loaded: LoadedModel, n_threads: int | None = None, show_progress=Fals
     vectors = np.zeros((size, pooled.shape[1]), dtype=np.float32)
     vectors[ids] = pooled
     return vectors, kept
-
-
-def frame(loaded: LoadedModel) -> tuple[list[int], list[int]]:
-    """Return the special-token ids the tokenizer puts before and after a text's own."""
-    (framed,) = encode_batch(loaded, ["a"], loaded.capacity)
-    own = [i for i, special in enumerate(framed.special_tokens_mask) if not special]
-    if not own:
-        return [], []
-    return list(framed.ids[: own[0]]), list(framed.ids[own[-1] + 1 :])
 
 
 def token_counts(table: Table, texts: list[str]) -> np.ndarray:

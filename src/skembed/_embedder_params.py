@@ -25,6 +25,7 @@ from ._checks import (
 from ._encoding import layer_indices
 from ._input import MISSING_POLICIES
 from ._pooling import POOLING_FUNCTIONS
+from ._windows import DEFAULT_OVERLAP, LONG_TEXTS, layout
 
 if TYPE_CHECKING:
     from ._models import LoadedModel
@@ -61,6 +62,13 @@ def check_encoder_params(params: dict[str, Any]) -> None:
             f"device={params['device']!r} must be a string such as 'auto', 'cpu', 'cuda'"
         )
     check_one_of("missing", params["missing"], MISSING_POLICIES)
+    check_one_of("long_texts", params["long_texts"], LONG_TEXTS)
+    overlap = params["window_overlap"]
+    if overlap is not None and not (is_int(overlap) and overlap >= 0):
+        raise ValueError(
+            f"window_overlap={overlap!r} must be None or an int >= 0: the tokens that "
+            "consecutive windows of a long text share"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,7 @@ class ModelParams:
     max_length: int
     layers: tuple[int, ...]
     embedding_dim: int
+    window_overlap: int
 
 
 def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) -> ModelParams:
@@ -93,6 +102,8 @@ def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) ->
         )
     pooling = params["pooling"]
     normalize = params["normalize"]
+    prompt = choose_prompt(params["prompt"], params["prompt_name"], pipeline, path)
+    max_length = int(max_length or loaded.limit)
     return ModelParams(
         pooling=(pipeline.pooling or "mean") if pooling == "auto" else pooling,
         normalize=(
@@ -100,11 +111,24 @@ def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) ->
             if normalize == "auto"
             else bool(normalize)
         ),
-        prompt=choose_prompt(params["prompt"], params["prompt_name"], pipeline, path),
-        max_length=int(max_length or loaded.limit),
+        prompt=prompt,
+        max_length=max_length,
         layers=layers,
         embedding_dim=truncate_dim or dim,
+        window_overlap=choose_overlap(loaded, max_length, params["window_overlap"], prompt),
     )
+
+
+def choose_overlap(loaded: LoadedModel, max_length: int, overlap: int | None, prompt: str) -> int:
+    """Return the tokens consecutive windows share: ``overlap``, or the default for the model.
+
+    None is :data:`skembed._windows.DEFAULT_OVERLAP` of a window's own tokens. A value that
+    leaves no stride raises the ValueError naming ``window_overlap`` and its range.
+    """
+    if overlap is None:
+        return int(layout(loaded, max_length, 0, prompt).content * DEFAULT_OVERLAP)
+    layout(loaded, max_length, overlap, prompt)  # checks it
+    return int(overlap)
 
 
 def choose_prompt(

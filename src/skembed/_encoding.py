@@ -365,19 +365,35 @@ def embed_texts(
     unique_texts, inverse = unique(model_texts(texts, prompt, loaded))
     token_ids = tokenize(loaded, unique_texts, plan.max_length)
     skip = prompt_tokens(loaded, prompt) if not loaded.pipeline.include_prompt else 0
+    vectors = encode_ids(loaded, unique_texts, token_ids, plan, skip, memory, cache_dir)
+    return vectors[inverse], token_ids.truncated[inverse]
+
+
+def encode_ids(
+    loaded: LoadedModel,
+    keys: Sequence[str],
+    token_ids: TokenIds,
+    plan: Plan,
+    skip: int,
+    memory: bool,
+    cache_dir: str | os.PathLike | None,
+    kind: str = "",
+) -> np.ndarray:
+    """Return the final float32 vectors of token id sequences, each cached under its key.
+
+    ``keys`` name the sequences in the caches (a text, or a window's digest); ``kind``
+    ("" for whole texts) keeps the entries of other kinds of sequences apart.
+    """
     if plan.pooling in STATIC_MODES:  # no encoder: rows of the embedding matrix, NumPy
         pooled = encode_static(loaded, token_ids, skip)
     else:
         with _backends.threads(plan.backend, plan.n_threads) as n_threads:
             forward = _backends.forward_for(loaded, plan.backend, plan.precision, n_threads)
-            pooled = _pooled(
-                loaded, forward, unique_texts, token_ids, plan, skip, memory, cache_dir
-            )
-    vectors = plan.head(pooled, empty=token_ids.lengths == 0)
-    return vectors[inverse], token_ids.truncated[inverse]
+            pooled = _pooled(loaded, forward, keys, token_ids, plan, skip, memory, cache_dir, kind)
+    return plan.head(pooled, empty=token_ids.lengths == 0)
 
 
-def _pooled(loaded, forward, texts, token_ids, plan: Plan, skip: int, memory, cache_dir):
+def _pooled(loaded, forward, texts, token_ids, plan: Plan, skip: int, memory, cache_dir, kind):
     """Return the pooled vectors of texts by the fastest path that gives them exactly."""
     options = {
         "pooling": plan.pooling,
@@ -397,7 +413,7 @@ def _pooled(loaded, forward, texts, token_ids, plan: Plan, skip: int, memory, ca
         # int8 names its scheme: vectors a per-tensor int8 graph left in a cache_dir are
         # not today's int8 vectors
         device = f"{loaded.device}-{plan.backend}-{precision_key(plan.precision)}"
-        key = _cache.model_key(loaded.fingerprint, plan.max_length, device)
+        key = _cache.model_key(loaded.fingerprint, plan.max_length, device) + kind
         disk = None
         if cache_dir is not None:
             disk = _cache.DiskCache(cache_dir, key, entry_width=entry_width(loaded))

@@ -284,7 +284,21 @@ def truncation(loaded: LoadedModel, tokenized: Tokenization, prompt: str) -> Cut
 
 def _plain(loaded: LoadedModel, text: str, offsets: bool = False) -> list:
     """Return a text's ids (or (start, end) offsets) without special tokens or truncation."""
-    with loaded.lock:
-        loaded.tokenizer.no_truncation()
-        encoding = loaded.tokenizer.encode(text, add_special_tokens=False)
+    (encoding,) = plain_encodings(loaded, [text])
     return list(encoding.offsets) if offsets else list(encoding.ids)
+
+
+def plain_encodings(loaded: LoadedModel, texts: list[str]) -> list:
+    """Return the tokenizers Encoding of each text, without special tokens or truncation."""
+    with loaded.lock:  # the truncation setting is shared state
+        loaded.tokenizer.no_truncation()
+        return loaded.tokenizer.encode_batch(texts, add_special_tokens=False)
+
+
+def special_frame(loaded: LoadedModel) -> tuple[list[int], list[int]]:
+    """Return the special-token ids the tokenizer puts before and after a text's own."""
+    (framed,) = encode_batch(loaded, ["a"], loaded.capacity)
+    own = [i for i, special in enumerate(framed.special_tokens_mask) if not special]
+    if not own:
+        return [], []
+    return list(framed.ids[: own[0]]), list(framed.ids[own[-1] + 1 :])

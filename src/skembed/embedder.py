@@ -12,13 +12,23 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
-from . import _backends, _embedder_params, _encoding, _fit_tuning, _locate, _models, _tokens
+from . import (
+    _backends,
+    _embedder_params,
+    _encoding,
+    _fit_tuning,
+    _locate,
+    _models,
+    _tokens,
+    _windows,
+)
 from ._checks import check_positive_int
 from ._devices import choose_device
 from ._head import Head
 from ._input import TextFeaturesMixin, check_texts, check_texts_with_missing, texts_under_policy
 from ._moved import moved_name
 from ._persistence import ModelReference
+from ._windows import Windows
 
 if TYPE_CHECKING:
     from ._tokens import Tokenization
@@ -64,7 +74,19 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         sentence-transformers folder without Normalize (see ``normalize_``).
     max_length : int or None, default=None
         Tokens per text, counting special tokens. None is the model's own limit (256 for
-        the default model). Longer texts are truncated, with one warning per call.
+        the default model). What happens to longer texts is ``long_texts``'.
+    long_texts : {"truncate", "windows"}, default="truncate"
+        What a text longer than ``max_length`` tokens becomes. ``"truncate"``: its first
+        ``max_length`` tokens, with one ``TruncationWarning`` per call counting such texts.
+        ``"windows"``: all of it, cut at token boundaries into overlapping windows of
+        ``max_length`` tokens, each encoded as a text of its own; its vector is the mean of
+        its windows' (scaled to unit length when ``normalize_``). A text that fits in
+        ``max_length`` tokens gets exactly the same vector either way. See the long texts
+        page of the docs, and :meth:`transform_windows` for the windows themselves.
+    window_overlap : int or None, default=None
+        Tokens of the text that consecutive windows share (``long_texts="windows"`` and
+        :meth:`transform_windows`); None is half of a window's own tokens (127 for the
+        default model). See ``window_overlap_``.
     prompt : str or None, default=None
         A string put before every text, as sentence-transformers' ``prompt=``: e.g.
         ``"query: "`` for an e5 model. Whether its tokens count in pooling is the folder's
@@ -182,6 +204,10 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         Seconds the fine-tuning took (0.0 without, or when an identical run was reused).
     max_length_ : int
         Tokens per text after resolving ``max_length``.
+    window_overlap_ : int
+        Tokens that consecutive windows of a long text share, after resolving
+        ``window_overlap`` for the model (its special tokens and the prompt's take room in
+        each window).
     fingerprint_ : str
         The model's identity: a sha256 over every file of its folder that can change a
         vector (weights, ``config.json``, the tokenizer's files, the sentence-transformers
@@ -226,6 +252,8 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         layer: int | tuple[int, ...] = -1,
         normalize: bool | str = "auto",
         max_length: int | None = None,
+        long_texts: str = "truncate",
+        window_overlap: int | None = None,
         prompt: str | None = None,
         prompt_name: str | None = None,
         truncate_dim: int | None = None,
@@ -253,6 +281,8 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         self.layer = layer
         self.normalize = normalize
         self.max_length = max_length
+        self.long_texts = long_texts
+        self.window_overlap = window_overlap
         self.prompt = prompt
         self.prompt_name = prompt_name
         self.truncate_dim = truncate_dim
@@ -328,6 +358,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         self.embedding_dim_ = resolved.embedding_dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = resolved.max_length
+        self.window_overlap_ = resolved.window_overlap
         self.backend_, self.precision_ = _backends.choose_backend(
             self.backend, self.precision, loaded.device
         )
@@ -401,16 +432,83 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
 
     def _embed(self, texts: list[str], memory: bool, prompt: str | None = None) -> np.ndarray:
         loaded = self._model()
-        vectors, truncated = _encoding.embed_texts(
-            loaded,
-            texts,
-            self._plan(loaded),
-            prompt=self.prompt_ if prompt is None else prompt,
-            memory=memory,
-            cache_dir=self.cache_dir,
-        )
+        options = {
+            "prompt": self.prompt_ if prompt is None else prompt,
+            "memory": memory,
+            "cache_dir": self.cache_dir,
+        }
+        if self.long_texts == "windows":
+            overlap = self._overlap()
+            return _windows.embed_long_texts(
+                loaded, texts, self._plan(loaded), overlap=overlap, **options
+            )
+        vectors, truncated = _encoding.embed_texts(loaded, texts, self._plan(loaded), **options)
         _tokens.warn_truncated(truncated, self.max_length_, stacklevel=3)
         return vectors
+
+    def _overlap(self) -> int:
+        # a pickle of skembed before 0.2 has no window_overlap_: resolve it now
+        if "window_overlap_" not in self.__dict__:
+            self.window_overlap_ = _embedder_params.choose_overlap(
+                self._model(), self.max_length_, self.window_overlap, self.prompt_
+            )
+        return self.window_overlap_
+
+    def transform_windows(self, X, *, prompt: str | None = None) -> Windows:
+        """Return every window of the texts: each one's vector, its text, and its characters.
+
+        A text that fits in ``max_length_`` tokens is one window, its vector the one
+        :meth:`transform` gives it; a longer one is cut into overlapping windows of
+        ``max_length_`` tokens (``window_overlap_`` of its own tokens shared), each encoded
+        as a text of its own, whatever ``long_texts`` says. The first window of a long text
+        is its truncated form. What :class:`~skembed.SemanticSearch` indexes with
+        ``long_texts="windows"``.
+
+        Parameters
+        ----------
+        X : list-like of str
+            Texts.
+        prompt : str or None, default=None
+            A prompt instead of ``prompt_``, as for :meth:`transform`.
+
+        Returns
+        -------
+        Windows
+            ``vectors`` (n_windows, ``embedding_dim_``) float32, ``text`` (n_windows,) the
+            index of each window's text in X, ``spans`` (n_windows, 2) the characters
+            ``[start, end)`` of the text that it covers; windows in the order of X.
+
+        Examples
+        --------
+        >>> from skembed import SentenceEmbedder
+        >>> embedder = SentenceEmbedder(max_length=16).fit(["warm up"])
+        >>> text = "Cats sleep most of the day. They hunt at night. Dogs like to play all day."
+        >>> windows = embedder.transform_windows(["a short text", text])
+        >>> windows.text.tolist(), windows.vectors.shape
+        ([0, 1, 1], (3, 384))
+        >>> for start, end in windows.spans[windows.text == 1].tolist():
+        ...     print(text[start:end])
+        Cats sleep most of the day. They hunt at night. Dogs like
+        day. They hunt at night. Dogs like to play all day.
+        """
+        check_is_fitted(self)
+        texts, zeroed = texts_under_policy(X, self.missing, stacklevel=2)
+        loaded = self._model()
+        rows = list(
+            _windows.window_rows(
+                loaded,
+                texts,
+                self._plan(loaded),
+                overlap=self._overlap(),
+                prompt=self.prompt_ if prompt is None else prompt,
+                memory=self.cache,
+                cache_dir=self.cache_dir,
+            )
+        )
+        vectors = np.concatenate([r.vectors for r in rows])
+        text = np.concatenate([r.text for r in rows])
+        vectors[np.isin(text, np.flatnonzero(zeroed))] = 0.0
+        return Windows(vectors, text, np.concatenate([r.spans for r in rows]))
 
     def _plan(self, loaded: _models.LoadedModel) -> _encoding.Plan:
         """Return how texts become vectors, from the parameters and what fit resolved."""

@@ -70,7 +70,7 @@ class TruncationWarning(UserWarning):
     def __init__(self, truncated: int, total: int, max_length: int):
         super().__init__(
             f"{truncated:,} of {total:,} texts were longer than {max_length} tokens and were "
-            "truncated"
+            "truncated; long_texts='windows' embeds all of each text"
         )
         self.truncated, self.total, self.max_length = truncated, total, max_length
 
