@@ -63,7 +63,7 @@ def test_search_example_saves_loads_and_answers(tiny_bert, tmp_path):
     result = load_example("semantic_search")["run"](
         model=tiny_bert, rows=50, queries=["lost card", "refund"], k=2, index_dir=tmp_path
     )
-    assert (tmp_path / "index.json").is_file() and (tmp_path / "embeddings.npy").is_file()
+    assert (tmp_path / "index.json").is_file() and (tmp_path / "vectors.npy").is_file()
     assert list(result["hits"]) == ["lost card", "refund"]
     assert all(len(hits) == 2 for hits in result["hits"].values())
     score, intent, text = result["hits"]["lost card"][0]

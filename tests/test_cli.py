@@ -92,7 +92,7 @@ def test_encode_sums_truncation_over_chunks_into_one_warning(tiny_bert, tmp_path
     assert code == 0 and n_long >= 3
     assert err.splitlines()[0] == (
         f"skembed: warning: {n_long} of {len(TEXTS)} texts were longer than 6 tokens and were "
-        "truncated"
+        "truncated; --long-texts windows embeds all of each text"
     )
 
 

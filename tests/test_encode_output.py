@@ -76,7 +76,8 @@ def test_a_complete_run_renames_the_temporary_to_the_output(tiny_bert, tmp_path)
     process = start_encode(source, output, tiny_bert, "--backend", "torch")
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
-    assert sorted(p.name for p in output.parent.iterdir()) == ["X.npy"]
+    # the vectors, and which model and settings made them (for SemanticSearch(vectors=...))
+    assert sorted(p.name for p in output.parent.iterdir()) == ["X.npy", "X.npy.skembed.json"]
     expected = (
         SentenceEmbedder(model=tiny_bert).fit(["x"]).transform(source.read_text().split("\n")[:2])
     )

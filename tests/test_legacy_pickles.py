@@ -61,3 +61,23 @@ def test_a_static_embedder_gives_its_vectors_from_its_model_folder():
 def test_the_default_model_by_reference_gives_its_vectors():
     embedder, expected = _load("default-by-reference")
     np.testing.assert_allclose(embedder.transform(TEXTS), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_a_search_folder_saved_by_ec6f6ef_loads_and_finds_the_same_rows(tiny_bert, tmp_path, kind):
+    # format 1: the texts inside index.json, embeddings.npy, hnsw.faiss; the model's path was
+    # the tiny BERT's of that run, a byte-identical folder to today's
+    import json
+    import shutil
+
+    from skembed import SemanticSearch
+
+    folder = shutil.copytree(LEGACY / f"search-{kind}-ec6f6ef", tmp_path / "index")
+    meta = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    assert meta["version"] == 1 and "texts" in meta
+    meta["embedder"]["params"]["model"] = tiny_bert
+    (folder / "index.json").write_text(json.dumps(meta), encoding="utf-8")
+    search = SemanticSearch.load(folder)
+    assert (search.index, len(search.corpus_), search.n_neighbors) == (kind, 64, 3)
+    expected = np.load(LEGACY / f"search-{kind}-ec6f6ef-output.npy")
+    np.testing.assert_array_equal(search.kneighbors(TEXTS)[1], expected)

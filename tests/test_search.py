@@ -134,25 +134,32 @@ def test_a_saved_index_loads_and_answers_the_same(tiny_model, tmp_path):
     ).fit(TEXTS)
     index.save(tmp_path / "index")
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [
-        "embeddings.npy",
+        "blocks.sha256",
         "index.json",
+        "text_offsets.npy",
+        "texts.bin",
+        "vectors.npy",
     ]
     loaded = SemanticSearch.load(tmp_path / "index")
     np.testing.assert_array_equal(loaded.embeddings_, index.embeddings_)
-    assert loaded.corpus_ == TEXTS and loaded.n_neighbors == 3
+    assert list(loaded.corpus_) == TEXTS and loaded.n_neighbors == 3
     assert loaded.embedder_.get_params() == index.embedder_.get_params()
     for got, expected in zip(loaded.kneighbors(QUERIES), index.kneighbors(QUERIES), strict=True):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_the_saved_json_holds_texts_params_and_fingerprint(tiny_bert, tmp_path):
+def test_the_saved_folder_holds_texts_params_and_fingerprint(tiny_bert, tmp_path):
     index = SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS)
     index.save(tmp_path)
     meta = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))
-    assert meta["texts"] == TEXTS
+    n = len(TEXTS)
+    assert (meta["version"], meta["n_docs"], meta["n_rows"], meta["dim"]) == (2, n, n, 32)
+    offsets = np.load(tmp_path / "text_offsets.npy")
+    texts = (tmp_path / "texts.bin").read_bytes()
+    assert [texts[a:b].decode() for a, b in zip(offsets[:-1], offsets[1:], strict=True)] == TEXTS
     assert meta["embedder"]["fingerprint"] == _models.fingerprint(Path(tiny_bert))
     assert meta["embedder"]["params"]["model"] == tiny_bert
-    assert np.load(tmp_path / "embeddings.npy").shape == (len(TEXTS), 32)
+    assert np.load(tmp_path / "vectors.npy").shape == (len(TEXTS), 32)
 
 
 def test_loading_an_index_built_with_other_weights_is_refused(tiny_bert, tmp_path):
@@ -174,8 +181,8 @@ def test_loading_an_index_built_with_other_weights_is_refused(tiny_bert, tmp_pat
 
 def test_loading_refuses_vectors_that_were_not_saved_with_the_texts(tiny_bert, tmp_path):
     SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS).save(tmp_path)
-    np.save(tmp_path / "embeddings.npy", np.zeros((len(TEXTS), 32), dtype=np.float32))
-    with pytest.raises(ValueError, match="its sha256 differs"):
+    np.save(tmp_path / "vectors.npy", np.zeros((len(TEXTS), 32), dtype=np.float32))
+    with pytest.raises(ValueError, match="vectors.npy' is damaged or not the file saved"):
         SemanticSearch.load(tmp_path)
 
 
@@ -314,9 +321,12 @@ def test_a_saved_hnsw_index_loads_and_answers_the_same(tiny_bert, tmp_path):
     ).fit(corpus)
     index.save(tmp_path / "index")
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == [
-        "embeddings.npy",
-        "hnsw.faiss",
+        "blocks.sha256",
+        "graph.faiss",
         "index.json",
+        "text_offsets.npy",
+        "texts.bin",
+        "vectors.npy",
     ]
     loaded = SemanticSearch.load(tmp_path / "index")
     assert (loaded.index, loaded.ef_search, loaded.n_neighbors) == ("hnsw", 20, 5)
@@ -329,7 +339,7 @@ def test_saving_an_exact_index_over_an_hnsw_one_removes_the_graph(tiny_bert, tmp
     embedder = SentenceEmbedder(model=tiny_bert)
     SemanticSearch(embedder, index="hnsw").fit(TEXTS).save(tmp_path)
     SemanticSearch(embedder).fit(TEXTS).save(tmp_path)
-    assert not (tmp_path / "hnsw.faiss").exists()
+    assert not (tmp_path / "graph.faiss").exists()
     assert SemanticSearch.load(tmp_path).hnsw_ is None
 
 
@@ -337,24 +347,12 @@ def test_loading_refuses_an_hnsw_graph_that_was_not_saved_with_the_texts(tiny_be
     embedder = SentenceEmbedder(model=tiny_bert)
     SemanticSearch(embedder, index="hnsw").fit(TEXTS).save(tmp_path / "a")
     SemanticSearch(embedder, index="hnsw").fit(TEXTS[:5]).save(tmp_path / "b")
-    shutil.copy(tmp_path / "b" / "hnsw.faiss", tmp_path / "a" / "hnsw.faiss")
-    with pytest.raises(ValueError, match=r"hnsw.faiss' is not the file saved with .* sha256"):
+    shutil.copy(tmp_path / "b" / "graph.faiss", tmp_path / "a" / "graph.faiss")
+    with pytest.raises(ValueError, match=r"graph.faiss' is .* bytes but the index saved"):
         SemanticSearch.load(tmp_path / "a")
-    (tmp_path / "a" / "hnsw.faiss").unlink()
-    with pytest.raises(FileNotFoundError, match="holds no hnsw.faiss, the graph of its index"):
+    (tmp_path / "a" / "graph.faiss").unlink()
+    with pytest.raises(FileNotFoundError, match=r"graph.faiss' is missing from the index"):
         SemanticSearch.load(tmp_path / "a")
-
-
-def test_a_folder_saved_before_hnsw_existed_loads_as_exact(tiny_bert, tmp_path):
-    index = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=3).fit(TEXTS)
-    index.save(tmp_path)
-    meta = json.loads((tmp_path / "index.json").read_text(encoding="utf-8"))
-    for key in ("index", "ef_search", "hnsw_sha256"):
-        del meta[key]
-    (tmp_path / "index.json").write_text(json.dumps(meta), encoding="utf-8")
-    loaded = SemanticSearch.load(tmp_path)
-    assert loaded.index == "exact" and loaded.hnsw_ is None
-    np.testing.assert_array_equal(loaded.kneighbors(QUERIES)[1], index.kneighbors(QUERIES)[1])
 
 
 def test_a_pickled_hnsw_index_answers_the_same(hnsw_search):
@@ -463,16 +461,13 @@ def test_a_save_killed_at_any_moment_leaves_an_index_that_loads(tiny_bert, tmp_p
     import signal
     import time
 
-    from skembed._vectors import build_hnsw
-
     folder = tmp_path / "index"
     SemanticSearch(SentenceEmbedder(model=tiny_bert)).fit(TEXTS).save(folder)
     (folder / "notes.txt").write_text("mine")  # a file of the user's own, kept by every save
-    big = SemanticSearch(SentenceEmbedder(model=tiny_bert), index="hnsw").fit(TEXTS)
+    big = SemanticSearch(SentenceEmbedder(model=tiny_bert), index="hnsw")
     n = 20_000  # a few MB per save, so that a kill lands inside one
-    big.embeddings_ = np.random.default_rng(0).normal(size=(n, 32)).astype(np.float32)
-    big.corpus_, big.n_samples_fit_ = [f"text {i}" for i in range(n)], n
-    big.hnsw_ = build_hnsw(big.embeddings_)
+    vectors = np.random.default_rng(0).normal(size=(n, 32)).astype(np.float32)
+    big.fit([f"text {i}" for i in range(n)], vectors=vectors)
     (tmp_path / "big.pkl").write_bytes(pickle.dumps(big))
     sizes = set()
     for delay in (0.1, 0.3, 0.6, None):  # None: inside the save after a whole one
@@ -489,7 +484,7 @@ def test_a_save_killed_at_any_moment_leaves_an_index_that_loads(tiny_bert, tmp_p
         process.send_signal(signal.SIGKILL)  # no handler, no cleanup: a power cut
         process.wait()
         loaded = SemanticSearch.load(folder)  # the previous index or the new one, whole
-        assert loaded.corpus_ in (TEXTS, big.corpus_)
+        assert list(loaded.corpus_) in (TEXTS, big.corpus_)
         sizes.add(len(loaded.corpus_))
         assert (folder / "notes.txt").read_text() == "mine"
     assert n in sizes  # a save did replace the index

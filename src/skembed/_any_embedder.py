@@ -8,6 +8,8 @@ these functions fit, prompt and run either the same way.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from sklearn.base import clone
 
@@ -60,3 +62,63 @@ def dense_vectors(embedder, texts: list[str], prompt: str | None = None) -> np.n
             "an embedder must return one vector (row) per text"
         )
     return X
+
+
+def describe_embedder(embedder: SentenceEmbedder) -> dict:
+    """Return what rebuilds a fitted SentenceEmbedder and checks its model: JSON values.
+
+    Its parameters, its model's fingerprint and files, its vectors' dimension, and the int8
+    scheme it quantizes with (vectors of another scheme do not compare with its own).
+    """
+    from ._quantize import precision_key
+
+    params = {key: _jsonable(value) for key, value in embedder.get_params(deep=False).items()}
+    precision = params.get("precision")
+    return {
+        "params": params,
+        "fingerprint": embedder.fingerprint_,
+        "model_files": embedder.model_files_,
+        "embedding_dim": embedder.embedding_dim_,
+        "precision_key": precision_key(precision) if isinstance(precision, str) else None,
+    }
+
+
+def vectors_identity(embedder) -> dict:
+    """Return what makes a fitted embedder's vectors comparable with another's: JSON values.
+
+    A SentenceEmbedder's model fingerprint and every fitted setting that changes a vector;
+    for another transformer, its dimension only.
+    """
+    if not isinstance(embedder, SentenceEmbedder):
+        return {
+            "fingerprint": getattr(embedder, "fingerprint_", None),
+            "settings": {"estimator": type(embedder).__name__},
+            "embedding_dim": getattr(embedder, "embedding_dim_", None),
+        }
+    from ._quantize import precision_key
+
+    settings = {
+        "pooling": embedder.pooling_,
+        "layer": _jsonable(embedder.layer),
+        "normalize": bool(embedder.normalize_),
+        "prompt": embedder.prompt_,
+        "max_length": embedder.max_length_,
+        "truncate_dim": embedder.truncate_dim,
+        "dense_layers": embedder.dense_layers_,
+        "precision": precision_key(embedder.precision_),
+        "long_texts": embedder.long_texts,
+        "window_overlap": embedder.window_overlap_ if embedder.long_texts == "windows" else None,
+    }
+    return {
+        "fingerprint": embedder.fingerprint_,
+        "settings": settings,
+        "embedding_dim": embedder.embedding_dim_,
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -11,6 +11,7 @@ never a file at the output path. A full disk or a file-size limit is reported as
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,14 +87,16 @@ class NpyWriter:
 class ParquetWriter:
     """Write columns text and embedding (fixed-size lists) to a Parquet file."""
 
-    def __init__(self, path: Path, dim: int, dtype: str):
+    def __init__(self, path: Path, dim: int, dtype: str, identity: dict | None = None):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         self._pa, self.dim, self.dtype, self.rows = pa, dim, dtype, 0
         value_type = pa.float16() if dtype == "float16" else pa.float32()
         self._schema = pa.schema(
-            [("text", pa.string()), ("embedding", pa.list_(value_type, list_size=dim))]
+            [("text", pa.string()), ("embedding", pa.list_(value_type, list_size=dim))],
+            # which model and settings made the vectors, for SemanticSearch(vectors=...)
+            metadata=None if identity is None else {"skembed": json.dumps(identity)},
         )
         self._writer = pq.ParquetWriter(path, self._schema)
 
@@ -109,6 +112,15 @@ class ParquetWriter:
     def close(self) -> None:
         """Write the Parquet footer and close the file."""
         self._writer.close()
+
+
+IDENTITY_SUFFIX = ".skembed.json"
+
+
+def write_identity(output: Path, identity: dict) -> None:
+    """Write beside an .npy output which model and settings made its vectors, atomically."""
+    with atomic_file(output.with_name(output.name + IDENTITY_SUFFIX)) as partial:
+        partial.write_text(json.dumps(identity, indent=1), encoding="utf-8")
 
 
 def _reserve(path: Path) -> None:

@@ -66,25 +66,60 @@ def cosine_topk(
     """
     q = unit_rows(queries, "queries")
     c = unit_rows(corpus, "corpus")
-    if q.shape[1] != c.shape[1]:
+    check_positive_int(k=k, chunk_size=chunk_size)
+    return unit_topk(q, c, k, chunk_size)
+
+
+def check_dimensions(queries: np.ndarray, dim: int) -> None:
+    """Raise ValueError unless the query vectors have the corpus rows' dimension."""
+    if queries.shape[1] != dim:
         raise ValueError(
-            f"queries have {q.shape[1]} dimensions and corpus rows {c.shape[1]}; "
+            f"queries have {queries.shape[1]} dimensions and corpus rows {dim}; "
             "embed both with the same model"
         )
-    check_positive_int(k=k, chunk_size=chunk_size)
-    k = min(int(k), len(c))
-    best_scores = np.empty((len(q), 0), dtype=np.float32)
-    best_indices = np.empty((len(q), 0), dtype=np.int64)
-    for start in range(0, len(c), chunk_size):
-        scores = q @ c[start : start + chunk_size].T
-        top = top_columns(scores, k)
-        best_scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
-        best_indices = np.concatenate([best_indices, top + start], axis=1)
-        # corpus index breaks ties: earlier chunks hold lower indices, so this is exact
-        order = np.lexsort((best_indices, -best_scores), axis=1)[:, :k]
-        best_scores = np.take_along_axis(best_scores, order, 1)
-        best_indices = np.take_along_axis(best_indices, order, 1)
-    return best_scores, best_indices
+
+
+def unit_topk(
+    queries: np.ndarray, corpus: np.ndarray, k: int, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return :func:`cosine_topk` of rows already of unit length: their dot products.
+
+    The corpus is read ``chunk_size`` rows at a time and never copied whole, so it may be a
+    memory-mapped array.
+    """
+    check_dimensions(queries, corpus.shape[1])
+    best = TopK(len(queries), min(int(k), len(corpus)))
+    for start in range(0, len(corpus), chunk_size):
+        best.add(queries @ corpus[start : start + chunk_size].T, start)
+    return best.result()
+
+
+class TopK:
+    """The k best scores of each query over chunks of columns, and their ids.
+
+    Equal scores are ordered by id, lowest first; columns must come in increasing id order
+    for that order to be exact whatever the chunks.
+    """
+
+    def __init__(self, n_queries: int, k: int):
+        self.k = k
+        self.scores = np.empty((n_queries, 0), dtype=np.float32)
+        self.ids = np.empty((n_queries, 0), dtype=np.int64)
+
+    def add(self, scores: np.ndarray, first_id: int) -> None:
+        """Take a chunk of scores (n_queries, n) of the ids first_id .. first_id + n - 1."""
+        top = top_columns(scores, self.k)
+        self.scores = np.concatenate(
+            [self.scores, np.take_along_axis(scores, top, 1).astype(np.float32)], axis=1
+        )
+        self.ids = np.concatenate([self.ids, top + first_id], axis=1)
+        order = np.lexsort((self.ids, -self.scores), axis=1)[:, : self.k]
+        self.scores = np.take_along_axis(self.scores, order, 1)
+        self.ids = np.take_along_axis(self.ids, order, 1)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scores, ids), each (n_queries, k), best first."""
+        return self.scores, self.ids
 
 
 def top_columns(scores: np.ndarray, k: int) -> np.ndarray:
@@ -161,11 +196,7 @@ def hnsw_topk(
     """
     faiss = import_faiss()
     q = unit_rows(queries, "queries")
-    if q.shape[1] != graph.d:
-        raise ValueError(
-            f"queries have {q.shape[1]} dimensions and corpus rows {graph.d}; "
-            "embed both with the same model"
-        )
+    check_dimensions(q, graph.d)
     k = min(int(k), graph.ntotal)
     params = faiss.SearchParametersHNSW(efSearch=max(int(ef_search), k))
     _, found = graph.search(q, k, params=params)

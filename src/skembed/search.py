@@ -1,13 +1,17 @@
 """SemanticSearch: find the corpus texts closest in meaning to each query, by cosine similarity.
 
-It embeds and holds a corpus, answers queries with ``Hit(text, score, index)`` by exact
-search or through an HNSW graph (:mod:`skembed._vectors`), and saves to a folder
-(:mod:`skembed._index_files`) that :meth:`SemanticSearch.load` checks against the model.
+It embeds a corpus (or takes its vectors), keeps its rows as one kind of index
+(:mod:`skembed._row_search`: exact float32, HNSW, int8, or binary codes rescored with int8),
+answers queries with ``Hit(text, score, index)``, one hit per document, and saves to a
+folder (:mod:`skembed._index_files`) that :meth:`SemanticSearch.load` maps into memory and
+checks against the model.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -15,69 +19,103 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import _identity, _index_files
-from ._any_embedder import dense_vectors, fit_embedder, role_prompt
-from ._checks import check_positive_int
+from . import _index_files
+from ._any_embedder import dense_vectors, describe_embedder, fit_embedder, role_prompt
+from ._checks import check_one_of, check_positive_int
 from ._input import check_texts
-from ._quantize import precision_key
-from ._vectors import (
-    DEFAULT_CHUNK_SIZE,
-    DEFAULT_EF_SEARCH,
-    build_hnsw,
-    cosine_topk,
-    hnsw_topk,
-    import_faiss,
+from ._row_search import KINDS, RowIndex
+from ._search_inputs import (
+    SerializedIndex,
+    check_first_weight,
+    corpus_vectors,
+    legacy_rows,
+    open_saved,
 )
+from ._vectors import DEFAULT_CHUNK_SIZE, DEFAULT_EF_SEARCH, cosine_topk, import_faiss, unit_rows
 from .embedder import SentenceEmbedder
 
 __all__ = ["Hit", "SemanticSearch", "cosine_topk"]
 
-INDEX_KINDS = ("exact", "hnsw")
+INDEX_KINDS = KINDS
+LONG_TEXTS = ("truncate", "windows")
+BUILD_CHUNK = 10_000  # corpus texts embedded, quantized and added at a time
+DEFAULT_RESCORE_MULTIPLIER = 10
+DEFAULT_FIRST_WEIGHT = 0.5
 
 
-class Hit(NamedTuple):
-    """One search result: a corpus text, its cosine similarity to the query, its row."""
-
+class _HitFields(NamedTuple):
     text: str
     score: float
     index: int
 
 
+class Hit(_HitFields):
+    """One search result: a corpus text, its cosine similarity to the query, its row.
+
+    It unpacks as ``text, score, index``. ``span`` is the ``(start, end)`` characters of
+    the text's best-matching window when the index holds windows
+    (``long_texts="windows"``), None otherwise; ``passage`` is those characters.
+    """
+
+    def __new__(cls, text: str, score: float, index: int, span: tuple[int, int] | None = None):
+        hit = super().__new__(cls, text, score, index)
+        hit.__dict__["span"] = span
+        return hit
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """The (start, end) characters of the best window, or None without windows."""
+        return self.__dict__.get("span")
+
+    @property
+    def passage(self) -> str:
+        """The characters of the text its best window covers (the whole text without)."""
+        return self.text if self.span is None else self.text[slice(*self.span)]
+
+    def __repr__(self) -> str:
+        shown = f"Hit(text={self.text!r}, score={self.score!r}, index={self.index!r}"
+        return shown + (")" if self.span is None else f", span={self.span!r})")
+
+
 class SemanticSearch(BaseEstimator):
     """Find the corpus texts closest in meaning to each query, by cosine similarity.
 
-    ``fit`` embeds the corpus once; ``kneighbors`` and ``search`` embed the queries with the
-    same fitted embedder. With ``index="exact"`` (the default) they score the queries
-    against every corpus vector with :func:`cosine_topk`, ``chunk_size`` corpus rows at a
-    time, so memory for the scores stays bounded whatever the size of the corpus. With
-    ``index="hnsw"``, ``fit`` also builds an approximate index (an HNSW graph, through
-    faiss-cpu: ``pip install 'skembed[ann]'``) and queries walk it: much faster on large
-    corpora, at the price of sometimes missing a true neighbour (recall@10 about 0.99 at
-    the default ``ef_search``). The corpus vectors themselves are held in memory
-    (``embeddings_``, float32, 1.5 KB per text for a 384-dimension model); the HNSW index
-    holds a second, unit-length copy and its graph, about 1.8 KB more per text.
+    ``fit`` embeds the corpus (or takes vectors already made, ``vectors=``) and keeps its
+    rows as one kind of index; ``kneighbors`` and ``search`` embed the queries with the
+    same fitted embedder and return the closest documents, each once.
+
+    - ``index="exact"`` keeps float32 unit vectors (1.5 KB per row at 384 dimensions) and
+      scores every one, ``chunk_size`` rows at a time.
+    - ``"hnsw"`` keeps them too, and an HNSW graph of them (faiss-cpu:
+      ``pip install 'skembed[ann]'``; about 1.8 KB more per row) whose candidates are
+      scored exactly: much faster on large corpora, at the price of sometimes missing a
+      true neighbour.
+    - ``"int8"`` keeps int8 codes of the vectors (384 bytes per row), every one scored.
+    - ``"binary"`` keeps their sign bits (48 bytes per row, faiss) and int8 codes: the
+      ``n_neighbors * rescore_multiplier`` rows nearest by Hamming distance are rescored
+      with their int8 codes. A saved binary index opens with only its bits in memory.
+
+    int8 ranges are calibrated on the first 10,000 rows. The docs' page on large corpora
+    measures each kind's quality, speed and memory.
 
     Parameters
     ----------
     embedder : transformer, default=None
         Turns texts into vectors: a :class:`~skembed.SentenceEmbedder` (None means
         ``SentenceEmbedder()``, the default model) or any scikit-learn transformer from a
-        list of texts to a 2-D array, e.g. a Pipeline. It is cloned and fitted on the corpus.
+        list of texts to a 2-D array, e.g. a Pipeline. It is cloned and fitted on the corpus
+        (on its first chunk when the corpus is an iterator).
     n_neighbors : int, default=10
         Results per query when ``kneighbors``/``search`` are not told otherwise. A corpus
         smaller than that returns all of its texts.
     chunk_size : int, default=8192
-        Corpus rows scored at a time by exact search.
-    index : {"exact", "hnsw"}, default="exact"
-        ``"exact"`` scores every corpus vector; ``"hnsw"`` searches an approximate
-        nearest-neighbour graph (faiss ``IndexHNSWFlat``, M=32, efConstruction=80), built
-        by ``fit``. Its candidates are scored again exactly, so scores are the same cosine
-        similarities as exact search gives; only which rows are found is approximate.
+        Rows scored at a time by exact and int8 search.
+    index : {"exact", "hnsw", "int8", "binary"}, default="exact"
+        How the rows are kept and searched (see above).
     ef_search : int, default=64
-        For ``index="hnsw"``: how many candidates a query keeps while walking the graph
-        (at least ``n_neighbors`` are kept). Higher finds more of the true neighbours and
-        is slower. It can be changed after ``fit`` with ``set_params``; ignored by exact
-        search.
+        For ``index="hnsw"``: how many candidates a query keeps while walking the graph.
+        Higher finds more of the true neighbours and is slower; it can be changed after
+        ``fit`` with ``set_params``.
     query_prompt : str, None or "auto", default="auto"
         The prompt put before each query. ``"auto"``: the model's ``"query"`` prompt when a
         :class:`~skembed.SentenceEmbedder` without a ``prompt``/``prompt_name`` of its own
@@ -87,20 +125,43 @@ class SemanticSearch(BaseEstimator):
     corpus_prompt : str, None or "auto", default="auto"
         The same for the corpus texts: ``"auto"`` is the model's ``"document"`` prompt, or
         its ``"passage"`` prompt.
+    long_texts : {"truncate", "windows"}, default="truncate"
+        ``"windows"``: each window of a corpus text longer than the embedder's
+        ``max_length`` is a row of its own (:meth:`SentenceEmbedder.transform_windows
+        <skembed.SentenceEmbedder.transform_windows>`; a SentenceEmbedder only), and a
+        document scores by its windows (``first_window_weight``); each hit says which window
+        matched (``Hit.span``). ``"truncate"``: one row per text, as the embedder gives it.
+    first_window_weight : float, default=0.5
+        With windows: a document's score is ``(1 - w) * best + w * first``, its best
+        window's score and its first window's (the beginning of the text: a title, an
+        abstract's opening). 0 scores by the best window alone.
+    rescore_multiplier : int, default=10
+        For ``index="binary"``: the candidates found by Hamming distance are ``n_neighbors *
+        rescore_multiplier`` rows, then rescored with their int8 codes. Higher finds more of
+        the true neighbours and is slower; it can be changed after ``fit``.
 
     Attributes
     ----------
     embedder_ : transformer
         The fitted clone of ``embedder``.
-    corpus_ : list of str
-        The indexed texts; ``indices`` returned by ``kneighbors`` point into this list.
-    embeddings_ : ndarray of shape (n_corpus, dim), dtype float32
-        The corpus vectors.
+    corpus_ : sequence of str
+        The indexed texts; ``indices`` returned by ``kneighbors`` point into it. A list
+        after ``fit``; read from the saved folder one text at a time after :meth:`load`.
+    embeddings_ : ndarray of shape (n_rows, dim), dtype float32, or None
+        The unit-length rows (``"exact"`` and ``"hnsw"``; memory-mapped after ``load``).
+    hnsw_ : faiss.IndexHNSWFlat or None
+        The graph of ``index="hnsw"``; row ``i`` of ``embeddings_`` is its id ``i``.
+    int8_codes_ : ndarray of shape (n_rows, dim), dtype int8, or None
+        The rows' int8 codes (``"int8"`` and ``"binary"``).
+    binary_index_ : faiss.IndexBinaryFlat or None
+        The rows' sign bits (``"binary"``).
+    row_doc_ : ndarray of shape (n_rows,), dtype int64, or None
+        With windows: the document of each row (rows of a document are consecutive);
+        None when row ``i`` is document ``i``.
+    row_spans_ : ndarray of shape (n_rows, 2), dtype int64, or None
+        With windows: the characters of its document each row covers.
     n_samples_fit_ : int
         Number of indexed texts.
-    hnsw_ : faiss.IndexHNSWFlat or None
-        The approximate index of the unit corpus vectors (row ``i`` of ``embeddings_`` is
-        its id ``i``); None when ``index="exact"``.
     query_prompt_ : str or None
         The prompt the queries get (None: the embedder's own).
     corpus_prompt_ : str or None
@@ -124,6 +185,9 @@ class SemanticSearch(BaseEstimator):
         ef_search: int = DEFAULT_EF_SEARCH,
         query_prompt: str | None = "auto",
         corpus_prompt: str | None = "auto",
+        long_texts: str = "truncate",
+        first_window_weight: float = DEFAULT_FIRST_WEIGHT,
+        rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
     ):
         self.embedder = embedder
         self.n_neighbors = n_neighbors
@@ -132,47 +196,154 @@ class SemanticSearch(BaseEstimator):
         self.ef_search = ef_search
         self.query_prompt = query_prompt
         self.corpus_prompt = corpus_prompt
+        self.long_texts = long_texts
+        self.first_window_weight = first_window_weight
+        self.rescore_multiplier = rescore_multiplier
 
-    def fit(self, X, y=None):
-        """Embed and index the corpus X.
+    # -- building --------------------------------------------------------------------------
+
+    def fit(self, X, y=None, *, vectors=None):
+        """Embed and index the corpus X (or index the vectors given for it).
 
         Parameters
         ----------
-        X : list-like of str
+        X : list-like of str, or an iterator of str
             The corpus: a list, tuple, 1-D array, pandas/polars Series or a single-column
-            DataFrame of texts.
+            DataFrame of texts; or an iterator (a generator over a file's lines), consumed
+            10,000 texts at a time so that the float32 vectors of the whole corpus are never
+            held (with ``index="int8"`` or ``"binary"``).
         y : None
             Ignored.
+        vectors : array-like of shape (n_texts, dim), or str or path-like, default=None
+            The texts' vectors, made already: an array, or the ``.npy`` or Parquet file
+            ``skembed encode`` wrote for them (read in chunks; its model and settings are
+            checked against the embedder's, and its dimension and rows against X).
 
         Returns
         -------
         self : SemanticSearch
         """
+        self._check_params()
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]:
+            del self.__dict__[name]
+        self.__dict__.pop("_rows", None)
+        return self.partial_fit(X, vectors=vectors)
+
+    def partial_fit(self, X, y=None, *, vectors=None):
+        """Add the texts X (and their ``vectors``, if given) to the index; fit it if new.
+
+        The embedder, the prompts and the int8 ranges are those of the first fit. Parameters
+        as for :meth:`fit`.
+
+        Returns
+        -------
+        self : SemanticSearch
+        """
+        if not hasattr(self, "embedder_"):
+            self._check_params()
+        chunks = self._text_chunks(X)
+        first = next(chunks, None)
+        if first is None:
+            check_texts([])  # raises the usual "X is empty" error
+        if not hasattr(self, "embedder_"):
+            self._start(first)
+        rows = self._rows
+        given = (
+            corpus_vectors(vectors, self.embedder_, self.long_texts)
+            if vectors is not None
+            else None
+        )
+        texts = list(self.corpus_)
+        for chunk in itertools.chain([first], chunks):
+            rows.add(*self._chunk_rows(chunk, given, len(texts)))
+            texts += chunk
+        if given is not None and next(given, None) is not None:
+            raise ValueError(f"vectors holds more rows than the {len(texts):,} texts of X")
+        rows.finish()
+        self.corpus_ = texts
+        self.n_samples_fit_ = len(texts)
+        return self
+
+    def _check_params(self) -> None:
         check_positive_int(
-            n_neighbors=self.n_neighbors, chunk_size=self.chunk_size, ef_search=self.ef_search
+            n_neighbors=self.n_neighbors,
+            chunk_size=self.chunk_size,
+            ef_search=self.ef_search,
+            rescore_multiplier=self.rescore_multiplier,
         )
         _check_index(self.index)
-        if self.index == "hnsw":
+        check_one_of("long_texts", self.long_texts, LONG_TEXTS)
+        check_first_weight(self.first_window_weight)
+        if self.index in ("hnsw", "binary"):
             import_faiss()  # before the corpus is embedded, which may take long
+
+    def _text_chunks(self, X) -> Iterator[list[str]]:
+        if isinstance(X, Iterator):  # a stream: checked a chunk at a time
+            offset = 0
+            while chunk := list(itertools.islice(X, BUILD_CHUNK)):
+                yield check_texts(chunk, offset=offset)
+                offset += len(chunk)
+            return
         texts = check_texts(X)
+        for start in range(0, len(texts), BUILD_CHUNK):
+            yield texts[start : start + BUILD_CHUNK]
+
+    def _start(self, texts: list[str]) -> None:
         self.embedder_ = fit_embedder(self.embedder, texts)
+        if self.long_texts == "windows" and not isinstance(self.embedder_, SentenceEmbedder):
+            raise TypeError(
+                "long_texts='windows' cuts texts into windows of tokens, which needs a "
+                f"SentenceEmbedder as the embedder, not a {type(self.embedder_).__name__}; "
+                "use long_texts='truncate'"
+            )
         self.query_prompt_ = role_prompt(self.embedder_, self.query_prompt, ("query",))
         self.corpus_prompt_ = role_prompt(
             self.embedder_, self.corpus_prompt, ("document", "passage")
         )
-        self.embeddings_ = dense_vectors(self.embedder_, texts, self.corpus_prompt_)
-        self.hnsw_ = build_hnsw(self.embeddings_) if self.index == "hnsw" else None
-        self.corpus_ = texts
-        self.n_samples_fit_ = len(texts)
-        return self
+        self.corpus_ = []
+        dim = dense_vectors(self.embedder_, texts[:1], self.corpus_prompt_).shape[1]
+        self._rows = RowIndex(self.index, dim)
+
+    def _chunk_rows(self, texts: list[str], given, first_doc: int):
+        """Return (unit rows, their documents from 0, spans or None) of a chunk of texts."""
+        if given is not None:
+            vectors = next(given, None)
+            if vectors is None or len(vectors) < len(texts):
+                raise ValueError(f"vectors holds fewer rows than the texts of X ({first_doc:,}+)")
+            return unit_rows(vectors[: len(texts)], "vectors"), np.arange(len(texts)), None
+        if self.long_texts == "windows":
+            windows = self.embedder_.transform_windows(texts, prompt=self.corpus_prompt_)
+            return unit_rows(windows.vectors, "corpus"), windows.text, windows.spans
+        rows = dense_vectors(self.embedder_, texts, self.corpus_prompt_)
+        return unit_rows(rows, "corpus"), np.arange(len(texts)), None
+
+    # -- the fitted index, as attributes ----------------------------------------------------
+
+    embeddings_ = property(lambda self: self._rows.vectors, doc="See the class docstring.")
+    int8_codes_ = property(lambda self: self._rows.codes, doc="See the class docstring.")
+    row_doc_ = property(lambda self: self._rows.row_doc, doc="See the class docstring.")
+    row_spans_ = property(lambda self: self._rows.spans, doc="See the class docstring.")
+
+    @property
+    def hnsw_(self):
+        """See the class docstring."""
+        return self._rows.graph if self._rows.kind == "hnsw" else None
+
+    @property
+    def binary_index_(self):
+        """See the class docstring."""
+        return self._rows.graph if self._rows.kind == "binary" else None
+
+    # -- searching -------------------------------------------------------------------------
 
     def kneighbors(self, X, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Return the cosine similarities and corpus rows of each query's nearest texts.
 
         Shaped as :meth:`sklearn.neighbors.NearestNeighbors.kneighbors` returns
         ``(distances, indices)``, but with similarities: higher is closer, best first.
-        Equal scores are ordered by corpus row. With ``index="hnsw"`` the rows are those
-        the approximate index found, with their exact cosine similarities.
+        Equal scores are ordered by corpus row. Approximate kinds (``"hnsw"``,
+        ``"binary"``) return the texts their candidates belong to, rescored; with windows,
+        a text's score combines its windows' (``first_window_weight``).
 
         Parameters
         ----------
@@ -186,18 +357,10 @@ class SemanticSearch(BaseEstimator):
         scores : ndarray of shape (n_queries, min(n_neighbors, n_corpus)), dtype float32
             Cosine similarities, descending along each row.
         indices : ndarray of shape (n_queries, min(n_neighbors, n_corpus)), dtype int64
-            Rows of ``corpus_`` those scores belong to.
+            Rows of ``corpus_`` those scores belong to, each text once.
         """
-        check_is_fitted(self)
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        check_positive_int(n_neighbors=k)
-        queries = dense_vectors(
-            self.embedder_, check_texts(X), getattr(self, "query_prompt_", None)
-        )
-        if getattr(self, "hnsw_", None) is None:  # also a pickle from before hnsw_ existed
-            return cosine_topk(queries, self.embeddings_, k, chunk_size=self.chunk_size)
-        check_positive_int(ef_search=self.ef_search)
-        return hnsw_topk(self.hnsw_, self.embeddings_, queries, k, ef_search=self.ef_search)
+        scores, docs, _ = self._search(X, n_neighbors)
+        return scores, docs
 
     def search(self, X, n_neighbors: int | None = None) -> list[list[Hit]]:
         """Return, per query, its nearest corpus texts as ``Hit(text, score, index)``, best first.
@@ -212,27 +375,57 @@ class SemanticSearch(BaseEstimator):
         Returns
         -------
         list of list of Hit
-            One list per query; each :class:`Hit` unpacks as ``text, score, index``.
+            One list per query; each :class:`Hit` unpacks as ``text, score, index``, and
+            with windows says which part of the text matched (``span``, ``passage``).
         """
-        scores, indices = self.kneighbors(X, n_neighbors)
+        scores, docs, rows = self._search(X, n_neighbors)
+        spans = self._rows.spans
         return [
-            [Hit(self.corpus_[i], float(s), int(i)) for s, i in zip(row_s, row_i, strict=True)]
-            for row_s, row_i in zip(scores.tolist(), indices.tolist(), strict=True)
+            [
+                Hit(
+                    self.corpus_[d],
+                    float(s),
+                    int(d),
+                    None if spans is None else tuple(int(c) for c in spans[r]),
+                )
+                for s, d, r in zip(row_s, row_d, row_r, strict=True)
+            ]
+            for row_s, row_d, row_r in zip(
+                scores.tolist(), docs.tolist(), rows.tolist(), strict=True
+            )
         ]
 
-    # -- saving --------------------------------------------------------------------------
+    def _search(self, X, n_neighbors):
+        check_is_fitted(self)
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        check_positive_int(
+            n_neighbors=k, ef_search=self.ef_search, rescore_multiplier=self.rescore_multiplier
+        )
+        check_first_weight(self.first_window_weight)
+        prompt = getattr(self, "query_prompt_", None)  # a pickle of 0.1.0 has none
+        queries = unit_rows(dense_vectors(self.embedder_, check_texts(X), prompt), "queries")
+        return self._rows.search(
+            queries,
+            k,
+            first_weight=self.first_window_weight,
+            chunk_size=self.chunk_size,
+            ef_search=self.ef_search,
+            rescore_multiplier=self.rescore_multiplier,
+        )
+
+    # -- saving ----------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index to the folder ``path``: ``embeddings.npy`` and ``index.json``.
+        """Write the index to the folder ``path``, to open with :meth:`load`.
 
-        ``index.json`` holds the texts, the search parameters, and the embedder's
-        parameters and model fingerprint, so :meth:`load` can rebuild the embedder and
-        check it is the same model. With ``index="hnsw"`` the graph is saved too, as
-        ``hnsw.faiss``, so that loading does not build it again. Only a
+        The folder holds ``index.json`` (the search parameters, the embedder's parameters
+        and model fingerprint, so that :meth:`load` can rebuild the embedder and check it is
+        the same model), the texts, the rows (float32 vectors or int8 codes), the graph of
+        ``"hnsw"`` and ``"binary"``, and the sha256 of every megabyte of each. Only a
         :class:`~skembed.SentenceEmbedder` can be described this way; for another embedder
         (e.g. a Pipeline) pickle the whole ``SemanticSearch`` with ``joblib.dump`` instead.
-        The folder is written whole or not at all: a save interrupted at any point, even
-        by SIGKILL, leaves the index that was there before.
+        The folder is written whole or not at all: a save interrupted at any point, even by
+        SIGKILL, leaves the index that was there before.
 
         Parameters
         ----------
@@ -246,30 +439,33 @@ class SemanticSearch(BaseEstimator):
                 f"SentenceEmbedder only, not a {type(self.embedder_).__name__}; pickle the "
                 "SemanticSearch instead: joblib.dump(index, 'index.joblib')"
             )
-        hnsw = getattr(self, "hnsw_", None)
-        graph = None if hnsw is None else import_faiss().serialize_index(hnsw).tobytes()
-        params = {
-            key: _jsonable(value) for key, value in self.embedder_.get_params(deep=False).items()
-        }
-        precision = params.get("precision")
+        rows = self._rows
         meta = {
-            "n_neighbors": self.n_neighbors,
-            "chunk_size": self.chunk_size,
-            "index": "exact" if hnsw is None else "hnsw",
-            "ef_search": self.ef_search,
+            **{k: v for k, v in self.get_params(deep=False).items() if k != "embedder"},
             "query_prompt": self.query_prompt_,
             "corpus_prompt": self.corpus_prompt_,
-            "embedder": {
-                "params": params,
-                "fingerprint": self.embedder_.fingerprint_,
-                "model_files": self.embedder_.model_files_,
-                "embedding_dim": self.embedder_.embedding_dim_,
-                # int8 vectors of another quantization scheme differ from today's queries
-                "precision_key": precision_key(precision) if isinstance(precision, str) else None,
-            },
-            "texts": self.corpus_,
+            "embedder": describe_embedder(self.embedder_),
+            "n_docs": rows.n_docs,
+            "n_rows": rows.n_rows,
+            "dim": rows.dim,
         }
-        _index_files.write(path, self.embeddings_, graph, meta)
+        arrays = {
+            name: value
+            for name, value in (
+                ("vectors", rows.vectors),
+                ("codes", rows.codes),
+                ("scale", None if rows.scale is None else rows.scale.as_array()),
+                ("row_doc", rows.row_doc),
+                ("spans", rows.spans),
+            )
+            if value is not None
+        }
+        graph = None
+        if rows.graph is not None:
+            faiss = import_faiss()
+            write = faiss.write_index if rows.kind == "hnsw" else faiss.write_index_binary
+            graph = lambda file: write(rows.graph, str(file))  # noqa: E731
+        _index_files.write(path, meta, iter(self.corpus_), arrays, graph)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SemanticSearch:
@@ -280,9 +476,14 @@ class SemanticSearch(BaseEstimator):
         different model raises :class:`~skembed.ModelMismatchError` rather than query
         vectors from another model being compared with the saved corpus vectors; so is an
         index of int8 vectors quantized another way than today's (per tensor, before
-        skembed 0.2), with a ValueError saying to build it again. An
-        ``index="hnsw"`` index loads its saved graph (this needs faiss-cpu, as building it
-        did) and answers exactly as it did before it was saved.
+        skembed 0.2), with a ValueError saying to build it again.
+
+        Opening reads the graph (``"hnsw"``, ``"binary"``) and the small files whole, and
+        maps the rows and texts into memory: a saved binary index costs its bits in memory,
+        not its int8 codes or texts. Every file's size is checked when it is opened, and
+        each megabyte of it against its sha256 when it is first read, so a damaged or
+        swapped file raises a ValueError naming it, never a wrong result;
+        :meth:`verify` checks them all at once. Folders saved by skembed 0.1 load too.
 
         Parameters
         ----------
@@ -294,67 +495,41 @@ class SemanticSearch(BaseEstimator):
         SemanticSearch
             Fitted, ready for ``kneighbors`` and ``search``.
         """
-        folder = Path(path)
-        meta, embeddings, graph = _index_files.read(folder)
-        kind = meta.get("index", "exact")
-        _check_index(kind)
-        faiss = import_faiss() if kind == "hnsw" else None
-        saved = meta["embedder"]
-        params = dict(saved["params"])
-        if isinstance(params.get("layer"), list):
-            params["layer"] = tuple(params["layer"])
-        texts = meta["texts"]
-        _check_precision(saved, str(folder))
-        embedder = SentenceEmbedder(**params).fit(texts[:1])
-        _identity.check(
-            Path(embedder.model_path_),
-            str(params["model"]),
-            saved["fingerprint"],
-            saved.get("model_files"),  # absent in indexes saved by skembed 0.1.0
-            fix="Install the exact model the index was built with, or build the index again",
-            what=f"the index in {str(folder)!r} was built with",
-        )
-        index = cls(
-            embedder=SentenceEmbedder(**params),
-            n_neighbors=meta["n_neighbors"],
-            chunk_size=meta["chunk_size"],
-            index=kind,
-            ef_search=meta.get("ef_search", DEFAULT_EF_SEARCH),
-            query_prompt=meta.get("query_prompt"),
-            corpus_prompt=meta.get("corpus_prompt"),
-        )
-        index.embedder_ = embedder
-        index.query_prompt_ = meta.get("query_prompt")  # indexes of 0.1.0: no prompts
-        index.corpus_prompt_ = meta.get("corpus_prompt")
-        index.embeddings_ = embeddings
-        index.hnsw_ = None
-        if faiss is not None:
-            index.hnsw_ = faiss.deserialize_index(np.frombuffer(graph, dtype=np.uint8))
-            shape = (index.hnsw_.ntotal, index.hnsw_.d)
-            if shape != (len(texts), saved["embedding_dim"]):
-                raise ValueError(
-                    f"{str(folder / _index_files.HNSW_FILE)!r} holds {shape[0]} vectors of "
-                    f"dimension {shape[1]} but the index {len(texts)} texts of dimension "
-                    f"{saved['embedding_dim']}; save it again"
-                )
-        index.corpus_ = texts
-        index.n_samples_fit_ = len(texts)
-        return index
+        return open_saved(cls, Path(path))
+
+    def verify(self) -> None:
+        """Check every block of the folder this index was loaded from; raise naming a bad one.
+
+        A loaded index checks each block when it is first read; this reads them all now
+        (minutes for a corpus of millions). Nothing to do for an index not loaded.
+        """
+        check_is_fitted(self)
+        folder = getattr(self, "_folder", None)
+        if folder is not None:
+            _index_files.verify(folder)
 
     # -- pickling: faiss objects do not pickle, their serialized bytes do -------------------
 
     def __getstate__(self):
-        state = super().__getstate__()
-        if state.get("hnsw_") is not None:
-            # a new dict: the state may be self.__dict__ itself, which must keep the index
-            graph = _SerializedHnsw(import_faiss().serialize_index(state["hnsw_"]))
-            state = {**state, "hnsw_": graph}
+        state = dict(super().__getstate__())
+        rows = state.pop("_rows", None)
+        state.pop("_folder", None)
+        if rows is not None:
+            state["_rows_state"] = _rows_state(rows)
+        if "corpus_" in state:
+            state["corpus_"] = list(state["corpus_"])
         return state
 
     def __setstate__(self, state):
-        if isinstance(state.get("hnsw_"), _SerializedHnsw):
-            state = {**state, "hnsw_": import_faiss().deserialize_index(state["hnsw_"].data)}
+        state = {**_ADDED_SINCE, **state}
+        rows_state = state.pop("_rows_state", None)
+        legacy = {k: state.pop(k) for k in ("embeddings_", "hnsw_") if k in state}
         super().__setstate__(state)
+        if rows_state is not None:
+            self._rows = _rows_from_state(rows_state)
+        elif "embeddings_" in legacy:  # pickled by skembed 0.1: float rows, maybe a graph
+            self._rows = legacy_rows(legacy["embeddings_"], legacy.get("hnsw_"))
+            self.__dict__.setdefault("index", "exact" if self._rows.graph is None else "hnsw")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -364,39 +539,47 @@ class SemanticSearch(BaseEstimator):
         return tags
 
 
-class _SerializedHnsw(NamedTuple):
-    """A faiss index as faiss.serialize_index bytes (a uint8 array), inside a pickle."""
+# parameters pickles of skembed 0.1 lack, at the values that answer as they did
+_ADDED_SINCE = {
+    "long_texts": "truncate",
+    "first_window_weight": DEFAULT_FIRST_WEIGHT,
+    "rescore_multiplier": DEFAULT_RESCORE_MULTIPLIER,
+}
 
-    data: np.ndarray
+
+def _rows_state(rows: RowIndex) -> dict:
+    state = {k: v for k, v in vars(rows).items() if not k.startswith("_")}
+    for name in ("vectors", "codes", "row_doc", "spans", "starts"):
+        if state.get(name) is not None:
+            state[name] = np.asarray(state[name][:])  # a memory-mapped array: its values
+    if rows.graph is not None:
+        faiss = import_faiss()
+        serialize = faiss.serialize_index if rows.kind == "hnsw" else faiss.serialize_index_binary
+        state["graph"] = SerializedIndex(serialize(rows.graph))
+    return state
 
 
-def _check_precision(saved: dict, folder: str) -> None:
-    """Refuse int8 corpus vectors made another way than today's int8 query vectors."""
-    precision = saved["params"].get("precision")
-    if precision != "int8":
-        return  # fp32 vectors are made the same way by every version
-    expected, found = precision_key(precision), saved.get("precision_key")
-    if found != expected:
-        made = f"quantized as {found!r}" if found else "quantized per tensor (before skembed 0.2)"
-        raise ValueError(
-            f"the index in {folder!r} holds int8 vectors {made}, but int8 vectors are now "
-            f"made as {expected!r}: its corpus vectors and new query vectors would not "
-            "compare; build the index again"
-        )
+def _rows_from_state(state: dict) -> RowIndex:
+    rows = RowIndex.__new__(RowIndex)
+    rows.__dict__.update(state)
+    rows._chunks, rows._spans, rows._pending = {"vectors": [], "codes": [], "docs": []}, [], []
+    if isinstance(state.get("graph"), SerializedIndex):
+        faiss = import_faiss()
+        read = faiss.deserialize_index if rows.kind == "hnsw" else faiss.deserialize_index_binary
+        rows.graph = read(state["graph"].data)
+    return rows
+
+
+# skembed 0.1 pickled its HNSW graph as skembed.search._SerializedHnsw
+_SerializedHnsw = SerializedIndex
 
 
 def _check_index(index) -> None:
     if not (isinstance(index, str) and index in INDEX_KINDS):
         raise ValueError(
             f"index={index!r} is not an index kind; pass index='exact' (every corpus vector "
-            "is scored) or index='hnsw' (approximate, faster on large corpora, needs "
-            "pip install 'skembed[ann]')"
+            "is scored), index='hnsw' (approximate, faster on large corpora), index='int8' "
+            "(int8 codes, every one scored: a quarter of the memory) or index='binary' "
+            "(sign bits, their candidates rescored with int8 codes: the least memory; "
+            "hnsw and binary need pip install 'skembed[ann]')"
         )
-
-
-def _jsonable(value):
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if isinstance(value, tuple):
-        return list(value)
-    return value

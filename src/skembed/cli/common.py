@@ -68,7 +68,22 @@ def model_options() -> Parser:
         "--max-length",
         type=positive_int,
         metavar="N",
-        help="tokens per text, longer texts are truncated (default: the model's limit)",
+        help="tokens per text (default: the model's limit); longer texts are truncated, or "
+        "cut into windows of N tokens with --long-texts windows",
+    )
+    model.add_argument(
+        "--long-texts",
+        choices=("truncate", "windows"),
+        help="what a text longer than --max-length becomes: truncate (default: its first "
+        "tokens) or windows (all of it, in overlapping windows; its vector the windows' mean; "
+        "skembed search indexes each window)",
+    )
+    model.add_argument(
+        "--window-overlap",
+        type=int,
+        metavar="N",
+        help="with --long-texts windows: tokens consecutive windows share (default: half of "
+        "a window)",
     )
     model.add_argument(
         "--batch-size",
@@ -99,6 +114,8 @@ def model_options() -> Parser:
 ENCODER_OPTIONS = (
     "pooling",
     "max_length",
+    "long_texts",
+    "window_overlap",
     "prompt",
     "prompt_name",
     "truncate_dim",

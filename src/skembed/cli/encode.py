@@ -94,6 +94,7 @@ def add(subparsers, common) -> None:
 def run(args) -> int:
     """Run ``skembed encode``; return the exit status."""
     from .. import _outputs
+    from .._any_embedder import vectors_identity
     from .._textfiles import TextFile, import_pyarrow
 
     output = Path(args.output)
@@ -124,7 +125,7 @@ def run(args) -> int:
             writer = _outputs.NpyWriter(partial, n, dim, args.dtype)
         else:
             import_pyarrow("writing Parquet")
-            writer = _outputs.ParquetWriter(partial, dim, args.dtype)
+            writer = _outputs.ParquetWriter(partial, dim, args.dtype, vectors_identity(embedder))
         with _TruncationCount(embedder) as truncation, progress(n, args) as bar:
             for chunk in source.chunks(args.chunk_size):
                 if writer.rows + len(chunk) > n:
@@ -134,6 +135,8 @@ def run(args) -> int:
         if writer.rows != n:
             raise UsageError(f"{source.name} changed while it was read; run encode again")
         writer.close()
+    if output.suffix.lower() == ".npy":
+        _outputs.write_identity(output, vectors_identity(embedder))
     print(f"skembed: wrote {n:,} vectors of {dim} {args.dtype} to {output}", file=sys.stderr)
     return 0
 
@@ -143,6 +146,7 @@ def _run_resumable(args, source, n: int, embedder, output: Path) -> int:
     import hashlib
 
     from .. import _outputs
+    from .._any_embedder import vectors_identity
 
     if output.suffix.lower() != ".npy":
         raise UsageError("--resume writes .npy outputs only; use a .npy output")
@@ -188,6 +192,7 @@ def _run_resumable(args, source, n: int, embedder, output: Path) -> int:
         raise UsageError(f"{source.name} changed while it was read; run encode again")
     writer.close()
     state.finish()
+    _outputs.write_identity(output, vectors_identity(embedder))
     print(
         f"skembed: wrote {n:,} vectors of {embedder.embedding_dim_} {args.dtype} to {output}"
         + (f" ({done:,} of them by the interrupted run)" if done else ""),
@@ -263,7 +268,9 @@ class _TruncationCount:
     def __exit__(self, *exc_info):
         if self.truncated and exc_info[0] is None:
             total = TruncationWarning(self.truncated, self.seen, self.max_length)
-            print(f"skembed: warning: {total}", file=sys.stderr)
+            # the command's option for what the warning names as the parameter
+            message = str(total).replace("long_texts='windows'", "--long-texts windows")
+            print(f"skembed: warning: {message}", file=sys.stderr)
 
     def transform(self, embedder, texts: list[str]):
 

@@ -32,9 +32,23 @@ def add(subparsers, common) -> None:
     )
     p.add_argument(
         "--index",
-        choices=("exact", "hnsw"),
-        help="exact (default: every corpus text is scored) or hnsw (approximate, much faster "
-        "on large corpora; needs pip install 'skembed[ann]'); a saved index keeps its own",
+        choices=("exact", "hnsw", "int8", "binary"),
+        help="exact (default: every corpus text is scored), hnsw (approximate, much faster on "
+        "large corpora), int8 (int8 codes, every one scored: a quarter of the memory) or "
+        "binary (sign bits, candidates rescored with int8 codes: the least memory, fast); "
+        "hnsw and binary need pip install 'skembed[ann]'; a saved index keeps its own",
+    )
+    p.add_argument(
+        "--vectors",
+        metavar="FILE",
+        help="the corpus's vectors, made already by skembed encode (.npy or .parquet, same "
+        "model options): the corpus is not embedded again",
+    )
+    p.add_argument(
+        "--rescore-multiplier",
+        type=positive_int,
+        metavar="M",
+        help="for --index binary: K*M candidates by Hamming distance are rescored (default: 10)",
     )
     p.add_argument(
         "--ef-search",
@@ -72,14 +86,21 @@ def run(args) -> int:
         if not texts:
             raise UsageError(f"corpus {args.corpus!r} holds no texts; nothing to search")
         index = SemanticSearch(
-            embedder=embedder(args), n_neighbors=args.k, index=args.index or "exact"
+            embedder=embedder(args),
+            n_neighbors=args.k,
+            index=args.index or "exact",
+            long_texts=args.long_texts or "truncate",
         )
+    if args.vectors and texts is None:
+        raise UsageError("--vectors builds an index from a corpus file; drop it for a saved index")
+    if args.rescore_multiplier is not None:
+        index.set_params(rescore_multiplier=args.rescore_multiplier)
     if args.ef_search is not None:
         if index.index != "hnsw":
             raise UsageError("--ef-search applies to --index hnsw; this search is exact")
         index.set_params(ef_search=args.ef_search)  # a query-time setting, also when loaded
     if texts is not None:
-        index.fit(texts)
+        index.fit(texts, vectors=args.vectors)
     if args.save_index:
         index.save(args.save_index)
         print(
@@ -91,6 +112,7 @@ def run(args) -> int:
         if number:
             print()
         print(f"query: {flat(query)}")
-        for text, score, row in hits:
-            print(f"  {score:.4f}  [{row}]  {flat(text)}")
+        for hit in hits:  # with windows: the part of the text that matched
+            where = "" if hit.span is None else f" chars {hit.span[0]}-{hit.span[1]}"
+            print(f"  {hit.score:.4f}  [{hit.index}{where}]  {flat(hit.passage)}")
     return 0

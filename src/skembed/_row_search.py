@@ -1,0 +1,238 @@
+"""The rows a SemanticSearch searches, and the documents ranked from them.
+
+A row is the vector of a document, or of one window of a long document (``row_doc`` says
+whose; a document's rows are consecutive). Four kinds of index keep the rows:
+
+- ``"exact"``: float32 unit rows, every one scored;
+- ``"hnsw"``: the same, and a faiss HNSW graph of them that finds candidates;
+- ``"int8"``: int8 codes of the rows (:mod:`skembed._codes`), every one scored;
+- ``"binary"``: the rows' sign bits in a faiss binary index that finds candidates by Hamming
+  distance, and int8 codes that rescore them.
+
+A document's score is its best row's or, when it has several (windows), ``(1 - first_weight)
+* best + first_weight * first``: its best window's and its first window's (the text a
+truncating embedder sees). Scores are dot products of unit query vectors with unit rows, or
+with what their int8 codes stand for: cosine similarities. Equal scores are ordered by
+document, lowest first.
+
+Rows are added in chunks (:meth:`RowIndex.add`); int8 ranges are calibrated on the first
+:data:`CALIBRATION_ROWS` rows (or all of them when there are fewer at :meth:`RowIndex.finish`),
+float rows being kept only until then, so a streamed build never holds the float32 matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._codes import Int8Scale, calibrate, int8_codes, int8_scores, sign_bits
+from ._vectors import HNSW_EF_CONSTRUCTION, HNSW_M, TopK, check_dimensions, import_faiss, unit_topk
+
+KINDS = ("exact", "hnsw", "int8", "binary")
+FLOAT_KINDS = ("exact", "hnsw")  # keep the float32 rows
+CALIBRATION_ROWS = 10_000
+
+
+class RowIndex:
+    """Rows of documents (or of their windows) as one kind of index, built in chunks."""
+
+    def __init__(self, kind: str, dim: int):
+        self.kind, self.dim = kind, dim
+        self.vectors: np.ndarray | None = None  # float32 unit rows (exact, hnsw)
+        self.codes: np.ndarray | None = None  # int8 rows (int8, binary)
+        self.scale: Int8Scale | None = None
+        self.graph = None  # faiss: IndexHNSWFlat (hnsw) or IndexBinaryFlat (binary)
+        self.row_doc: np.ndarray | None = None  # None: row i is document i
+        self.spans: np.ndarray | None = None  # (n_rows, 2) characters, with windows
+        self._chunks: dict[str, list[np.ndarray]] = {"vectors": [], "codes": [], "docs": []}
+        self._spans: list[np.ndarray] = []
+        self._pending: list[np.ndarray] = []  # float rows not yet quantized (int8, binary)
+        self.n_rows = self.n_docs = 0
+        self.windows = False
+        if kind == "hnsw":
+            faiss = import_faiss()
+            self.graph = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            self.graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        elif kind == "binary":
+            self.graph = import_faiss().IndexBinaryFlat(8 * ((dim + 7) // 8))
+
+    # -- building --------------------------------------------------------------------------
+
+    def add(self, vectors: np.ndarray, docs: np.ndarray, spans: np.ndarray | None) -> None:
+        """Append rows: unit float32 vectors, the document of each (in order), their spans."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        check_dimensions(vectors, self.dim)
+        docs = np.asarray(docs, dtype=np.int64) + self.n_docs
+        self._chunks["docs"].append(docs)
+        self._spans.append(
+            np.zeros((len(vectors), 2), np.int64) if spans is None else np.asarray(spans)
+        )
+        self.n_rows += len(vectors)
+        self.n_docs = int(docs[-1]) + 1 if len(docs) else self.n_docs
+        if self.kind in FLOAT_KINDS:
+            self._chunks["vectors"].append(vectors)
+            if self.graph is not None:
+                self.graph.add(vectors)
+            return
+        if self.kind == "binary":
+            self.graph.add(sign_bits(vectors))
+        self._pending.append(vectors)
+        if self.scale is not None or sum(map(len, self._pending)) >= CALIBRATION_ROWS:
+            self._quantize_pending()
+
+    def _quantize_pending(self) -> None:
+        pending = np.concatenate(self._pending)
+        self._pending = []
+        if self.scale is None:
+            self.scale = calibrate(pending)
+        self._chunks["codes"].append(int8_codes(pending, self.scale))
+
+    def finish(self) -> None:
+        """Make the chunks added so far into the index's arrays; more may be added later."""
+        if self._pending:
+            self._quantize_pending()
+        for name in ("vectors", "codes"):
+            chunks = self._chunks[name]
+            if chunks:
+                old = getattr(self, name)
+                setattr(self, name, np.concatenate(([old] if old is not None else []) + chunks))
+                self._chunks[name] = []
+        docs = np.concatenate([self._all_docs(), *self._chunks["docs"]])
+        spans = np.concatenate([self._all_spans(), *self._spans])
+        self._chunks["docs"], self._spans = [], []
+        self.windows = len(docs) != self.n_docs
+        self.row_doc = docs if self.windows else None
+        self.spans = spans if self.windows else None
+        self.starts = self._doc_starts()
+
+    def _all_docs(self) -> np.ndarray:
+        if self.row_doc is not None:
+            return self.row_doc
+        return np.arange(self.n_rows - sum(map(len, self._chunks["docs"])), dtype=np.int64)
+
+    def _all_spans(self) -> np.ndarray:
+        if self.spans is not None:
+            return self.spans
+        return np.zeros((len(self._all_docs()), 2), dtype=np.int64)
+
+    def _doc_starts(self) -> np.ndarray | None:
+        """Return each document's first row, then n_rows (n_docs + 1); None: one row each."""
+        if self.row_doc is None:
+            return None
+        return np.searchsorted(self.row_doc, np.arange(self.n_docs + 1), side="left")
+
+    # -- searching -------------------------------------------------------------------------
+
+    def row_scores(self, queries: np.ndarray, rows) -> np.ndarray:
+        """Return the scores (n_queries, n) of unit queries against rows (a slice or ids)."""
+        if self.vectors is not None:
+            return queries @ np.asarray(self.vectors[rows], dtype=np.float32).T
+        return int8_scores(queries, np.asarray(self.codes[rows]), self.scale)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        first_weight: float,
+        chunk_size: int,
+        ef_search: int,
+        rescore_multiplier: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (scores, documents, best rows), each (n_queries, min(k, n_docs)).
+
+        ``queries`` are unit float32 vectors. Exact kinds score every row; approximate ones
+        rescore every row of the documents their candidates belong to.
+        """
+        check_dimensions(queries, self.dim)
+        k = min(int(k), self.n_docs)
+        if self.kind == "exact" and not self.windows:
+            scores, docs = unit_topk(queries, self.vectors, k, chunk_size)
+        elif self.kind in ("exact", "int8"):
+            scores, docs = self._scan(queries, k, first_weight, chunk_size)
+        else:
+            candidates = self._candidate_rows(queries, k, ef_search, rescore_multiplier)
+            scores, docs = self._rescore(queries, candidates, k, first_weight)
+        return scores, docs, self._best_rows(queries, docs)
+
+    def _rows_of(self, first_doc: int, last_doc: int) -> tuple[int, int]:
+        """Return the rows [start, end) of the documents first_doc .. last_doc - 1."""
+        if not self.windows:
+            return first_doc, last_doc
+        return int(self.starts[first_doc]), int(self.starts[last_doc])
+
+    def _scan(self, queries, k, first_weight, chunk_size):
+        """Score every row, a chunk of whole documents at a time; keep the k best documents."""
+        best = TopK(len(queries), k)
+        first_doc = 0
+        while first_doc < self.n_docs:
+            if self.windows:  # whole documents of about chunk_size rows (at least one)
+                end = self.starts[first_doc] + chunk_size
+                last_doc = int(np.searchsorted(self.starts, end, "right")) - 1
+                last_doc = min(max(last_doc, first_doc + 1), self.n_docs)
+            else:
+                last_doc = min(first_doc + chunk_size, self.n_docs)
+            start, end = self._rows_of(first_doc, last_doc)
+            scores = self.row_scores(queries, slice(start, end))
+            if self.windows:
+                local = self.starts[first_doc:last_doc] - start
+                scores = _doc_scores(scores, local, first_weight)
+            best.add(scores, first_doc)
+            first_doc = last_doc
+        return best.result()
+
+    def _candidate_rows(self, queries, k: int, ef_search: int, multiplier: int) -> np.ndarray:
+        """Return (n_queries, m) candidate rows (-1 where fewer were found)."""
+        rows_per_doc = max(1, round(self.n_rows / max(self.n_docs, 1)))
+        if self.kind == "hnsw":  # the graph's own search is wide: ef_search candidates
+            multiplier = 1
+        wanted = min(self.n_rows, k * multiplier * rows_per_doc)
+        if self.kind == "hnsw":
+            faiss = import_faiss()
+            params = faiss.SearchParametersHNSW(efSearch=max(int(ef_search), wanted))
+            _, found = self.graph.search(queries, wanted, params=params)
+        else:
+            _, found = self.graph.search(sign_bits(queries), wanted)
+        return found.astype(np.int64)
+
+    def _rescore(self, queries, candidates, k: int, first_weight):
+        """Score every row of the candidates' documents; keep the k best documents."""
+        out_scores = np.empty((len(queries), k), dtype=np.float32)
+        out_docs = np.empty((len(queries), k), dtype=np.int64)
+        for i, found in enumerate(candidates):
+            found = found[found >= 0]
+            docs = np.unique(self.row_doc[found] if self.windows else found)
+            if len(docs) < k:  # too few found: every document is scored for this query
+                docs = np.arange(self.n_docs)
+            if self.windows:
+                counts = self.starts[docs + 1] - self.starts[docs]
+                offsets = np.cumsum(counts) - counts
+                rows = np.repeat(self.starts[docs] - offsets, counts) + np.arange(counts.sum())
+                scores = self.row_scores(queries[i : i + 1], rows)
+                doc_scores = _doc_scores(scores, offsets, first_weight)[0]
+            else:
+                doc_scores = self.row_scores(queries[i : i + 1], docs)[0]
+            order = np.lexsort((docs, -doc_scores))[:k]
+            out_scores[i], out_docs[i] = doc_scores[order], docs[order]
+        return out_scores, out_docs
+
+    def _best_rows(self, queries, docs: np.ndarray) -> np.ndarray:
+        """Return the best-scoring row of each found document (its first on ties)."""
+        if not self.windows:
+            return docs
+        best = np.empty_like(docs)
+        for i, row_docs in enumerate(docs):
+            for j, doc in enumerate(row_docs):
+                start, end = self._rows_of(int(doc), int(doc) + 1)
+                scores = self.row_scores(queries[i : i + 1], slice(start, end))
+                best[i, j] = start + int(np.argmax(scores))
+        return best
+
+
+def _doc_scores(scores: np.ndarray, local_starts: np.ndarray, first_weight: float) -> np.ndarray:
+    """Return each document's score from its rows' (consecutive columns from local_starts)."""
+    if scores.shape[1] == len(local_starts):  # one row each
+        return scores
+    best = np.maximum.reduceat(scores, local_starts, axis=1)
+    if not first_weight:
+        return best
+    return (1.0 - first_weight) * best + first_weight * scores[:, local_starts]
