@@ -47,7 +47,7 @@ ARRAY_FILES = {
     "spans": "spans.npy",
 }
 BLOCK = 1 << 20
-SMALL = 16 << 20  # files up to this size are read and checked whole when opened
+SMALL = BLOCK  # files of one block are read and checked whole when opened
 # format 1
 V1_VECTORS_FILE = "embeddings.npy"
 V1_HNSW_FILE = "hnsw.faiss"

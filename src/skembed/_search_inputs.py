@@ -99,8 +99,9 @@ def _parquet_chunks(path: Path, expected: dict) -> Iterator[np.ndarray]:
         yield column.values.to_numpy(zero_copy_only=False).reshape(len(column), dim)
 
 
-def _check_shape(shape: tuple, name: str, dim: int) -> None:
-    if len(shape) != 2 or shape[1] != dim:
+def _check_shape(shape: tuple, name: str, dim: int | None) -> None:
+    """Refuse vectors not 2-D or not of the embedder's dimension (when it says one)."""
+    if len(shape) != 2 or (dim is not None and shape[1] != dim):
         raise ValueError(
             f"{name} holds vectors of shape {shape}, but the embedder's have {dim} dimensions: "
             "pass the vectors of these texts made with the same model and settings"

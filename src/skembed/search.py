@@ -247,19 +247,19 @@ class SemanticSearch(BaseEstimator):
             check_texts([])  # raises the usual "X is empty" error
         if not hasattr(self, "embedder_"):
             self._start(first)
-        rows = self._rows
-        given = (
-            corpus_vectors(vectors, self.embedder_, self.long_texts)
-            if vectors is not None
-            else None
-        )
+        given = None
+        if vectors is not None:
+            given = corpus_vectors(vectors, self.embedder_, self.long_texts)
         texts = list(self.corpus_)
         for chunk in itertools.chain([first], chunks):
-            rows.add(*self._chunk_rows(chunk, given, len(texts)))
+            rows, docs, spans = self._chunk_rows(chunk, given, len(texts))
+            if self._rows is None:  # the first chunk's rows give the dimension
+                self._rows = RowIndex(self.index, rows.shape[1])
+            self._rows.add(rows, docs, spans)
             texts += chunk
         if given is not None and next(given, None) is not None:
             raise ValueError(f"vectors holds more rows than the {len(texts):,} texts of X")
-        rows.finish()
+        self._rows.finish()
         self.corpus_ = texts
         self.n_samples_fit_ = len(texts)
         return self
@@ -301,8 +301,7 @@ class SemanticSearch(BaseEstimator):
             self.embedder_, self.corpus_prompt, ("document", "passage")
         )
         self.corpus_ = []
-        dim = dense_vectors(self.embedder_, texts[:1], self.corpus_prompt_).shape[1]
-        self._rows = RowIndex(self.index, dim)
+        self._rows = None
 
     def _chunk_rows(self, texts: list[str], given, first_doc: int):
         """Return (unit rows, their documents from 0, spans or None) of a chunk of texts."""
