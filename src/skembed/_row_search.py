@@ -43,11 +43,11 @@ class RowIndex:
         self.graph = None  # faiss: IndexHNSWFlat (hnsw) or IndexBinaryFlat (binary)
         self.row_doc: np.ndarray | None = None  # None: row i is document i
         self.spans: np.ndarray | None = None  # (n_rows, 2) characters, with windows
-        self._chunks: dict[str, list[np.ndarray]] = {"vectors": [], "codes": [], "docs": []}
-        self._spans: list[np.ndarray] = []
-        self._pending: list[np.ndarray] = []  # float rows not yet quantized (int8, binary)
+        self.starts: np.ndarray | None = None  # each document's first row, with windows
         self.n_rows = self.n_docs = 0
         self.windows = False
+        self._grown: dict[str, Growing] = {}  # rows being added, by array
+        self._pending: list[np.ndarray] = []  # float rows not yet quantized (int8, binary)
         if kind == "hnsw":
             faiss = import_faiss()
             self.graph = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -57,19 +57,39 @@ class RowIndex:
 
     # -- building --------------------------------------------------------------------------
 
+    def reserve(self, n_rows: int) -> None:
+        """Say that about n_rows rows in all will be added: room is made for them at once."""
+        name = "vectors" if self.kind in FLOAT_KINDS else "codes"
+        dtype = np.float32 if name == "vectors" else np.int8
+        self._growing(name, (self.dim,), dtype).reserve(n_rows)
+
+    def _growing(self, name: str, shape: tuple, dtype) -> Growing:
+        if name not in self._grown:
+            self._grown[name] = Growing(getattr(self, name), shape, dtype)
+        return self._grown[name]
+
     def add(self, vectors: np.ndarray, docs: np.ndarray, spans: np.ndarray | None) -> None:
-        """Append rows: unit float32 vectors, the document of each (in order), their spans."""
+        """Append rows: unit float32 vectors, the document of each from 0, their spans.
+
+        ``spans`` None: a row per document (``docs`` is 0, 1, 2...); else windows, the rows
+        of a document consecutive.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         check_dimensions(vectors, self.dim)
-        docs = np.asarray(docs, dtype=np.int64) + self.n_docs
-        self._chunks["docs"].append(docs)
-        self._spans.append(
-            np.zeros((len(vectors), 2), np.int64) if spans is None else np.asarray(spans)
-        )
+        if spans is not None:
+            if not self.windows and self.n_rows:  # rows so far were one per document
+                self._growing("row_doc", (), np.int64).append(np.arange(self.n_rows))
+                self._growing("spans", (2,), np.int64).append(np.zeros((self.n_rows, 2)))
+            self.windows = True
+            self._growing("row_doc", (), np.int64).append(np.asarray(docs) + self.n_docs)
+            self._growing("spans", (2,), np.int64).append(spans)
+        elif self.windows:
+            self._growing("row_doc", (), np.int64).append(np.arange(len(vectors)) + self.n_docs)
+            self._growing("spans", (2,), np.int64).append(np.zeros((len(vectors), 2)))
         self.n_rows += len(vectors)
-        self.n_docs = int(docs[-1]) + 1 if len(docs) else self.n_docs
+        self.n_docs += int(docs[-1]) + 1 if len(docs) else 0
         if self.kind in FLOAT_KINDS:
-            self._chunks["vectors"].append(vectors)
+            self._growing("vectors", (self.dim,), np.float32).append(vectors)
             if self.graph is not None:
                 self.graph.add(vectors)
             return
@@ -84,35 +104,16 @@ class RowIndex:
         self._pending = []
         if self.scale is None:
             self.scale = calibrate(pending)
-        self._chunks["codes"].append(int8_codes(pending, self.scale))
+        self._growing("codes", (self.dim,), np.int8).append(int8_codes(pending, self.scale))
 
     def finish(self) -> None:
-        """Make the chunks added so far into the index's arrays; more may be added later."""
+        """Make the rows added so far the index's arrays; more may be added later."""
         if self._pending:
             self._quantize_pending()
-        for name in ("vectors", "codes"):
-            chunks = self._chunks[name]
-            if chunks:
-                old = getattr(self, name)
-                setattr(self, name, np.concatenate(([old] if old is not None else []) + chunks))
-                self._chunks[name] = []
-        docs = np.concatenate([self._all_docs(), *self._chunks["docs"]])
-        spans = np.concatenate([self._all_spans(), *self._spans])
-        self._chunks["docs"], self._spans = [], []
-        self.windows = len(docs) != self.n_docs
-        self.row_doc = docs if self.windows else None
-        self.spans = spans if self.windows else None
+        for name, growing in self._grown.items():
+            setattr(self, name, growing.array())
+        self._grown = {}
         self.starts = self._doc_starts()
-
-    def _all_docs(self) -> np.ndarray:
-        if self.row_doc is not None:
-            return self.row_doc
-        return np.arange(self.n_rows - sum(map(len, self._chunks["docs"])), dtype=np.int64)
-
-    def _all_spans(self) -> np.ndarray:
-        if self.spans is not None:
-            return self.spans
-        return np.zeros((len(self._all_docs()), 2), dtype=np.int64)
 
     def _doc_starts(self) -> np.ndarray | None:
         """Return each document's first row, then n_rows (n_docs + 1); None: one row each."""
@@ -226,6 +227,36 @@ class RowIndex:
                 scores = self.row_scores(queries[i : i + 1], slice(start, end))
                 best[i, j] = start + int(np.argmax(scores))
         return best
+
+
+class Growing:
+    """Rows appended to an array, with room made ahead (doubling), so adds copy each row once."""
+
+    def __init__(self, start: np.ndarray | None, shape: tuple, dtype):
+        self.shape, self.dtype = shape, dtype
+        self.data = np.empty((0, *shape), dtype)
+        self.filled = 0
+        if start is not None and len(start):
+            self.reserve(len(start))
+            self.append(np.asarray(start))
+
+    def reserve(self, n_rows: int) -> None:
+        """Make room for n_rows rows in all."""
+        if n_rows > len(self.data):
+            grown = np.empty((n_rows, *self.shape), self.dtype)
+            grown[: self.filled] = self.data[: self.filled]
+            self.data = grown
+
+    def append(self, rows: np.ndarray) -> None:
+        """Append rows, making room for twice as many as held when they do not fit."""
+        if self.filled + len(rows) > len(self.data):
+            self.reserve(max(self.filled + len(rows), 2 * len(self.data)))
+        self.data[self.filled : self.filled + len(rows)] = rows
+        self.filled += len(rows)
+
+    def array(self) -> np.ndarray:
+        """Return the rows appended (a view while no more are appended)."""
+        return self.data[: self.filled]
 
 
 def _doc_scores(scores: np.ndarray, local_starts: np.ndarray, first_weight: float) -> np.ndarray:

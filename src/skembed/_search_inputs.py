@@ -48,8 +48,8 @@ def check_first_weight(weight) -> None:
         )
 
 
-def corpus_vectors(vectors, embedder, long_texts: str) -> Iterator[np.ndarray]:
-    """Yield chunks of the corpus vectors given to ``fit(X, vectors=...)``, checked.
+def corpus_vectors(vectors, embedder, long_texts: str) -> tuple[int, Iterator[np.ndarray]]:
+    """Return (rows, chunks) of the corpus vectors given to ``fit(X, vectors=...)``, checked.
 
     An array, or the ``.npy`` or Parquet file of ``skembed encode``, whose model and settings
     (recorded beside it) must be those of ``embedder``; its dimension must be the
@@ -72,7 +72,7 @@ def corpus_vectors(vectors, embedder, long_texts: str) -> Iterator[np.ndarray]:
     else:
         array, name = np.asarray(vectors), "vectors"
     _check_shape(array.shape, name, expected["embedding_dim"])
-    return (array[i : i + VECTOR_CHUNK] for i in range(0, len(array), VECTOR_CHUNK))
+    return len(array), (array[i : i + VECTOR_CHUNK] for i in range(0, len(array), VECTOR_CHUNK))
 
 
 def _npy_identity(path: Path) -> dict | None:
@@ -82,7 +82,7 @@ def _npy_identity(path: Path) -> dict | None:
     return json.loads(side.read_text(encoding="utf-8"))
 
 
-def _parquet_chunks(path: Path, expected: dict) -> Iterator[np.ndarray]:
+def _parquet_chunks(path: Path, expected: dict) -> tuple[int, Iterator[np.ndarray]]:
     from ._textfiles import import_pyarrow
 
     _, pq = import_pyarrow("reading vectors from Parquet")
@@ -94,9 +94,13 @@ def _parquet_chunks(path: Path, expected: dict) -> Iterator[np.ndarray]:
         raise ValueError(f"{str(path)!r} has no 'embedding' column; pass skembed encode's output")
     dim = file.schema_arrow.field("embedding").type.list_size
     _check_shape((file.metadata.num_rows, dim), str(path), expected["embedding_dim"])
-    for batch in file.iter_batches(batch_size=VECTOR_CHUNK, columns=["embedding"]):
-        column = batch.column(0)
-        yield column.values.to_numpy(zero_copy_only=False).reshape(len(column), dim)
+
+    def chunks() -> Iterator[np.ndarray]:
+        for batch in file.iter_batches(batch_size=VECTOR_CHUNK, columns=["embedding"]):
+            column = batch.column(0)
+            yield column.values.to_numpy(zero_copy_only=False).reshape(len(column), dim)
+
+    return file.metadata.num_rows, chunks()
 
 
 def _check_shape(shape: tuple, name: str, dim: int | None) -> None:
@@ -184,8 +188,8 @@ def _rows_of(opened: _index_files.Opened, kind: str, meta: dict) -> RowIndex:
         spans=None,
         graph=None,
         windows=False,
-        _chunks={"vectors": [], "codes": [], "docs": []},
-        _spans=[],
+        starts=None,
+        _grown={},
         _pending=[],
     )
     if "row_doc" in arrays:

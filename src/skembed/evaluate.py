@@ -54,6 +54,7 @@ from ._vectors import DEFAULT_CHUNK_SIZE, cosine_topk
 
 if TYPE_CHECKING:
     from .embedder import SentenceEmbedder
+    from .search import SemanticSearch
 
 logger = logging.getLogger(__name__)
 
@@ -280,15 +281,19 @@ def retrieval(
     split: str = "test",
     k_values: Sequence[int] = (10, 100),
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    search: SemanticSearch | None = None,
 ) -> dict:
-    """Return nDCG@k, MAP@k, MRR@k and recall@k of exact cosine search over the corpus.
+    """Return nDCG@k, MAP@k, MRR@k and recall@k of a search over the corpus, by document.
 
     Every judged query is embedded and compared with every document (title and text, as
     MTEB embeds them) by :func:`skembed.search.cosine_topk`; the top ``max(k_values)``
     documents are scored against the qrels by :func:`ranking_metrics`. As in
     :class:`~skembed.SemanticSearch`, a model folder that defines a ``"query"`` prompt and
     a ``"document"`` (or ``"passage"``) prompt gives them to queries and documents, unless
-    the SentenceEmbedder has a prompt of its own.
+    the SentenceEmbedder has a prompt of its own. With ``search``, the documents are
+    indexed and searched as that :class:`~skembed.SemanticSearch` does instead (its kind of
+    index; with ``long_texts="windows"`` each window of a long document is a row and the
+    document ranks by its windows).
 
     Parameters
     ----------
@@ -302,6 +307,11 @@ def retrieval(
         Cut-offs of the metrics.
     chunk_size : int, default=8192
         Corpus rows scored at a time, which bounds memory.
+    search : SemanticSearch or None, default=None
+        An unfitted search whose parameters say how to index and search the corpus: it is
+        cloned with ``embedder`` as its embedder and fitted on the documents. None: exact
+        cosine search of one vector per document (``embedder.transform``'s, used as
+        fitted when it is fitted).
 
     Returns
     -------
@@ -311,10 +321,19 @@ def retrieval(
     """
     k_values = check_k_values(k_values)
     data = datasets.read_beir(path, split)
-    Q, C = _embed_groups(
-        embedder, data.query_texts, data.corpus_texts, roles=[("query",), ("document", "passage")]
-    )
-    _, top = cosine_topk(Q, C, max(k_values), chunk_size=chunk_size)
+    if search is not None:
+        from sklearn.base import clone
+
+        fitted = clone(search).set_params(embedder=embedder).fit(data.corpus_texts)
+        _, top = fitted.kneighbors(data.query_texts, max(k_values))
+    else:
+        Q, C = _embed_groups(
+            embedder,
+            data.query_texts,
+            data.corpus_texts,
+            roles=[("query",), ("document", "passage")],
+        )
+        _, top = cosine_topk(Q, C, max(k_values), chunk_size=chunk_size)
     rankings = {
         q: [data.corpus_ids[i] for i in row] for q, row in zip(data.query_ids, top, strict=True)
     }

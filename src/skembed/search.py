@@ -247,14 +247,16 @@ class SemanticSearch(BaseEstimator):
             check_texts([])  # raises the usual "X is empty" error
         if not hasattr(self, "embedder_"):
             self._start(first)
-        given = None
+        given, n_given = None, 0
         if vectors is not None:
-            given = corpus_vectors(vectors, self.embedder_, self.long_texts)
+            n_given, given = corpus_vectors(vectors, self.embedder_, self.long_texts)
         texts = list(self.corpus_)
         for chunk in itertools.chain([first], chunks):
             rows, docs, spans = self._chunk_rows(chunk, given, len(texts))
             if self._rows is None:  # the first chunk's rows give the dimension
                 self._rows = RowIndex(self.index, rows.shape[1])
+            if n_given and len(texts) == len(self.corpus_):  # room for all, at once
+                self._rows.reserve(self._rows.n_rows + n_given)
             self._rows.add(rows, docs, spans)
             texts += chunk
         if given is not None and next(given, None) is not None:
@@ -561,7 +563,7 @@ def _rows_state(rows: RowIndex) -> dict:
 def _rows_from_state(state: dict) -> RowIndex:
     rows = RowIndex.__new__(RowIndex)
     rows.__dict__.update(state)
-    rows._chunks, rows._spans, rows._pending = {"vectors": [], "codes": [], "docs": []}, [], []
+    rows._grown, rows._pending = {}, []
     if isinstance(state.get("graph"), SerializedIndex):
         faiss = import_faiss()
         read = faiss.deserialize_index if rows.kind == "hnsw" else faiss.deserialize_index_binary

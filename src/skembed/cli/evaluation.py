@@ -36,6 +36,13 @@ def add(subparsers, common) -> None:
         help="data file (or BEIR folder for retrieval); repeat for sts to join files",
     )
     p.add_argument("--layer", type=int, help="hidden-state layer to pool (default: the last)")
+    p.add_argument(
+        "--index",
+        choices=("exact", "hnsw", "int8", "binary"),
+        help="retrieval: search the corpus as SemanticSearch(index=...) does (default: exact "
+        "cosine search); with --long-texts windows each window of a long document is a row "
+        "and the document ranks by its windows",
+    )
     p.add_argument("--json", metavar="OUT", help="also write the metrics to this JSON file")
 
 
@@ -54,7 +61,16 @@ def run(args) -> int:
     if args.layer is not None:
         model.set_params(layer=args.layer)
     data = args.data if args.task == "sts" else args.data[0]
-    metrics = getattr(evaluate, _EVAL_TASKS[args.task])(model, data)
+    options = {}
+    windows = args.long_texts == "windows"
+    if args.task == "retrieval" and (args.index is not None or windows):
+        from ..search import SemanticSearch
+
+        long_texts = "windows" if windows else "truncate"
+        options["search"] = SemanticSearch(index=args.index or "exact", long_texts=long_texts)
+    elif args.index is not None:
+        raise UsageError(f"--index applies to retrieval, not to {args.task}")
+    metrics = getattr(evaluate, _EVAL_TASKS[args.task])(model, data, **options)
     width = max(len(k) for k in metrics)
     for key, value in metrics.items():
         shown = f"{value:.4f}" if isinstance(value, float) else value
