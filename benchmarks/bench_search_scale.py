@@ -329,10 +329,12 @@ def scale(args) -> None:
         truth, exact_speed = exact_top10(vectors, queries)
         print(f"\n{n:,} vectors ({vectors.stat().st_size / 2**30:.1f} GiB of float32 on disk)")
         print(
-            f"exact float32 (numpy over the memory-mapped file): {exact_speed['batch_qps']:.1f} q/s in batches"
+            f"exact float32 (NumPy over the memory-mapped file): "
+            f"{exact_speed['batch_qps']:.1f} q/s in batches"
         )
         print(
-            "| index | build s | peak MB | open s | resident MB (index) | q/s one | q/s batch 100 | ms end to end | recall@10 |"
+            "| index | build s | peak MB | open s | resident MB (index) | q/s one "
+            "| q/s batch 100 | ms end to end | recall@10 |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for kind in args.kinds:
@@ -344,7 +346,8 @@ def scale(args) -> None:
             found = np.load(str(folder) + ".found.npy")
             print(
                 f"| skembed {kind} | {built['build_s']:.0f} | {built['peak_mb']:,.0f} | "
-                f"{opened['open_s']:.2f} | {opened['resident_mb']:,.0f} ({opened['index_mb']:,.0f}) | "
+                f"{opened['open_s']:.2f} | {opened['resident_mb']:,.0f} "
+                f"({opened['index_mb']:,.0f}) | "
                 f"{opened['one_qps']:.0f} | {opened['batch_qps']:.0f} | "
                 f"{opened['end_to_end_ms']:.1f} | {recall(found, truth):.3f} |"
             )
@@ -353,7 +356,8 @@ def scale(args) -> None:
             st = run_json(ST, vectors, queries_path, m, out)
             print(
                 f"| sentence-transformers ubinary, rescore x{m} | {st['build_s']:.0f} | | | | "
-                f"{st['one_qps']:.0f} | {st['batch_qps']:.0f} | | {recall(np.load(out), truth):.3f} |"
+                f"{st['one_qps']:.0f} | {st['batch_qps']:.0f} | | "
+                f"{recall(np.load(out), truth):.3f} |"
             )
 
 
