@@ -164,12 +164,24 @@ def test_windows_take_no_truncation_warning_and_truncation_points_to_them(tiny_b
             {"window_overlap": 62},
             ValueError,
             "window_overlap=62 must be from 0 to 61: a window holds 62 of the text's own "
-            "tokens (max_length=64 less 2 special and prompt tokens)",
+            "tokens (window_length=64 less 2 special and prompt tokens)",
         ),
         (
             {"max_length": 100, "long_texts": "windows"},
             ValueError,
             "max_length=100 is more than the model",
+        ),
+        (
+            {"window_length": 65, "long_texts": "windows"},
+            ValueError,
+            "window_length=65 is more than the model in",
+        ),
+        ({"window_length": 0}, ValueError, "window_length=0 must be None or a positive int"),
+        (
+            {"window_length": 2},
+            ValueError,
+            "window_length=2 leaves no room for a text's own tokens in a window (2 special "
+            "tokens and 0 of the prompt)",
         ),
     ],
 )
@@ -202,3 +214,21 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, X.shape, float((X ** 2
     # the text itself (10 MB, then lower-cased) is the growth; nothing in proportion to
     # its 2.4 million tokens (which as the tokenizer's objects alone would be hundreds of MB)
     assert peaks[800_000] - peaks[80_000] < 60, peaks
+
+
+def test_windows_shorter_than_max_length_cut_texts_longer_than_a_window(tiny_bert):
+    est = SentenceEmbedder(model=tiny_bert, long_texts="windows", window_length=16).fit(SHORT)
+    assert (est.max_length_, est.window_length_, est.window_overlap_) == (64, 16, 7)
+    medium = " ".join(WORDS[:10])  # more than 16 tokens, fewer than 64
+    windows = est.transform_windows([medium, "red dog"])
+    assert windows.text.tolist().count(0) > 1 and windows.text.tolist().count(1) == 1
+    assert all(len(w) <= 16 for w in _window_ids(est, medium))
+    truncating = SentenceEmbedder(model=tiny_bert).fit(SHORT)
+    np.testing.assert_array_equal(est.transform(["red dog"]), truncating.transform(["red dog"]))
+    assert not np.allclose(est.transform([medium]), truncating.transform([medium]))
+
+
+def _window_ids(est, text):
+    loaded = loaded_model(est)
+    cut = _windows.layout(loaded, est.window_length_, est.window_overlap_, "")
+    return [w.ids for w in _windows.windows(loaded, text, cut)]

@@ -107,7 +107,11 @@ def vectors_identity(embedder) -> dict:
         "dense_layers": embedder.dense_layers_,
         "precision": precision_key(embedder.precision_),
         "long_texts": embedder.long_texts,
-        "window_overlap": embedder.window_overlap_ if embedder.long_texts == "windows" else None,
+        **(
+            {"window_length": embedder.window_length_, "window_overlap": embedder.window_overlap_}
+            if embedder.long_texts == "windows"
+            else {}
+        ),
     }
     return {
         "fingerprint": embedder.fingerprint_,

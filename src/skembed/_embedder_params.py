@@ -63,6 +63,7 @@ def check_encoder_params(params: dict[str, Any]) -> None:
         )
     check_one_of("missing", params["missing"], MISSING_POLICIES)
     check_one_of("long_texts", params["long_texts"], LONG_TEXTS)
+    check_positive_int_or_none(window_length=params["window_length"])
     overlap = params["window_overlap"]
     if overlap is not None and not (is_int(overlap) and overlap >= 0):
         raise ValueError(
@@ -81,6 +82,7 @@ class ModelParams:
     max_length: int
     layers: tuple[int, ...]
     embedding_dim: int
+    window_length: int
     window_overlap: int
 
 
@@ -104,6 +106,14 @@ def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) ->
     normalize = params["normalize"]
     prompt = choose_prompt(params["prompt"], params["prompt_name"], pipeline, path)
     max_length = int(max_length or loaded.limit)
+    window_length = params["window_length"]
+    if window_length is not None and window_length > loaded.capacity:
+        raise ValueError(
+            f"window_length={window_length} is more than the model in {path} can take "
+            f"({loaded.capacity} tokens); use window_length<={loaded.capacity} or None "
+            f"(max_length's {max_length})"
+        )
+    window_length = int(window_length or max_length)
     return ModelParams(
         pooling=(pipeline.pooling or "mean") if pooling == "auto" else pooling,
         normalize=(
@@ -115,19 +125,20 @@ def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) ->
         max_length=max_length,
         layers=layers,
         embedding_dim=truncate_dim or dim,
-        window_overlap=choose_overlap(loaded, max_length, params["window_overlap"], prompt),
+        window_length=window_length,
+        window_overlap=choose_overlap(loaded, window_length, params["window_overlap"], prompt),
     )
 
 
-def choose_overlap(loaded: LoadedModel, max_length: int, overlap: int | None, prompt: str) -> int:
+def choose_overlap(loaded: LoadedModel, length: int, overlap: int | None, prompt: str) -> int:
     """Return the tokens consecutive windows share: ``overlap``, or the default for the model.
 
     None is :data:`skembed._windows.DEFAULT_OVERLAP` of a window's own tokens. A value that
     leaves no stride raises the ValueError naming ``window_overlap`` and its range.
     """
     if overlap is None:
-        return int(layout(loaded, max_length, 0, prompt).content * DEFAULT_OVERLAP)
-    layout(loaded, max_length, overlap, prompt)  # checks it
+        return int(layout(loaded, length, 0, prompt).content * DEFAULT_OVERLAP)
+    layout(loaded, length, overlap, prompt)  # checks it
     return int(overlap)
 
 

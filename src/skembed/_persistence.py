@@ -59,7 +59,7 @@ _ADDED_SINCE = {
     **dict.fromkeys(("prompt", "prompt_name", "truncate_dim", "fine_tune")),
     **{"fine_tune_adapter": "lora", "fine_tune_epochs": None, "fine_tune_learning_rate": None},
     **{"fine_tune_batch_size": 32, "random_state": 0, "missing": "error"},
-    **{"long_texts": "truncate", "window_overlap": None},  # before 0.2.0
+    **{"long_texts": "truncate", "window_length": None, "window_overlap": None},  # before 0.2
 }
 
 

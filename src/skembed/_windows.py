@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -67,26 +67,27 @@ class Layout:
     stride: int  # tokens from one window's start to the next one's
 
 
-def layout(loaded: LoadedModel, max_length: int, overlap: int, prompt: str) -> Layout:
-    """Return the window layout of max_length tokens sharing ``overlap`` of the text's own.
+def layout(loaded: LoadedModel, length: int, overlap: int, prompt: str) -> Layout:
+    """Return the layout of windows of ``length`` tokens sharing ``overlap`` of the text's own.
 
-    Raises ValueError naming ``window_overlap`` and its allowed range when the overlap
-    leaves no stride (it must be less than the text's own tokens per window).
+    Raises ValueError naming ``window_length`` or ``window_overlap`` and the allowed range
+    when a window leaves no room for the text, or the overlap no stride (it must be less
+    than the text's own tokens per window).
     """
     before, after = special_frame(loaded)
     prompt_ids = _prompt_ids(loaded, prompt)
-    content = max_length - len(before) - len(after) - len(prompt_ids)
+    content = length - len(before) - len(after) - len(prompt_ids)
     if content < 1:
         raise ValueError(
-            f"max_length={max_length} leaves no room for a text's own tokens in a window "
+            f"window_length={length} leaves no room for a text's own tokens in a window "
             f"({len(before) + len(after)} special tokens and {len(prompt_ids)} of the prompt); "
-            "use a larger max_length or a shorter prompt"
+            "use a longer window or a shorter prompt"
         )
     if not 0 <= overlap < content:
         raise ValueError(
             f"window_overlap={overlap} must be from 0 to {content - 1}: a window holds "
-            f"{content} of the text's own tokens (max_length={max_length} less "
-            f"{max_length - content} special and prompt tokens), and consecutive windows "
+            f"{content} of the text's own tokens (window_length={length} less "
+            f"{length - content} special and prompt tokens), and consecutive windows "
             "share fewer than that"
         )
     return Layout(before + prompt_ids, after, content, content - overlap)
@@ -182,6 +183,7 @@ def window_rows(
     texts: Sequence[str],
     plan: Plan,
     *,
+    length: int,
     overlap: int,
     prompt: str = "",
     memory: bool = False,
@@ -189,20 +191,21 @@ def window_rows(
 ) -> Iterator[Windows]:
     """Yield every window of texts as rows, in the order of the texts, a block at a time.
 
-    A text that fits in ``plan.max_length`` tokens is one row, its vector the one
+    A text that fits in a window of ``length`` tokens is one row, its vector the one
     :func:`skembed._encoding.embed_texts` gives it; a longer one is a row per window. The
     first window of a long text is its truncated form, whose vector is reused. The encoder
     caches keep each window's statistics under a digest of its token ids.
     """
+    plan = replace(plan, max_length=length)
     vectors, truncated = embed_texts(
         loaded, texts, plan, prompt=prompt, memory=memory, cache_dir=cache_dir
     )
     long = np.flatnonzero(truncated)
-    cut = layout(loaded, plan.max_length, overlap, prompt) if len(long) else None
+    cut = layout(loaded, length, overlap, prompt) if len(long) else None
     first_ids = {}
     if len(long):
         prompted = model_texts([texts[i] for i in long], prompt, loaded)
-        cut_ids = tokenize(loaded, prompted, plan.max_length).ids
+        cut_ids = tokenize(loaded, prompted, length).ids
         first_ids = dict(zip(long.tolist(), cut_ids, strict=True))
     skip = prompt_tokens(loaded, prompt) if not loaded.pipeline.include_prompt else 0
     pending: list[tuple[int, Window | None, np.ndarray | None]] = []
@@ -245,6 +248,7 @@ def embed_long_texts(
     texts: Sequence[str],
     plan: Plan,
     *,
+    length: int,
     overlap: int,
     prompt: str = "",
     memory: bool = False,
@@ -256,9 +260,8 @@ def embed_long_texts(
     vector. Memory is bounded by a block of windows, whatever the length of a text.
     """
     sums, counts = None, np.zeros(len(texts), dtype=np.int64)
-    for rows in window_rows(
-        loaded, texts, plan, overlap=overlap, prompt=prompt, memory=memory, cache_dir=cache_dir
-    ):
+    options = {"prompt": prompt, "memory": memory, "cache_dir": cache_dir}
+    for rows in window_rows(loaded, texts, plan, length=length, overlap=overlap, **options):
         if sums is None:
             sums = np.zeros((len(texts), rows.vectors.shape[1]), dtype=np.float64)
         np.add.at(sums, rows.text, rows.vectors)

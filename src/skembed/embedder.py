@@ -76,17 +76,20 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         Tokens per text, counting special tokens. None is the model's own limit (256 for
         the default model). What happens to longer texts is ``long_texts``'.
     long_texts : {"truncate", "windows"}, default="truncate"
-        What a text longer than ``max_length`` tokens becomes. ``"truncate"``: its first
-        ``max_length`` tokens, with one ``TruncationWarning`` per call counting such texts.
-        ``"windows"``: all of it, cut at token boundaries into overlapping windows of
-        ``max_length`` tokens, each encoded as a text of its own; its vector is the mean of
-        its windows' (scaled to unit length when ``normalize_``). A text that fits in
-        ``max_length`` tokens gets exactly the same vector either way. See the long texts
-        page of the docs, and :meth:`transform_windows` for the windows themselves.
+        What a long text becomes. ``"truncate"``: its first ``max_length`` tokens, with one
+        ``TruncationWarning`` per call counting the texts cut. ``"windows"``: all of a text
+        longer than ``window_length`` tokens, cut at token boundaries into overlapping
+        windows of ``window_length`` tokens, each encoded as a text of its own; its vector
+        is the mean of its windows' (scaled to unit length when ``normalize_``). A text
+        that fits in one window gets exactly the vector ``"truncate"`` gives it. See the
+        long texts page of the docs, and :meth:`transform_windows` for the windows.
+    window_length : int or None, default=None
+        Tokens per window, counting special tokens and a prompt's (``long_texts="windows"``
+        and :meth:`transform_windows`); None is ``max_length_``. At most the model's limit
+        of positions (512 for the default model).
     window_overlap : int or None, default=None
-        Tokens of the text that consecutive windows share (``long_texts="windows"`` and
-        :meth:`transform_windows`); None is half of a window's own tokens (127 for the
-        default model). See ``window_overlap_``.
+        Tokens of the text that consecutive windows share; None is half of a window's own
+        tokens (127 for the default model's 256-token windows). See ``window_overlap_``.
     prompt : str or None, default=None
         A string put before every text, as sentence-transformers' ``prompt=``: e.g.
         ``"query: "`` for an e5 model. Whether its tokens count in pooling is the folder's
@@ -204,6 +207,8 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         Seconds the fine-tuning took (0.0 without, or when an identical run was reused).
     max_length_ : int
         Tokens per text after resolving ``max_length``.
+    window_length_ : int
+        Tokens per window after resolving ``window_length``.
     window_overlap_ : int
         Tokens that consecutive windows of a long text share, after resolving
         ``window_overlap`` for the model (its special tokens and the prompt's take room in
@@ -253,6 +258,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         normalize: bool | str = "auto",
         max_length: int | None = None,
         long_texts: str = "truncate",
+        window_length: int | None = None,
         window_overlap: int | None = None,
         prompt: str | None = None,
         prompt_name: str | None = None,
@@ -282,6 +288,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         self.normalize = normalize
         self.max_length = max_length
         self.long_texts = long_texts
+        self.window_length = window_length
         self.window_overlap = window_overlap
         self.prompt = prompt
         self.prompt_name = prompt_name
@@ -358,6 +365,7 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         self.embedding_dim_ = resolved.embedding_dim
         self.n_layers_ = loaded.n_layers
         self.max_length_ = resolved.max_length
+        self.window_length_ = resolved.window_length
         self.window_overlap_ = resolved.window_overlap
         self.backend_, self.precision_ = _backends.choose_backend(
             self.backend, self.precision, loaded.device
@@ -438,29 +446,31 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
             "cache_dir": self.cache_dir,
         }
         if self.long_texts == "windows":
-            overlap = self._overlap()
+            length, overlap = self._window_settings()
             return _windows.embed_long_texts(
-                loaded, texts, self._plan(loaded), overlap=overlap, **options
+                loaded, texts, self._plan(loaded), length=length, overlap=overlap, **options
             )
         vectors, truncated = _encoding.embed_texts(loaded, texts, self._plan(loaded), **options)
         _tokens.warn_truncated(truncated, self.max_length_, stacklevel=3)
         return vectors
 
-    def _overlap(self) -> int:
-        # a pickle of skembed before 0.2 has no window_overlap_: resolve it now
+    def _window_settings(self) -> tuple[int, int]:
+        # a pickle of skembed before 0.2 has no window settings: resolve them now
         if "window_overlap_" not in self.__dict__:
+            self.window_length_ = self.max_length_
             self.window_overlap_ = _embedder_params.choose_overlap(
                 self._model(), self.max_length_, self.window_overlap, self.prompt_
             )
-        return self.window_overlap_
+        return self.window_length_, self.window_overlap_
 
     def transform_windows(self, X, *, prompt: str | None = None) -> Windows:
         """Return every window of the texts: each one's vector, its text, and its characters.
 
-        A text that fits in ``max_length_`` tokens is one window, its vector the one
-        :meth:`transform` gives it; a longer one is cut into overlapping windows of
-        ``max_length_`` tokens (``window_overlap_`` of its own tokens shared), each encoded
-        as a text of its own, whatever ``long_texts`` says. The first window of a long text
+        A text that fits in ``window_length_`` tokens is one window, its vector the one
+        :meth:`transform` gives it (when it fits ``max_length_`` too); a longer one is cut
+        into overlapping windows of ``window_length_`` tokens (``window_overlap_`` of its
+        own tokens shared), each encoded as a text of its own, whatever ``long_texts``
+        says. The first window of a long text
         is its truncated form. What :class:`~skembed.SemanticSearch` indexes with
         ``long_texts="windows"``.
 
@@ -499,7 +509,8 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
                 loaded,
                 texts,
                 self._plan(loaded),
-                overlap=self._overlap(),
+                length=self._window_settings()[0],
+                overlap=self._window_settings()[1],
                 prompt=self.prompt_ if prompt is None else prompt,
                 memory=self.cache,
                 cache_dir=self.cache_dir,

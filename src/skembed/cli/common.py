@@ -79,6 +79,12 @@ def model_options() -> Parser:
         "skembed search indexes each window)",
     )
     model.add_argument(
+        "--window-length",
+        type=positive_int,
+        metavar="N",
+        help="with --long-texts windows: tokens per window (default: --max-length's)",
+    )
+    model.add_argument(
         "--window-overlap",
         type=int,
         metavar="N",
@@ -115,6 +121,7 @@ ENCODER_OPTIONS = (
     "pooling",
     "max_length",
     "long_texts",
+    "window_length",
     "window_overlap",
     "prompt",
     "prompt_name",
