@@ -46,7 +46,7 @@ def test_a_long_text_is_the_mean_of_windows_transformers_cuts_and_encodes(tiny_m
     tokenizer = AutoTokenizer.from_pretrained(tiny_model, trust_remote_code=False)
     encoder = AutoModel.from_pretrained(tiny_model, trust_remote_code=False).eval()
     content, overlap = est.max_length_ - 2, est.window_overlap_
-    assert overlap == content // 2
+    assert overlap == content // 4
     for text, ours in zip(LONG, est.transform(LONG), strict=True):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         starts = list(range(0, len(ids) - content, content - overlap)) + [len(ids) - content]
@@ -218,7 +218,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, X.shape, float((X ** 2
 
 def test_windows_shorter_than_max_length_cut_texts_longer_than_a_window(tiny_bert):
     est = SentenceEmbedder(model=tiny_bert, long_texts="windows", window_length=16).fit(SHORT)
-    assert (est.max_length_, est.window_length_, est.window_overlap_) == (64, 16, 7)
+    assert (est.max_length_, est.window_length_, est.window_overlap_) == (64, 16, 3)
     medium = " ".join(WORDS[:10])  # more than 16 tokens, fewer than 64
     windows = est.transform_windows([medium, "red dog"])
     assert windows.text.tolist().count(0) > 1 and windows.text.tolist().count(1) == 1

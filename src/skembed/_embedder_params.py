@@ -25,7 +25,7 @@ from ._checks import (
 from ._encoding import layer_indices
 from ._input import MISSING_POLICIES
 from ._pooling import POOLING_FUNCTIONS
-from ._windows import DEFAULT_OVERLAP, LONG_TEXTS, layout
+from ._windows import DEFAULT_LENGTH, DEFAULT_OVERLAP, LONG_TEXTS, layout
 
 if TYPE_CHECKING:
     from ._models import LoadedModel
@@ -113,7 +113,7 @@ def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) ->
             f"({loaded.capacity} tokens); use window_length<={loaded.capacity} or None "
             f"(max_length's {max_length})"
         )
-    window_length = int(window_length or max_length)
+    window_length = int(window_length or min(DEFAULT_LENGTH, max_length))
     return ModelParams(
         pooling=(pipeline.pooling or "mean") if pooling == "auto" else pooling,
         normalize=(

@@ -44,8 +44,11 @@ WINDOW_BLOCK = 256  # windows encoded at once: their ids and vectors stay a few 
 CACHE_KIND = "-windows"  # windows' cache entries, keyed by their token ids, apart from texts'
 # what SentenceEmbedder(long_texts=...) does with a text longer than max_length
 LONG_TEXTS = ("truncate", "windows")
-# the share of a window's own tokens that the next window repeats, by default
-DEFAULT_OVERLAP = 0.5
+# the defaults, chosen on SciFact's train queries with the default model
+# (docs/long_texts.md, benchmarks/bench_long_texts.py): windows of 128 tokens beat 256 for
+# search, and a quarter of a window's own tokens shared cost less than half for as much
+DEFAULT_LENGTH = 128  # tokens per window, or max_length when that is less
+DEFAULT_OVERLAP = 0.25  # the share of a window's own tokens the next window repeats
 
 
 @dataclass(frozen=True)

@@ -85,11 +85,11 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         long texts page of the docs, and :meth:`transform_windows` for the windows.
     window_length : int or None, default=None
         Tokens per window, counting special tokens and a prompt's (``long_texts="windows"``
-        and :meth:`transform_windows`); None is ``max_length_``. At most the model's limit
-        of positions (512 for the default model).
+        and :meth:`transform_windows`); None is 128, or ``max_length_`` when that is less.
+        At most the model's limit of positions (512 for the default model).
     window_overlap : int or None, default=None
-        Tokens of the text that consecutive windows share; None is half of a window's own
-        tokens (127 for the default model's 256-token windows). See ``window_overlap_``.
+        Tokens of the text that consecutive windows share; None is a quarter of a window's
+        own tokens (31 of the default 128-token window's 126). See ``window_overlap_``.
     prompt : str or None, default=None
         A string put before every text, as sentence-transformers' ``prompt=``: e.g.
         ``"query: "`` for an e5 model. Whether its tokens count in pooling is the folder's
@@ -457,9 +457,9 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
     def _window_settings(self) -> tuple[int, int]:
         # a pickle of skembed before 0.2 has no window settings: resolve them now
         if "window_overlap_" not in self.__dict__:
-            self.window_length_ = self.max_length_
+            self.window_length_ = min(_windows.DEFAULT_LENGTH, self.max_length_)
             self.window_overlap_ = _embedder_params.choose_overlap(
-                self._model(), self.max_length_, self.window_overlap, self.prompt_
+                self._model(), self.window_length_, self.window_overlap, self.prompt_
             )
         return self.window_length_, self.window_overlap_
 
