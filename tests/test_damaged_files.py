@@ -58,30 +58,38 @@ def _saved_index(model: str, folder) -> None:
 
 def test_a_tampered_index_vectors_file_is_refused(tiny_bert, tmp_path):
     _saved_index(tiny_bert, tmp_path / "index")
-    vectors = tmp_path / "index" / "embeddings.npy"
+    vectors = tmp_path / "index" / "vectors.npy"
     np.save(vectors, np.load(vectors)[::-1])  # same shape, other rows
-    with pytest.raises(ValueError, match="is not the file saved with"):
+    with pytest.raises(ValueError, match="vectors.npy' is damaged or not the file saved with"):
         SemanticSearch.load(tmp_path / "index")
 
 
 def test_a_pickled_object_array_in_an_index_is_never_unpickled(tiny_bert, tmp_path):
-    _saved_index(tiny_bert, tmp_path / "index")
-    vectors = tmp_path / "index" / "embeddings.npy"
+    # even with its checksums rewritten to match, as someone who can write the folder could
+    from skembed import _index_files
+
+    folder = tmp_path / "index"
+    _saved_index(tiny_bert, folder)
+    vectors = folder / "vectors.npy"
     np.save(vectors, np.array([object()] * 3, dtype=object), allow_pickle=True)
-    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    meta = json.loads((folder / "index.json").read_text())
+    digests = []
+    for name in sorted(meta["files"]):
+        meta["files"][name] = {"size": (folder / name).stat().st_size, "first_block": len(digests)}
+        digests += _index_files._block_digests(folder / name)
+    (folder / "blocks.sha256").write_bytes(b"".join(digests))
     import hashlib
 
-    meta["embeddings_sha256"] = hashlib.sha256(vectors.read_bytes()).hexdigest()
-    (tmp_path / "index" / "index.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="allow_pickle=False"):
-        SemanticSearch.load(tmp_path / "index")
+    meta["blocks_sha256"] = hashlib.sha256(b"".join(digests)).hexdigest()
+    (folder / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"vectors.npy' is not a NumPy array file \(Array can't"):
+        SemanticSearch.load(folder)  # read with allow_pickle=False, never unpickled
 
 
 def test_an_edited_corpus_text_in_a_saved_index_is_refused(tiny_bert, tmp_path):
     _saved_index(tiny_bert, tmp_path / "index")
-    meta_path = tmp_path / "index" / "index.json"
-    meta = json.loads(meta_path.read_text())
-    meta["texts"][0] = "I love pears"  # the vectors still say apples
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="are not the ones the index was saved with"):
+    texts = tmp_path / "index" / "texts.bin"
+    edited = texts.read_bytes().replace(b"I love apples", b"I love grapes")
+    texts.write_bytes(edited)  # the same length: the vectors still say apples
+    with pytest.raises(ValueError, match="texts.bin' is damaged or not the file saved with"):
         SemanticSearch.load(tmp_path / "index")
