@@ -49,6 +49,9 @@ LONG_TEXTS = ("truncate", "windows")
 # search, and a quarter of a window's own tokens shared cost less than half for as much
 DEFAULT_LENGTH = 128  # tokens per window, or max_length when that is less
 DEFAULT_OVERLAP = 0.25  # the share of a window's own tokens the next window repeats
+# how much a text's first window weighs against all its windows: in a long text's one
+# vector, and in a document's search score (SemanticSearch's first_window_weight)
+FIRST_WEIGHT = 0.3
 
 
 @dataclass(frozen=True)
@@ -257,21 +260,30 @@ def embed_long_texts(
     memory: bool = False,
     cache_dir: str | os.PathLike | None = None,
 ) -> np.ndarray:
-    """Return one vector per text, a long text's the mean of its windows' (unit if the head is).
+    """Return one vector per text: a long text's is its windows' mean, with its first window's.
 
-    A text that fits in one window gets exactly :func:`skembed._encoding.embed_texts`'s
-    vector. Memory is bounded by a block of windows, whatever the length of a text.
+    ``FIRST_WEIGHT`` of the first window's vector and the rest of the mean of all its
+    windows' (unit length if the head makes vectors so): the beginning of a text (a title,
+    the opening of an abstract) says most about it. A text that fits in one window gets
+    exactly :func:`skembed._encoding.embed_texts`'s vector. Memory is bounded by a block of
+    windows, whatever the length of a text.
     """
-    sums, counts = None, np.zeros(len(texts), dtype=np.int64)
+    sums = firsts = None
+    counts = np.zeros(len(texts), dtype=np.int64)
     options = {"prompt": prompt, "memory": memory, "cache_dir": cache_dir}
     for rows in window_rows(loaded, texts, plan, length=length, overlap=overlap, **options):
         if sums is None:
             sums = np.zeros((len(texts), rows.vectors.shape[1]), dtype=np.float64)
+            firsts = np.zeros((len(texts), rows.vectors.shape[1]), dtype=np.float32)
+        new = np.flatnonzero(np.r_[True, rows.text[1:] != rows.text[:-1]])  # rows in order
+        new = new[counts[rows.text[new]] == 0]
+        firsts[rows.text[new]] = rows.vectors[new]
         np.add.at(sums, rows.text, rows.vectors)
         np.add.at(counts, rows.text, 1)
-    # one window: the vector itself (float32 -> float64 -> float32 keeps every bit)
-    vectors = (sums / counts[:, None]).astype(np.float32)
+    vectors = firsts.copy()  # one window: the vector itself, every bit
     windowed = counts > 1
-    if plan.head.normalize and windowed.any():
-        vectors[windowed] = unit_length(vectors[windowed])
+    if windowed.any():
+        mean = sums[windowed] / counts[windowed, None]
+        combined = FIRST_WEIGHT * firsts[windowed] + (1 - FIRST_WEIGHT) * mean
+        vectors[windowed] = unit_length(combined) if plan.head.normalize else combined
     return vectors

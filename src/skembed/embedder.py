@@ -80,9 +80,10 @@ class SentenceEmbedder(TextFeaturesMixin, ModelReference, TransformerMixin, Base
         ``TruncationWarning`` per call counting the texts cut. ``"windows"``: all of a text
         longer than ``window_length`` tokens, cut at token boundaries into overlapping
         windows of ``window_length`` tokens, each encoded as a text of its own; its vector
-        is the mean of its windows' (scaled to unit length when ``normalize_``). A text
-        that fits in one window gets exactly the vector ``"truncate"`` gives it. See the
-        long texts page of the docs, and :meth:`transform_windows` for the windows.
+        is 0.3 of its first window's and 0.7 of the mean of all its windows' (scaled to unit
+        length when ``normalize_``). A text that fits in one window gets exactly the vector
+        ``"truncate"`` gives it. See the long texts page of the docs, and
+        :meth:`transform_windows` for the windows.
     window_length : int or None, default=None
         Tokens per window, counting special tokens and a prompt's (``long_texts="windows"``
         and :meth:`transform_windows`); None is 128, or ``max_length_`` when that is less.

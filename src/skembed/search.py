@@ -32,6 +32,7 @@ from ._search_inputs import (
     open_saved,
 )
 from ._vectors import DEFAULT_CHUNK_SIZE, DEFAULT_EF_SEARCH, cosine_topk, import_faiss, unit_rows
+from ._windows import FIRST_WEIGHT
 from .embedder import SentenceEmbedder
 
 __all__ = ["Hit", "SemanticSearch", "cosine_topk"]
@@ -40,9 +41,7 @@ INDEX_KINDS = KINDS
 LONG_TEXTS = ("truncate", "windows")
 BUILD_CHUNK = 10_000  # corpus texts embedded, quantized and added at a time
 DEFAULT_RESCORE_MULTIPLIER = 10
-# chosen on SciFact's train queries (docs/long_texts.md): 0.3 of the first window's score
-# kept the gain of the best window on long documents and most of what it cost short ones
-DEFAULT_FIRST_WEIGHT = 0.3
+DEFAULT_FIRST_WEIGHT = FIRST_WEIGHT
 
 
 class _HitFields(NamedTuple):
