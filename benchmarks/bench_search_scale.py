@@ -366,7 +366,7 @@ def main() -> None:
     parser.add_argument("what", choices=("quality", "scale"))
     parser.add_argument("--split", default="train", help="SciFact qrels to score (quality)")
     parser.add_argument("--rows", type=int, action="append", help="corpus sizes (scale)")
-    parser.add_argument("--kinds", nargs="+", default=["exact", "int8", "binary"])
+    parser.add_argument("--kinds", nargs="+", default=["exact", "int8", "binary", "binary_hnsw"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/skembed-search-scale"))
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

@@ -359,7 +359,9 @@ def test_search_index_mistakes_are_one_line(tiny_bert, tmp_path, capsys, monkeyp
     skembed(capsys, "search", corpus, "a", "--model", tiny_bert, "--save-index", tmp_path / "idx")
     cases = {
         ("--index", "annoy"): r"argument --index: invalid choice: '?annoy'? \(choose from",
-        ("--ef-search", 16): "--ef-search applies to --index hnsw; this search is exact",
+        ("--ef-search", 16): (
+            "--ef-search applies to --index hnsw and binary_hnsw; this search is exact"
+        ),
         ("--index", "hnsw", "--ef-search", 0): "argument --ef-search: '0' must be 1 or more",
     }
     for options, message in cases.items():

@@ -69,7 +69,7 @@ def test_sign_bits_pack_eight_dimensions_a_byte():
     assert bits.tolist() == [[0b10010110, 0b10000000]]
 
 
-@pytest.mark.parametrize("kind, least", [("int8", 0.97), ("binary", 0.8)])
+@pytest.mark.parametrize("kind, least", [("int8", 0.97), ("binary", 0.8), ("binary_hnsw", 0.8)])
 def test_quantized_kinds_find_most_of_the_exact_top_10(exact, kind, least):
     search = vector_search(index=kind)
     scores, found = search.kneighbors(QUERY_IDS)
@@ -103,7 +103,7 @@ def test_exact_search_scores_unit_rows_kept_from_fit():
     )
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw", "int8", "binary"])
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "int8", "binary", "binary_hnsw"])
 def test_a_stream_and_partial_fits_build_the_index_fit_builds(kind):
     whole = vector_search(index=kind)
     streamed = SemanticSearch(FunctionTransformer(lookup), index=kind).fit(iter(CORPUS_IDS))
@@ -159,7 +159,7 @@ def test_skembed_encode_output_builds_an_index_and_another_model_is_refused(
         )
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw", "int8", "binary"])
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "int8", "binary", "binary_hnsw"])
 def test_each_kind_saves_loads_and_answers_the_same(tiny_bert, tmp_path, kind):
     corpus = [f"{t} number {i}" for i in range(300) for t in TEXTS[:1]] + TEXTS
     index = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=5, index=kind)

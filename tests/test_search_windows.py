@@ -71,7 +71,7 @@ def test_a_documents_score_weighs_its_best_and_first_windows(embedder):
         np.testing.assert_allclose(scores[:, 0], expected.max(axis=1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "int8", "binary"])
+@pytest.mark.parametrize("kind", ["hnsw", "int8", "binary", "binary_hnsw"])
 def test_every_kind_indexes_windows_and_saves_them(embedder, tmp_path, kind):
     pytest.importorskip("faiss")
     exact = SemanticSearch(embedder, n_neighbors=4, long_texts="windows").fit(CORPUS)

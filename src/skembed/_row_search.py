@@ -7,7 +7,9 @@ whose; a document's rows are consecutive). Four kinds of index keep the rows:
 - ``"hnsw"``: the same, and a faiss HNSW graph of them that finds candidates;
 - ``"int8"``: int8 codes of the rows (:mod:`skembed._codes`), every one scored;
 - ``"binary"``: the rows' sign bits in a faiss binary index that finds candidates by Hamming
-  distance, and int8 codes that rescore them.
+  distance, every row's compared, and int8 codes that rescore them;
+- ``"binary_hnsw"``: the same with an HNSW graph of the bits that finds the candidates
+  without comparing every row (faiss ``IndexBinaryHNSW``, M=32, efConstruction=40).
 
 A document's score is its best row's or, when it has several (windows), ``(1 - first_weight)
 * best + first_weight * first``: its best window's and its first window's (the text a
@@ -27,8 +29,13 @@ import numpy as np
 from ._codes import Int8Scale, calibrate, int8_codes, int8_scores, sign_bits
 from ._vectors import HNSW_EF_CONSTRUCTION, HNSW_M, TopK, check_dimensions, import_faiss, unit_topk
 
-KINDS = ("exact", "hnsw", "int8", "binary")
+KINDS = ("exact", "hnsw", "int8", "binary", "binary_hnsw")
 FLOAT_KINDS = ("exact", "hnsw")  # keep the float32 rows
+BINARY_KINDS = ("binary", "binary_hnsw")  # keep sign bits in a faiss binary index
+# the graph of binary_hnsw: on 1 M real and synthetic vectors (docs/large_corpora.md),
+# M=32 found 0.95 of the Hamming top 100 at efSearch 200 where M=16 found 0.90
+BINARY_HNSW_M = 32
+BINARY_HNSW_EF_CONSTRUCTION = 40
 CALIBRATION_ROWS = 10_000
 
 
@@ -40,7 +47,7 @@ class RowIndex:
         self.vectors: np.ndarray | None = None  # float32 unit rows (exact, hnsw)
         self.codes: np.ndarray | None = None  # int8 rows (int8, binary)
         self.scale: Int8Scale | None = None
-        self.graph = None  # faiss: IndexHNSWFlat (hnsw) or IndexBinaryFlat (binary)
+        self.graph = None  # faiss: IndexHNSWFlat, IndexBinaryFlat or IndexBinaryHNSW
         self.row_doc: np.ndarray | None = None  # None: row i is document i
         self.spans: np.ndarray | None = None  # (n_rows, 2) characters, with windows
         self.starts: np.ndarray | None = None  # each document's first row, with windows
@@ -54,6 +61,9 @@ class RowIndex:
             self.graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         elif kind == "binary":
             self.graph = import_faiss().IndexBinaryFlat(8 * ((dim + 7) // 8))
+        elif kind == "binary_hnsw":
+            self.graph = import_faiss().IndexBinaryHNSW(8 * ((dim + 7) // 8), BINARY_HNSW_M)
+            self.graph.hnsw.efConstruction = BINARY_HNSW_EF_CONSTRUCTION
 
     # -- building --------------------------------------------------------------------------
 
@@ -93,7 +103,7 @@ class RowIndex:
             if self.graph is not None:
                 self.graph.add(vectors)
             return
-        if self.kind == "binary":
+        if self.kind in BINARY_KINDS:
             self.graph.add(sign_bits(vectors))
         self._pending.append(vectors)
         if self.scale is not None or sum(map(len, self._pending)) >= CALIBRATION_ROWS:
@@ -192,6 +202,8 @@ class RowIndex:
             params = faiss.SearchParametersHNSW(efSearch=max(int(ef_search), wanted))
             _, found = self.graph.search(queries, wanted, params=params)
         else:
+            if self.kind == "binary_hnsw":  # faiss's binary graph takes no search parameters
+                self.graph.hnsw.efSearch = max(int(ef_search), wanted)
             _, found = self.graph.search(sign_bits(queries), wanted)
         return found.astype(np.int64)
 

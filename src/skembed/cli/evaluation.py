@@ -38,7 +38,7 @@ def add(subparsers, common) -> None:
     p.add_argument("--layer", type=int, help="hidden-state layer to pool (default: the last)")
     p.add_argument(
         "--index",
-        choices=("exact", "hnsw", "int8", "binary"),
+        choices=("exact", "hnsw", "int8", "binary", "binary_hnsw"),
         help="retrieval: search the corpus as SemanticSearch(index=...) does (default: exact "
         "cosine search); with --long-texts windows each window of a long document is a row "
         "and the document ranks by its windows",

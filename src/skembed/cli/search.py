@@ -32,11 +32,12 @@ def add(subparsers, common) -> None:
     )
     p.add_argument(
         "--index",
-        choices=("exact", "hnsw", "int8", "binary"),
+        choices=("exact", "hnsw", "int8", "binary", "binary_hnsw"),
         help="exact (default: every corpus text is scored), hnsw (approximate, much faster on "
         "large corpora), int8 (int8 codes, every one scored: a quarter of the memory) or "
-        "binary (sign bits, candidates rescored with int8 codes: the least memory, fast); "
-        "hnsw and binary need pip install 'skembed[ann]'; a saved index keeps its own",
+        "binary (sign bits, candidates rescored with int8 codes: the least memory, fast) or "
+        "binary_hnsw (the same through a graph: the fastest); hnsw and the binary kinds "
+        "need pip install 'skembed[ann]'; a saved index keeps its own",
     )
     p.add_argument(
         "--vectors",
@@ -48,7 +49,7 @@ def add(subparsers, common) -> None:
         "--rescore-multiplier",
         type=positive_int,
         metavar="M",
-        help="for --index binary: K*M candidates by Hamming distance are rescored (default: 10)",
+        help="for the binary kinds: K*M candidates by Hamming distance are rescored (default: 10)",
     )
     p.add_argument(
         "--ef-search",
@@ -96,8 +97,10 @@ def run(args) -> int:
     if args.rescore_multiplier is not None:
         index.set_params(rescore_multiplier=args.rescore_multiplier)
     if args.ef_search is not None:
-        if index.index != "hnsw":
-            raise UsageError("--ef-search applies to --index hnsw; this search is exact")
+        if index.index not in ("hnsw", "binary_hnsw"):
+            raise UsageError(
+                f"--ef-search applies to --index hnsw and binary_hnsw; this search is {index.index}"
+            )
         index.set_params(ef_search=args.ef_search)  # a query-time setting, also when loaded
     if texts is not None:
         index.fit(texts, vectors=args.vectors)
