@@ -24,6 +24,8 @@ float rows being kept only until then, so a streamed build never holds the float
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ._codes import Int8Scale, calibrate, int8_codes, int8_scores, sign_bits
@@ -37,6 +39,25 @@ BINARY_KINDS = ("binary", "binary_hnsw")  # keep sign bits in a faiss binary ind
 BINARY_HNSW_M = 32
 BINARY_HNSW_EF_CONSTRUCTION = 40
 CALIBRATION_ROWS = 10_000
+
+
+class SerializedIndex(NamedTuple):
+    """A faiss index as serialize_index bytes (a uint8 array), inside a pickle."""
+
+    data: np.ndarray
+
+
+def check_kind(index) -> None:
+    """Raise ValueError unless index names a kind of index, saying what each is."""
+    if not (isinstance(index, str) and index in KINDS):
+        raise ValueError(
+            f"index={index!r} is not an index kind; pass index='exact' (every corpus vector "
+            "is scored), index='hnsw' (approximate, faster on large corpora), index='int8' "
+            "(int8 codes, every one scored: a quarter of the memory), index='binary' "
+            "(sign bits, their candidates rescored with int8 codes: the least memory) or "
+            "index='binary_hnsw' (the same through a graph: the fastest; hnsw and the "
+            "binary kinds need pip install 'skembed[ann]')"
+        )
 
 
 class RowIndex:
@@ -130,6 +151,63 @@ class RowIndex:
         if self.row_doc is None:
             return None
         return np.searchsorted(self.row_doc, np.arange(self.n_docs + 1), side="left")
+
+    # -- saving and pickling: faiss objects do not pickle, their serialized bytes do ---------
+
+    ARRAYS = ("vectors", "codes", "scale", "row_doc", "spans")  # what a saved index holds
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return the arrays of the rows by name (of :data:`ARRAYS`, those this index has)."""
+        values = {name: getattr(self, name) for name in self.ARRAYS}
+        if self.scale is not None:
+            values["scale"] = self.scale.as_array()
+        return {name: value for name, value in values.items() if value is not None}
+
+    @classmethod
+    def from_arrays(cls, kind: str, dim: int, n_rows: int, n_docs: int, arrays: dict) -> RowIndex:
+        """Return the rows of :meth:`arrays` (arrays of a saved index), without their graph."""
+        rows = cls.__new__(cls)
+        rows.__dict__.update(
+            kind=kind,
+            dim=dim,
+            n_rows=n_rows,
+            n_docs=n_docs,
+            graph=None,
+            _grown={},
+            _pending=[],
+            **{name: arrays.get(name) for name in cls.ARRAYS if name != "scale"},
+        )
+        scale = arrays.get("scale")
+        rows.scale = None if scale is None else Int8Scale.from_array(scale)
+        rows.windows = rows.row_doc is not None
+        rows.starts = rows._doc_starts()
+        return rows
+
+    def write_graph(self, file) -> None:
+        """Write the faiss graph (or binary index) to the file named ``file``."""
+        faiss = import_faiss()
+        write = faiss.write_index if self.kind == "hnsw" else faiss.write_index_binary
+        write(self.graph, str(file))
+
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        for name in ("vectors", "codes", "row_doc", "spans", "starts"):
+            if state.get(name) is not None:
+                state[name] = np.asarray(state[name][:])  # a memory-mapped array: its values
+        if self.graph is not None:
+            faiss = import_faiss()
+            binary = self.kind in BINARY_KINDS
+            serialize = faiss.serialize_index_binary if binary else faiss.serialize_index
+            state["graph"] = SerializedIndex(serialize(self.graph))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _grown={}, _pending=[])
+        if isinstance(self.graph, SerializedIndex):
+            faiss = import_faiss()
+            binary = self.kind in BINARY_KINDS
+            read = faiss.deserialize_index_binary if binary else faiss.deserialize_index
+            self.graph = read(self.graph.data)
 
     # -- searching -------------------------------------------------------------------------
 

@@ -7,24 +7,16 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from . import _identity, _index_files, _outputs
 from ._any_embedder import vectors_identity
-from ._codes import Int8Scale
-from ._row_search import RowIndex
+from ._row_search import RowIndex, SerializedIndex
 from ._vectors import DEFAULT_EF_SEARCH, import_faiss, unit_rows
 from .embedder import SentenceEmbedder
 
 VECTOR_CHUNK = 10_000
-
-
-class SerializedIndex(NamedTuple):
-    """A faiss index as serialize_index bytes (a uint8 array), inside a pickle."""
-
-    data: np.ndarray
 
 
 def legacy_rows(embeddings: np.ndarray, graph) -> RowIndex:
@@ -174,35 +166,18 @@ def open_saved(cls, folder: Path):
 
 
 def _rows_of(opened: _index_files.Opened, kind: str, meta: dict) -> RowIndex:
-    arrays = opened.arrays
-    rows = RowIndex.__new__(RowIndex)
-    rows.__dict__.update(
-        kind=kind,
-        dim=meta["dim"],
-        n_rows=meta["n_rows"],
-        n_docs=meta["n_docs"],
-        vectors=arrays.get("vectors"),
-        codes=arrays.get("codes"),
-        scale=Int8Scale.from_array(arrays["scale"]) if "scale" in arrays else None,
-        row_doc=None,
-        spans=None,
-        graph=None,
-        windows=False,
-        starts=None,
-        _grown={},
-        _pending=[],
-    )
-    if "row_doc" in arrays:
-        rows.row_doc, rows.spans = np.asarray(arrays["row_doc"]), np.asarray(arrays["spans"])
-        rows.windows = True
-    rows.starts = rows._doc_starts()
-    for name, array in (("vectors", rows.vectors), ("codes", rows.codes)):
-        if array is not None and array.shape != (rows.n_rows, rows.dim):
+    arrays = dict(opened.arrays)
+    for name in ("vectors", "codes"):
+        if name in arrays and arrays[name].shape != (meta["n_rows"], meta["dim"]):
             raise ValueError(
                 f"{str(opened.folder / _index_files.ARRAY_FILES[name])!r} has shape "
-                f"{array.shape} but the index holds {rows.n_rows:,} rows of dimension "
-                f"{rows.dim}; save it again"
+                f"{arrays[name].shape} but the index holds {meta['n_rows']:,} rows of "
+                f"dimension {meta['dim']}; save it again"
             )
+    for name in ("row_doc", "spans", "scale"):  # small: read (and checked) whole
+        if name in arrays:
+            arrays[name] = np.asarray(arrays[name])
+    rows = RowIndex.from_arrays(kind, meta["dim"], meta["n_rows"], meta["n_docs"], arrays)
     if opened.graph is not None:
         faiss = import_faiss()
         if kind == "hnsw":

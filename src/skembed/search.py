@@ -13,7 +13,6 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -22,60 +21,24 @@ from sklearn.utils.validation import check_is_fitted
 from . import _index_files
 from ._any_embedder import dense_vectors, describe_embedder, fit_embedder, role_prompt
 from ._checks import check_one_of, check_positive_int
+from ._hits import Hit, hits
 from ._input import check_texts
-from ._row_search import BINARY_KINDS, KINDS, RowIndex
+from ._row_search import BINARY_KINDS, RowIndex, SerializedIndex, check_kind
 from ._search_inputs import (
-    SerializedIndex,
     check_first_weight,
     corpus_vectors,
     legacy_rows,
     open_saved,
 )
 from ._vectors import DEFAULT_CHUNK_SIZE, DEFAULT_EF_SEARCH, cosine_topk, import_faiss, unit_rows
-from ._windows import FIRST_WEIGHT
+from ._windows import FIRST_WEIGHT, LONG_TEXTS
 from .embedder import SentenceEmbedder
 
 __all__ = ["Hit", "SemanticSearch", "cosine_topk"]
 
-INDEX_KINDS = KINDS
-LONG_TEXTS = ("truncate", "windows")
 BUILD_CHUNK = 10_000  # corpus texts embedded, quantized and added at a time
 DEFAULT_RESCORE_MULTIPLIER = 10
 DEFAULT_FIRST_WEIGHT = FIRST_WEIGHT
-
-
-class _HitFields(NamedTuple):
-    text: str
-    score: float
-    index: int
-
-
-class Hit(_HitFields):
-    """One search result: a corpus text, its cosine similarity to the query, its row.
-
-    It unpacks as ``text, score, index``. ``span`` is the ``(start, end)`` characters of
-    the text's best-matching window when the index holds windows
-    (``long_texts="windows"``), None otherwise; ``passage`` is those characters.
-    """
-
-    def __new__(cls, text: str, score: float, index: int, span: tuple[int, int] | None = None):
-        hit = super().__new__(cls, text, score, index)
-        hit.__dict__["span"] = span
-        return hit
-
-    @property
-    def span(self) -> tuple[int, int] | None:
-        """The (start, end) characters of the best window, or None without windows."""
-        return self.__dict__.get("span")
-
-    @property
-    def passage(self) -> str:
-        """The characters of the text its best window covers (the whole text without)."""
-        return self.text if self.span is None else self.text[slice(*self.span)]
-
-    def __repr__(self) -> str:
-        shown = f"Hit(text={self.text!r}, score={self.score!r}, index={self.index!r}"
-        return shown + (")" if self.span is None else f", span={self.span!r})")
 
 
 class SemanticSearch(BaseEstimator):
@@ -278,7 +241,7 @@ class SemanticSearch(BaseEstimator):
             ef_search=self.ef_search,
             rescore_multiplier=self.rescore_multiplier,
         )
-        _check_index(self.index)
+        check_kind(self.index)
         check_one_of("long_texts", self.long_texts, LONG_TEXTS)
         check_first_weight(self.first_window_weight)
         if self.index != "exact" and self.index != "int8":
@@ -385,21 +348,7 @@ class SemanticSearch(BaseEstimator):
             with windows says which part of the text matched (``span``, ``passage``).
         """
         scores, docs, rows = self._search(X, n_neighbors)
-        spans = self._rows.spans
-        return [
-            [
-                Hit(
-                    self.corpus_[d],
-                    float(s),
-                    int(d),
-                    None if spans is None else tuple(int(c) for c in spans[r]),
-                )
-                for s, d, r in zip(row_s, row_d, row_r, strict=True)
-            ]
-            for row_s, row_d, row_r in zip(
-                scores.tolist(), docs.tolist(), rows.tolist(), strict=True
-            )
-        ]
+        return hits(self.corpus_, scores, docs, rows, self._rows.spans)
 
     def _search(self, X, n_neighbors):
         check_is_fitted(self)
@@ -455,23 +404,8 @@ class SemanticSearch(BaseEstimator):
             "n_rows": rows.n_rows,
             "dim": rows.dim,
         }
-        arrays = {
-            name: value
-            for name, value in (
-                ("vectors", rows.vectors),
-                ("codes", rows.codes),
-                ("scale", None if rows.scale is None else rows.scale.as_array()),
-                ("row_doc", rows.row_doc),
-                ("spans", rows.spans),
-            )
-            if value is not None
-        }
-        graph = None
-        if rows.graph is not None:
-            faiss = import_faiss()
-            write = faiss.write_index if rows.kind == "hnsw" else faiss.write_index_binary
-            graph = lambda file: write(rows.graph, str(file))  # noqa: E731
-        _index_files.write(path, meta, iter(self.corpus_), arrays, graph)
+        graph = rows.write_graph if rows.graph is not None else None
+        _index_files.write(path, meta, iter(self.corpus_), rows.arrays(), graph)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SemanticSearch:
@@ -514,26 +448,20 @@ class SemanticSearch(BaseEstimator):
         if folder is not None:
             _index_files.verify(folder)
 
-    # -- pickling: faiss objects do not pickle, their serialized bytes do -------------------
+    # -- pickling: the rows pickle themselves (:class:`skembed._row_search.RowIndex`) ---------
 
     def __getstate__(self):
         state = dict(super().__getstate__())
-        rows = state.pop("_rows", None)
         state.pop("_folder", None)
-        if rows is not None:
-            state["_rows_state"] = _rows_state(rows)
         if "corpus_" in state:
             state["corpus_"] = list(state["corpus_"])
         return state
 
     def __setstate__(self, state):
         state = {**_ADDED_SINCE, **state}
-        rows_state = state.pop("_rows_state", None)
         legacy = {k: state.pop(k) for k in ("embeddings_", "hnsw_") if k in state}
         super().__setstate__(state)
-        if rows_state is not None:
-            self._rows = _rows_from_state(rows_state)
-        elif "embeddings_" in legacy:  # pickled by skembed 0.1: float rows, maybe a graph
+        if "embeddings_" in legacy:  # pickled by skembed 0.1: float rows, maybe a graph
             self._rows = legacy_rows(legacy["embeddings_"], legacy.get("hnsw_"))
             self.__dict__.setdefault("index", "exact" if self._rows.graph is None else "hnsw")
 
@@ -553,40 +481,5 @@ _ADDED_SINCE = {
 }
 
 
-def _rows_state(rows: RowIndex) -> dict:
-    state = {k: v for k, v in vars(rows).items() if not k.startswith("_")}
-    for name in ("vectors", "codes", "row_doc", "spans", "starts"):
-        if state.get(name) is not None:
-            state[name] = np.asarray(state[name][:])  # a memory-mapped array: its values
-    if rows.graph is not None:
-        faiss = import_faiss()
-        serialize = faiss.serialize_index if rows.kind == "hnsw" else faiss.serialize_index_binary
-        state["graph"] = SerializedIndex(serialize(rows.graph))
-    return state
-
-
-def _rows_from_state(state: dict) -> RowIndex:
-    rows = RowIndex.__new__(RowIndex)
-    rows.__dict__.update(state)
-    rows._grown, rows._pending = {}, []
-    if isinstance(state.get("graph"), SerializedIndex):
-        faiss = import_faiss()
-        read = faiss.deserialize_index if rows.kind == "hnsw" else faiss.deserialize_index_binary
-        rows.graph = read(state["graph"].data)
-    return rows
-
-
 # skembed 0.1 pickled its HNSW graph as skembed.search._SerializedHnsw
 _SerializedHnsw = SerializedIndex
-
-
-def _check_index(index) -> None:
-    if not (isinstance(index, str) and index in INDEX_KINDS):
-        raise ValueError(
-            f"index={index!r} is not an index kind; pass index='exact' (every corpus vector "
-            "is scored), index='hnsw' (approximate, faster on large corpora), index='int8' "
-            "(int8 codes, every one scored: a quarter of the memory), index='binary' "
-            "(sign bits, their candidates rescored with int8 codes: the least memory) or "
-            "index='binary_hnsw' (the same through a graph: the fastest; hnsw and the "
-            "binary kinds need pip install 'skembed[ann]')"
-        )
