@@ -448,20 +448,27 @@ class SemanticSearch(BaseEstimator):
         if folder is not None:
             _index_files.verify(folder)
 
-    # -- pickling: the rows pickle themselves (:class:`skembed._row_search.RowIndex`) ---------
+    # -- pickling: the rows as a dict of arrays, so that skops needs no type of theirs trusted
 
     def __getstate__(self):
         state = dict(super().__getstate__())
         state.pop("_folder", None)
+        rows = state.pop("_rows", None)
+        if rows is not None:
+            state["_rows_state"] = rows.__getstate__()
         if "corpus_" in state:
             state["corpus_"] = list(state["corpus_"])
         return state
 
     def __setstate__(self, state):
         state = {**_ADDED_SINCE, **state}
+        rows_state = state.pop("_rows_state", None)
         legacy = {k: state.pop(k) for k in ("embeddings_", "hnsw_") if k in state}
         super().__setstate__(state)
-        if "embeddings_" in legacy:  # pickled by skembed 0.1: float rows, maybe a graph
+        if rows_state is not None:
+            self._rows = RowIndex.__new__(RowIndex)
+            self._rows.__setstate__(rows_state)
+        elif "embeddings_" in legacy:  # pickled by skembed 0.1: float rows, maybe a graph
             self._rows = legacy_rows(legacy["embeddings_"], legacy.get("hnsw_"))
             self.__dict__.setdefault("index", "exact" if self._rows.graph is None else "hnsw")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def add(subparsers, common) -> None:
 def run(args) -> int:
     """Run ``skembed search``; return the exit status."""
     from .._textfiles import TextFile
-    from ..search import SemanticSearch
+    from ..search import BUILD_CHUNK, SemanticSearch
 
     queries = list(args.queries)
     if args.queries_file:
@@ -83,9 +84,12 @@ def run(args) -> int:
                 "applies when the corpus is a file of texts: drop it, or pass the corpus file"
             )
     else:
-        texts = TextFile(args.corpus, args.column).read()
-        if not texts:
+        chunks = TextFile(args.corpus, args.column).chunks(BUILD_CHUNK)
+        first = next(chunks, None)
+        if not first:
             raise UsageError(f"corpus {args.corpus!r} holds no texts; nothing to search")
+        # streamed: the texts are read, embedded and indexed a chunk at a time
+        texts = itertools.chain(first, itertools.chain.from_iterable(chunks))
         index = SemanticSearch(
             embedder=embedder(args),
             n_neighbors=args.k,
