@@ -85,6 +85,17 @@ def test_dask_array_gives_array_of_vectors_equal_to_local_rows(client, embedder)
     np.testing.assert_allclose(_compute(client, vectors), embedder.transform(texts), atol=1e-6)
 
 
+def test_long_texts_as_windows_run_on_the_workers(client, tiny_bert):
+    windows = SentenceEmbedder(model=tiny_bert, long_texts="windows", window_length=16)
+    windows.fit(["warm up"])
+    texts = [" ".join(_texts(12)[i : i + 6]) for i in range(6)]  # each several windows long
+    vectors = transform(windows, da.from_array(np.array(texts, dtype=object), chunks=4))
+    local = windows.transform(texts)
+    np.testing.assert_allclose(_compute(client, vectors), local, atol=1e-6)
+    truncated = SentenceEmbedder(model=tiny_bert, max_length=16).fit(["warm up"])
+    assert not np.allclose(local, truncated.transform(texts), atol=1e-3)  # not the first 16
+
+
 def test_an_own_sentence_transformers_folder_with_a_prompt_runs_on_the_workers(client, st_folders):
     folder = st_folders("mpnet", "mean_prompts")  # prompts left out of pooling
     own = SentenceEmbedder(model=str(folder), prompt_name="query").fit(["warm up"])

@@ -232,3 +232,15 @@ def _window_ids(est, text):
     loaded = loaded_model(est)
     cut = _windows.layout(loaded, est.window_length_, est.window_overlap_, "")
     return [w.ids for w in _windows.windows(loaded, text, cut)]
+
+
+def test_pair_features_embed_long_texts_as_windows(tiny_bert):
+    from skembed import PairFeatures
+    from skembed.evaluate import paired_cosine
+
+    embedder = SentenceEmbedder(model=tiny_bert, long_texts="windows", window_length=16)
+    pairs = [(LONG[0], LONG[1]), (LONG[2], SHORT[0])]
+    features = PairFeatures(embedder, features=("cosine",)).fit(pairs).transform(pairs)
+    first, second = (embedder.fit(["warm up"]).transform([p[i] for p in pairs]) for i in (0, 1))
+    np.testing.assert_allclose(features[:, 0], paired_cosine(first, second), atol=1e-6)
+    assert embedder.window_length_ == 16

@@ -37,6 +37,10 @@ def lookup(ids):
     return np.stack([(VECTORS if i[0] == "c" else QUERY_VECTORS)[int(i[1:])] for i in ids])
 
 
+def by_length(texts):
+    return VECTORS[[len(text) for text in texts]]
+
+
 def vector_search(**params) -> SemanticSearch:
     return SemanticSearch(FunctionTransformer(lookup), n_neighbors=10, **params).fit(CORPUS_IDS)
 
@@ -115,6 +119,35 @@ def test_a_stream_and_partial_fits_build_the_index_fit_builds(kind):
             other.kneighbors(QUERY_IDS[:20]), whole.kneighbors(QUERY_IDS[:20]), strict=True
         ):
             np.testing.assert_array_equal(got, expected)
+
+
+def test_a_streamed_corpus_waits_on_disk_and_reads_back_each_text(tmp_path):
+    from skembed._index_files import SpilledTexts
+
+    texts = ["naïve café", "emoji 🙂 here", "", "plain"] * 3
+    embed = FunctionTransformer(by_length)
+    index = SemanticSearch(embed, index="int8").fit(iter(texts))
+    assert isinstance(index.corpus_, SpilledTexts)  # not a list of the stream's texts
+    assert list(index.corpus_) == texts and len(index.corpus_) == 12
+    assert (index.corpus_[-1], index.corpus_[1:3]) == ("plain", ["emoji 🙂 here", ""])
+    with pytest.raises(IndexError, match="document 12 of 12"):
+        index.corpus_[12]
+    assert pickle.loads(pickle.dumps(index)).corpus_ == texts  # a pickle holds the texts
+    listed = SemanticSearch(embed, index="int8").fit(texts)
+    assert listed.corpus_ == texts and listed.corpus_ is not texts  # a list stays a list
+
+
+def test_partial_fit_adds_to_a_loaded_index(tiny_bert, tmp_path):
+    index = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=2, index="binary")
+    index.fit(TEXTS[:2]).save(tmp_path / "index")
+    loaded = SemanticSearch.load(tmp_path / "index").partial_fit(iter(TEXTS[2:]))
+    assert list(loaded.corpus_) == TEXTS and loaded.n_samples_fit_ == 4
+    grown = SemanticSearch(SentenceEmbedder(model=tiny_bert), n_neighbors=2, index="binary")
+    grown.fit(TEXTS[:2]).partial_fit(TEXTS[2:])  # int8 ranges from the first fit's rows
+    for got, expected in zip(loaded.kneighbors(TEXTS), grown.kneighbors(TEXTS), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    loaded.save(tmp_path / "again")
+    assert list(SemanticSearch.load(tmp_path / "again").corpus_) == TEXTS
 
 
 def test_vectors_given_to_fit_are_indexed_without_embedding_the_texts(tiny_bert):

@@ -5,7 +5,9 @@ counts, and each file's size and place among the checksums), ``blocks.sha256`` (
 of every megabyte block of every other file), the documents' texts (``texts.bin``, UTF-8,
 with ``text_offsets.npy``), the rows (``vectors.npy`` float32, or ``codes.npy`` int8 with
 ``int8_scale.npy``), with windows ``row_doc.npy`` and ``spans.npy``, and a faiss graph
-(``graph.faiss``) for ``hnsw`` and ``binary``.
+(``graph.faiss``) for ``hnsw`` and the binary kinds. While an index is built from a stream,
+its texts wait in a temporary file (:class:`SpilledTexts`), as they do in ``texts.bin`` once
+saved.
 
 Opening (:func:`open_folder`) reads ``index.json``, ``blocks.sha256`` and the small files
 and graph whole, checked; checks every other file's size and ``.npy`` header; and maps it
@@ -24,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -98,13 +102,13 @@ def write(
 
 
 def _write_texts(folder: Path, texts: Iterable[str]) -> None:
-    offsets = [0]
+    offsets = array("q", [0])  # 8 bytes a text, not a Python int's 36
     with open(folder / TEXTS_FILE, "wb") as fh:
         for text in texts:
             data = text.encode("utf-8", "surrogatepass")
             fh.write(data)
             offsets.append(offsets[-1] + len(data))
-    np.save(folder / OFFSETS_FILE, np.asarray(offsets, dtype=np.int64))
+    np.save(folder / OFFSETS_FILE, np.frombuffer(offsets, dtype=np.int64))
 
 
 def _block_digests(path: Path) -> list[bytes]:
@@ -313,6 +317,52 @@ class TextStore(Sequence):
         i = i % len(self)
         start, stop = (int(n) for n in self._offsets[i : i + 2])
         return bytes(self._data[start:stop]).decode("utf-8", "surrogatepass")
+
+
+class SpilledTexts(Sequence):
+    """The documents of an index being built from a stream, kept in a temporary file.
+
+    The file is unlinked as soon as it is made (the system removes it when it is closed,
+    even after a crash); the offsets stay in memory, 8 bytes a text.
+    """
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 (open as long as the texts)
+        self._offsets = array("q", [0])
+        self._lock = threading.Lock()
+
+    def extend(self, texts: Iterable[str]) -> None:
+        """Append texts after the others."""
+        with self._lock:
+            self._file.seek(0, os.SEEK_END)
+            for text in texts:
+                data = text.encode("utf-8", "surrogatepass")
+                self._file.write(data)
+                self._offsets.append(self._offsets[-1] + len(data))
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"document {i} of {len(self)}")
+        i = i % len(self)
+        start, stop = self._offsets[i], self._offsets[i + 1]
+        with self._lock:  # one position for every thread
+            self._file.seek(start)
+            data = self._file.read(stop - start)
+        return data.decode("utf-8", "surrogatepass")
+
+
+def spilled(texts: Sequence[str]) -> SpilledTexts:
+    """Return texts as SpilledTexts that more can be added to: these, or a copy on disk."""
+    if isinstance(texts, SpilledTexts):
+        return texts
+    copy = SpilledTexts()
+    copy.extend(texts)
+    return copy
 
 
 # -- format 1 (skembed 0.1) --------------------------------------------------------------------

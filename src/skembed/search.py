@@ -22,6 +22,7 @@ from . import _index_files
 from ._any_embedder import dense_vectors, describe_embedder, fit_embedder, role_prompt
 from ._checks import check_one_of, check_positive_int
 from ._hits import Hit, hits
+from ._index_files import SpilledTexts, spilled
 from ._input import check_texts
 from ._row_search import BINARY_KINDS, RowIndex, SerializedIndex, check_kind
 from ._search_inputs import (
@@ -114,7 +115,8 @@ class SemanticSearch(BaseEstimator):
         The fitted clone of ``embedder``.
     corpus_ : sequence of str
         The indexed texts; ``indices`` returned by ``kneighbors`` point into it. A list
-        after ``fit``; read from the saved folder one text at a time after :meth:`load`.
+        after ``fit`` of a list; after ``fit`` of an iterator, and after :meth:`load`, read
+        one text at a time from a file (a temporary one, or the saved folder's).
     embeddings_ : ndarray of shape (n_rows, dim), dtype float32, or None
         The unit-length rows (``"exact"`` and ``"hnsw"``; memory-mapped after ``load``).
     hnsw_ : faiss.IndexHNSWFlat or None
@@ -214,19 +216,19 @@ class SemanticSearch(BaseEstimator):
         if first is None:
             check_texts([])  # raises the usual "X is empty" error
         if not hasattr(self, "embedder_"):
-            self._start(first)
+            self._start(first, streamed=isinstance(X, Iterator))
         given, n_given = None, 0
         if vectors is not None:
             n_given, given = corpus_vectors(vectors, self.embedder_, self.long_texts)
-        texts = list(self.corpus_)
-        for chunk in itertools.chain([first], chunks):
+        texts = list(self.corpus_) if isinstance(self.corpus_, list) else spilled(self.corpus_)
+        for number, chunk in enumerate(itertools.chain([first], chunks)):
             rows, docs, spans = self._chunk_rows(chunk, given, len(texts))
             if self._rows is None:  # the first chunk's rows give the dimension
                 self._rows = RowIndex(self.index, rows.shape[1])
-            if n_given and len(texts) == len(self.corpus_):  # room for all, at once
+            if n_given and number == 0:  # room for all, at once
                 self._rows.reserve(self._rows.n_rows + n_given)
             self._rows.add(rows, docs, spans)
-            texts += chunk
+            texts.extend(chunk)
         if given is not None and next(given, None) is not None:
             raise ValueError(f"vectors holds more rows than the {len(texts):,} texts of X")
         self._rows.finish()
@@ -258,7 +260,7 @@ class SemanticSearch(BaseEstimator):
         for start in range(0, len(texts), BUILD_CHUNK):
             yield texts[start : start + BUILD_CHUNK]
 
-    def _start(self, texts: list[str]) -> None:
+    def _start(self, texts: list[str], streamed: bool) -> None:
         self.embedder_ = fit_embedder(self.embedder, texts)
         if self.long_texts == "windows" and not isinstance(self.embedder_, SentenceEmbedder):
             raise TypeError(
@@ -270,7 +272,7 @@ class SemanticSearch(BaseEstimator):
         self.corpus_prompt_ = role_prompt(
             self.embedder_, self.corpus_prompt, ("document", "passage")
         )
-        self.corpus_ = []
+        self.corpus_ = SpilledTexts() if streamed else []  # a stream's texts wait on disk
         self._rows = None
 
     def _chunk_rows(self, texts: list[str], given, first_doc: int):
