@@ -470,6 +470,11 @@ class SentenceEmbedder(
             show_progress=self.show_progress,
         )
 
+    # skembed._text_views' methods, named here so that the API reference lists them too
+    tokenize = TextViewsMixin.tokenize
+    token_embeddings = TextViewsMixin.token_embeddings
+    transform_windows = TextViewsMixin.transform_windows
+
     # -- scikit-learn plumbing -----------------------------------------------------------
 
     @property

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils import metadata_routing
 from sklearn.utils.validation import check_is_fitted
 
 from . import _index_files
@@ -145,6 +146,10 @@ class SemanticSearch(BaseEstimator):
     >>> [hit.text for hit in index.search(["a small cat sleeping"])[0]]
     ['A kitten is resting', 'The cat sits on the mat']
     """
+
+    # fit(X, vectors=...) is a per-call option, not metadata a meta-estimator routes
+    __metadata_request__fit = {"vectors": metadata_routing.UNUSED}
+    __metadata_request__partial_fit = {"vectors": metadata_routing.UNUSED}
 
     def __init__(
         self,
