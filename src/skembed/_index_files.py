@@ -300,11 +300,13 @@ class Checked:
                 self._checked[block] = True
 
 
-class TextStore(Sequence):
-    """The documents of a saved index, read from ``texts.bin`` one at a time when asked for."""
+class _StoredTexts(Sequence):
+    """Texts kept one after another as UTF-8 bytes, text i at offsets[i]:offsets[i + 1]."""
 
-    def __init__(self, offsets, data: Checked):
-        self._offsets, self._data = offsets, data
+    _offsets: Sequence[int]
+
+    def _bytes(self, start: int, stop: int) -> bytes:
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self._offsets) - 1
@@ -316,10 +318,20 @@ class TextStore(Sequence):
             raise IndexError(f"document {i} of {len(self)}")
         i = i % len(self)
         start, stop = (int(n) for n in self._offsets[i : i + 2])
-        return bytes(self._data[start:stop]).decode("utf-8", "surrogatepass")
+        return self._bytes(start, stop).decode("utf-8", "surrogatepass")
 
 
-class SpilledTexts(Sequence):
+class TextStore(_StoredTexts):
+    """The documents of a saved index, read from ``texts.bin`` one at a time when asked for."""
+
+    def __init__(self, offsets, data: Checked):
+        self._offsets, self._data = offsets, data
+
+    def _bytes(self, start: int, stop: int) -> bytes:
+        return bytes(self._data[start:stop])
+
+
+class SpilledTexts(_StoredTexts):
     """The documents of an index being built from a stream, kept in a temporary file.
 
     The file is unlinked as soon as it is made (the system removes it when it is closed,
@@ -340,20 +352,10 @@ class SpilledTexts(Sequence):
                 self._file.write(data)
                 self._offsets.append(self._offsets[-1] + len(data))
 
-    def __len__(self) -> int:
-        return len(self._offsets) - 1
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"document {i} of {len(self)}")
-        i = i % len(self)
-        start, stop = self._offsets[i], self._offsets[i + 1]
-        with self._lock:  # one position for every thread
+    def _bytes(self, start: int, stop: int) -> bytes:
+        with self._lock:  # one file position for every thread
             self._file.seek(start)
-            data = self._file.read(stop - start)
-        return data.decode("utf-8", "surrogatepass")
+            return self._file.read(stop - start)
 
 
 def spilled(texts: Sequence[str]) -> SpilledTexts:
