@@ -354,6 +354,55 @@ def test_search_with_an_hnsw_index_saves_it_and_answers_as_exact_search(
     assert code == 0 and again == exact
 
 
+def test_search_builds_a_binary_index_from_encode_output_and_opens_it(tiny_bert, tmp_path, capsys):
+    corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
+    code, _, err = skembed(
+        capsys, "encode", corpus, "-o", tmp_path / "vectors.npy", "--model", tiny_bert
+    )
+    assert code == 0, err
+    argv = ["The dog chased the cat", "money", "-k", 3]
+    code, from_vectors, err = skembed(
+        capsys, "search", corpus, *argv, "--model", tiny_bert, "--index", "binary",
+        "--vectors", tmp_path / "vectors.npy", "--rescore-multiplier", 4,
+        "--save-index", tmp_path / "idx",
+    )  # fmt: skip
+    assert code == 0, err
+    from skembed.cli.common import flat
+    from skembed.search import SemanticSearch
+
+    expected = SemanticSearch(SentenceEmbedder(model=tiny_bert), index="binary").fit(TEXTS)
+    hits = expected.set_params(rescore_multiplier=4).search(["money"], 3)[0]
+    assert from_vectors.split("\n\n")[1].splitlines()[1:] == [
+        f"  {hit.score:.4f}  [{hit.index}]  {flat(hit.text)}" for hit in hits
+    ]
+    meta = json.loads((tmp_path / "idx" / "index.json").read_text(encoding="utf-8"))
+    assert (meta["index"], meta["rescore_multiplier"]) == ("binary", 4)
+    code, opened, _ = skembed(capsys, "search", tmp_path / "idx", *argv)
+    assert code == 0 and opened == from_vectors
+
+
+def test_search_long_texts_as_windows_prints_the_matching_characters(tiny_bert, tmp_path, capsys):
+    long = " ".join(["the cat sat on the mat"] * 8 + ["my bank card was declined at the shop"])
+    corpus = write_lines(tmp_path / "corpus.txt", [long, "hello world"])
+    code, out, err = skembed(
+        capsys, "search", corpus, "bank card declined", "-k", 1, "--model", tiny_bert,
+        "--max-length", 16, "--long-texts", "windows",
+    )  # fmt: skip
+    assert code == 0, err
+    from skembed.search import SemanticSearch
+
+    search = SemanticSearch(
+        SentenceEmbedder(model=tiny_bert, max_length=16), long_texts="windows"
+    ).fit([long, "hello world"])
+    (hit,) = search.search(["bank card declined"], 1)[0]
+    assert hit.span is not None
+    start, end = hit.span
+    assert (
+        out.splitlines()[1]
+        == f"  {hit.score:.4f}  [{hit.index} chars {start}-{end}]  {hit.passage}"
+    )
+
+
 def test_search_index_mistakes_are_one_line(tiny_bert, tmp_path, capsys, monkeypatch):
     corpus = write_lines(tmp_path / "corpus.txt", TEXTS)
     skembed(capsys, "search", corpus, "a", "--model", tiny_bert, "--save-index", tmp_path / "idx")
