@@ -1,7 +1,7 @@
 """The rows a SemanticSearch searches, and the documents ranked from them.
 
 A row is the vector of a document, or of one window of a long document (``row_doc`` says
-whose; a document's rows are consecutive). Four kinds of index keep the rows:
+whose; a document's rows are consecutive). Five kinds of index keep the rows:
 
 - ``"exact"``: float32 unit rows, every one scored;
 - ``"hnsw"``: the same, and a faiss HNSW graph of them that finds candidates;
