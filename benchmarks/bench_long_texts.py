@@ -6,8 +6,8 @@ Rows (nDCG@10 of SciFact's queries, the default model, ``--split train`` unless 
 - ``SemanticSearch(long_texts="windows")``: every window a row, a document scored from its
   windows, at skembed's defaults (128-token windows sharing 31 tokens, first window weight
   0.3) and at other settings (``--grid``);
-- one vector per document from windows: ``SentenceEmbedder(long_texts="windows")``, the
-  mean of the windows' vectors;
+- one vector per document from windows: ``SentenceEmbedder(long_texts="windows")``, 0.3
+  of its first window's vector and 0.7 of the mean of its windows';
 - late chunking (Günther et al. 2024): each document encoded once in passes of 512
   positions (PyTorch, the same encoder), each window's vector the mean of its span's token
   states; scored by the best window, or by the same combination as skembed's windows, and
