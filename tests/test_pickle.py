@@ -163,3 +163,17 @@ def test_skops_loads_with_exactly_the_documented_trusted_types(tiny_bert, kind):
         np.testing.assert_allclose(loaded.predict_proba(TEXTS), fitted.predict_proba(TEXTS))
     else:
         np.testing.assert_allclose(loaded.transform(TEXTS), fitted.transform(TEXTS), atol=1e-6)
+
+
+@pytest.mark.parametrize("index", ["hnsw", "int8", "binary", "binary_hnsw"])
+def test_skops_loads_every_kind_of_search_with_the_same_trusted_types(tiny_bert, index):
+    import skops.io as sio
+
+    from skembed import SemanticSearch
+
+    fitted = SemanticSearch(SentenceEmbedder(model=tiny_bert), index=index).fit(TEXTS)
+    data = sio.dumps(fitted)  # the rows pickle as arrays: no type of theirs to trust
+    assert sio.get_untrusted_types(data=data) == SKOPS_TRUSTED["SemanticSearch"]
+    loaded = sio.loads(data, trusted=SKOPS_TRUSTED["SemanticSearch"])
+    for got, expected in zip(loaded.kneighbors(TEXTS), fitted.kneighbors(TEXTS), strict=True):
+        np.testing.assert_array_equal(got, expected)

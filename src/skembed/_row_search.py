@@ -24,8 +24,6 @@ float rows being kept only until then, so a streamed build never holds the float
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from ._codes import Int8Scale, calibrate, int8_codes, int8_scores, sign_bits
@@ -39,12 +37,6 @@ BINARY_KINDS = ("binary", "binary_hnsw")  # keep sign bits in a faiss binary ind
 BINARY_HNSW_M = 32
 BINARY_HNSW_EF_CONSTRUCTION = 40
 CALIBRATION_ROWS = 10_000
-
-
-class SerializedIndex(NamedTuple):
-    """A faiss index as serialize_index bytes (a uint8 array), inside a pickle."""
-
-    data: np.ndarray
 
 
 def check_kind(index) -> None:
@@ -152,7 +144,7 @@ class RowIndex:
             return None
         return np.searchsorted(self.row_doc, np.arange(self.n_docs + 1), side="left")
 
-    # -- saving and pickling: faiss objects do not pickle, their serialized bytes do ---------
+    # -- saving and pickling: as plain arrays (faiss objects do not pickle, their bytes do) -
 
     ARRAYS = ("vectors", "codes", "scale", "row_doc", "spans")  # what a saved index holds
 
@@ -190,24 +182,29 @@ class RowIndex:
         write(self.graph, str(file))
 
     def __getstate__(self) -> dict:
+        """Return the rows as plain values: arrays (the graph's serialized bytes), ints, str."""
         state = {k: v for k, v in vars(self).items() if not k.startswith("_")}
         for name in ("vectors", "codes", "row_doc", "spans", "starts"):
             if state.get(name) is not None:
                 state[name] = np.asarray(state[name][:])  # a memory-mapped array: its values
+        if self.scale is not None:
+            state["scale"] = self.scale.as_array()
         if self.graph is not None:
             faiss = import_faiss()
             binary = self.kind in BINARY_KINDS
             serialize = faiss.serialize_index_binary if binary else faiss.serialize_index
-            state["graph"] = SerializedIndex(serialize(self.graph))
+            state["graph"] = serialize(self.graph)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _grown={}, _pending=[])
-        if isinstance(self.graph, SerializedIndex):
+        if isinstance(self.scale, np.ndarray):
+            self.scale = Int8Scale.from_array(self.scale)
+        if isinstance(self.graph, np.ndarray):
             faiss = import_faiss()
             binary = self.kind in BINARY_KINDS
             read = faiss.deserialize_index_binary if binary else faiss.deserialize_index
-            self.graph = read(self.graph.data)
+            self.graph = read(self.graph)
 
     # -- searching -------------------------------------------------------------------------
 

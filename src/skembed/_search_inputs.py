@@ -7,16 +7,23 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from . import _identity, _index_files, _outputs
 from ._any_embedder import vectors_identity
-from ._row_search import RowIndex, SerializedIndex
+from ._row_search import RowIndex
 from ._vectors import DEFAULT_EF_SEARCH, import_faiss, unit_rows
 from .embedder import SentenceEmbedder
 
 VECTOR_CHUNK = 10_000
+
+
+class SerializedIndex(NamedTuple):
+    """skembed 0.1's pickled HNSW graph: serialize_index bytes (a uint8 array)."""
+
+    data: np.ndarray
 
 
 def legacy_rows(embeddings: np.ndarray, graph) -> RowIndex:

@@ -25,8 +25,9 @@ from ._checks import check_one_of, check_positive_int
 from ._hits import Hit, hits
 from ._index_files import SpilledTexts, spilled
 from ._input import check_texts
-from ._row_search import BINARY_KINDS, RowIndex, SerializedIndex, check_kind
+from ._row_search import BINARY_KINDS, RowIndex, check_kind
 from ._search_inputs import (
+    SerializedIndex,
     check_first_weight,
     corpus_vectors,
     legacy_rows,
@@ -40,7 +41,6 @@ __all__ = ["Hit", "SemanticSearch", "cosine_topk"]
 
 BUILD_CHUNK = 10_000  # corpus texts embedded, quantized and added at a time
 DEFAULT_RESCORE_MULTIPLIER = 10
-DEFAULT_FIRST_WEIGHT = FIRST_WEIGHT
 
 
 class SemanticSearch(BaseEstimator):
@@ -161,7 +161,7 @@ class SemanticSearch(BaseEstimator):
         query_prompt: str | None = "auto",
         corpus_prompt: str | None = "auto",
         long_texts: str = "truncate",
-        first_window_weight: float = DEFAULT_FIRST_WEIGHT,
+        first_window_weight: float = FIRST_WEIGHT,
         rescore_multiplier: int = DEFAULT_RESCORE_MULTIPLIER,
     ):
         self.embedder = embedder
@@ -490,7 +490,7 @@ class SemanticSearch(BaseEstimator):
 # parameters pickles of skembed 0.1 lack, at the values that answer as they did
 _ADDED_SINCE = {
     "long_texts": "truncate",
-    "first_window_weight": DEFAULT_FIRST_WEIGHT,
+    "first_window_weight": FIRST_WEIGHT,
     "rescore_multiplier": DEFAULT_RESCORE_MULTIPLIER,
 }
 
