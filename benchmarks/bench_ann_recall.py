@@ -3,9 +3,9 @@
 Chose the library behind ``SemanticSearch(index="hnsw")`` by measurement. For each method
 it prints build time, query throughput (queries/s, and as a multiple of exact search),
 recall@10 against exact search, and index size on disk, side by side. A second table
-measures skembed's own ``index="hnsw"`` (``build_hnsw`` and ``hnsw_topk``, which score
-the candidates again exactly) at several ``ef_search``: the speed/recall trade-off a
-user tunes.
+measures skembed's own ``index="hnsw"`` (the rows of ``SemanticSearch``, whose candidates
+are scored again exactly) at several ``ef_search``: the speed/recall trade-off a user
+tunes.
 
 Data (synthetic, shaped like sentence embeddings; no model runs): N unit vectors of
 dimension 384 drawn from a mixture of N/200 topic clusters. Every vector shares a common
@@ -55,12 +55,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from skembed._row_search import RowIndex  # noqa: E402
 from skembed._vectors import (  # noqa: E402
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
-    build_hnsw,
     cosine_topk,
-    hnsw_topk,
+    unit_rows,
 )
 
 DIM = 384
@@ -277,18 +277,23 @@ def sweep(corpus, queries, truth, rounds, threads, efs=(16, 32, 64, 128, 256)):
     faiss.omp_set_num_threads(threads)
     with threadpool_limits(threads):
         start = time.perf_counter()
-        graph = build_hnsw(corpus)
+        rows = RowIndex("hnsw", corpus.shape[1])
+        rows.add(unit_rows(corpus, "corpus"), np.arange(len(corpus)), None)
+        rows.finish()
         built = time.perf_counter() - start
+
+        def search(ef: int) -> np.ndarray:
+            q = unit_rows(queries, "queries")
+            options = dict(first_weight=0.0, chunk_size=8192, rescore_multiplier=1)
+            return rows.search(q, K, ef_search=ef, **options)[1]
+
         best = {ef: np.inf for ef in efs}
         for _ in range(rounds):
             for ef in efs:
                 start = time.perf_counter()
-                found = hnsw_topk(graph, corpus, queries, K, ef_search=ef)[1]
+                search(ef)
                 best[ef] = min(best[ef], time.perf_counter() - start)
-        results = {}
-        for ef in efs:
-            found = hnsw_topk(graph, corpus, queries, K, ef_search=ef)[1]
-            results[ef] = (best[ef], recall(found, truth))
+        results = {ef: (best[ef], recall(search(ef), truth)) for ef in efs}
     return built, results
 
 

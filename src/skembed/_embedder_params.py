@@ -106,14 +106,14 @@ def params_for_model(loaded: LoadedModel, path: Path, params: dict[str, Any]) ->
     normalize = params["normalize"]
     prompt = choose_prompt(params["prompt"], params["prompt_name"], pipeline, path)
     max_length = int(max_length or loaded.limit)
-    window_length = params["window_length"]
+    window_length, default_length = params["window_length"], min(DEFAULT_LENGTH, max_length)
     if window_length is not None and window_length > loaded.capacity:
         raise ValueError(
             f"window_length={window_length} is more than the model in {path} can take "
             f"({loaded.capacity} tokens); use window_length<={loaded.capacity} or None "
-            f"(max_length's {max_length})"
+            f"({default_length} here)"
         )
-    window_length = int(window_length or min(DEFAULT_LENGTH, max_length))
+    window_length = int(window_length or default_length)
     return ModelParams(
         pooling=(pipeline.pooling or "mean") if pooling == "auto" else pooling,
         normalize=(

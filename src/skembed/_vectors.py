@@ -1,16 +1,14 @@
-"""Vector maths of search: exact cosine top-k in chunks, and approximate top-k through HNSW.
+"""Vector maths of search: unit rows, and exact cosine top-k in chunks.
 
 Exact search (:func:`cosine_topk`) scores every query against every corpus row. The corpus
 is read ``chunk_size`` rows at a time and only the best ``k`` per query are kept between
-chunks, so the memory used is about ``n_queries * (chunk_size + 2 * k)`` scores whatever
-the size of the corpus.
+chunks (:class:`TopK`), so the memory used is about ``n_queries * (chunk_size + 2 * k)``
+scores whatever the size of the corpus.
 
-Approximate search walks an HNSW graph of the unit corpus vectors built with faiss-cpu
-(the ``ann`` extra, imported only when it is used): time per query grows with the
-logarithm of the corpus size instead of linearly. faiss was chosen over usearch and
-hnswlib by ``benchmarks/bench_ann_recall.py`` (docs/applications.md has the table). The
-candidates it returns are scored again exactly, so a hit's score is its cosine similarity
-as exact search gives it; only which rows are found is approximate.
+Approximate search (:mod:`skembed._row_search`) walks faiss graphs built with the HNSW
+settings here; faiss-cpu (the ``ann`` extra) is imported only when it is used
+(:func:`import_faiss`). faiss was chosen over usearch and hnswlib by
+``benchmarks/bench_ann_recall.py`` (docs/applications.md has the table).
 """
 
 from __future__ import annotations
@@ -149,71 +147,6 @@ def unit_rows(X, name: str) -> np.ndarray:
         row = int(np.flatnonzero(~np.isfinite(X).all(axis=1))[0])
         raise ValueError(f"{name}[{row}] holds NaN or infinity; embeddings must be finite")
     return unit_length(X)
-
-
-def build_hnsw(vectors, block_size: int = 65536):
-    """Return a faiss ``IndexHNSWFlat`` (inner product) of the unit-length rows of vectors.
-
-    Row ``i`` gets id ``i``. Rows are normalized and added ``block_size`` at a time, so
-    that only one block of normalized copies exists at once besides the index.
-    """
-    faiss = import_faiss()
-    n, dim = np.shape(vectors)
-    graph = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    for start in range(0, n, block_size):
-        graph.add(unit_rows(vectors[start : start + block_size], "corpus"))
-    return graph
-
-
-def hnsw_topk(
-    graph, corpus: np.ndarray, queries, k: int, ef_search: int = DEFAULT_EF_SEARCH
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return the k corpus rows the HNSW graph finds for each query, scored exactly, best first.
-
-    ``graph`` is :func:`build_hnsw` of ``corpus``. The candidates are scored again as
-    cosine similarities against ``corpus`` and ordered as :func:`cosine_topk` orders them
-    (score descending, then row); a query for which the graph finds fewer than k rows is
-    answered by exact search instead.
-
-    Parameters
-    ----------
-    graph : faiss.IndexHNSWFlat
-        The index of ``corpus``'s unit rows, id = row.
-    corpus : ndarray of shape (n_corpus, dim)
-        The corpus vectors the graph was built from.
-    queries : array-like of shape (n_queries, dim)
-        Query vectors.
-    k : int
-        Neighbours per query, capped at ``n_corpus``.
-    ef_search : int, default=64
-        Candidates kept while walking the graph (at least k).
-
-    Returns
-    -------
-    scores, indices : ndarray
-        As :func:`cosine_topk` returns them, for the rows the graph found.
-    """
-    faiss = import_faiss()
-    q = unit_rows(queries, "queries")
-    check_dimensions(q, graph.d)
-    k = min(int(k), graph.ntotal)
-    params = faiss.SearchParametersHNSW(efSearch=max(int(ef_search), k))
-    _, found = graph.search(q, k, params=params)
-    found = found.astype(np.int64)
-    scores = np.empty(found.shape, dtype=np.float32)
-    for start in range(0, len(q), 1024):  # bounds the (queries, k, dim) block of candidates
-        rows = found[start : start + 1024]
-        candidates = corpus[np.maximum(rows, 0)].astype(np.float32)
-        norms = np.linalg.norm(candidates, axis=2)
-        dots = np.einsum("qd,qkd->qk", q[start : start + 1024], candidates)
-        scores[start : start + 1024] = dots / np.where(norms == 0, 1, norms)
-    order = np.lexsort((found, -scores), axis=1)
-    scores, found = np.take_along_axis(scores, order, 1), np.take_along_axis(found, order, 1)
-    short = np.flatnonzero((found < 0).any(axis=1))  # -1: the graph found fewer than k
-    if len(short):
-        scores[short], found[short] = cosine_topk(q[short], corpus, k)
-    return scores, found
 
 
 def import_faiss():

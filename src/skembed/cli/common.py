@@ -69,27 +69,28 @@ def model_options() -> Parser:
         type=positive_int,
         metavar="N",
         help="tokens per text (default: the model's limit); longer texts are truncated, or "
-        "cut into windows of N tokens with --long-texts windows",
+        "cut into windows with --long-texts windows",
     )
     model.add_argument(
         "--long-texts",
         choices=("truncate", "windows"),
-        help="what a text longer than --max-length becomes: truncate (default: its first "
-        "tokens) or windows (all of it, in overlapping windows; its vector the windows' mean; "
-        "skembed search indexes each window)",
+        help="what a long text becomes: truncate (default: its first --max-length tokens) or "
+        "windows (all of it, in overlapping windows of --window-length tokens; its vector 0.3 "
+        "its first window's and 0.7 the windows' mean; skembed search indexes each window)",
     )
     model.add_argument(
         "--window-length",
         type=positive_int,
         metavar="N",
-        help="with --long-texts windows: tokens per window (default: --max-length's)",
+        help="with --long-texts windows: tokens per window (default: 128, or --max-length "
+        "when that is less)",
     )
     model.add_argument(
         "--window-overlap",
         type=int,
         metavar="N",
-        help="with --long-texts windows: tokens consecutive windows share (default: half of "
-        "a window)",
+        help="with --long-texts windows: tokens consecutive windows share (default: a "
+        "quarter of a window's own tokens)",
     )
     model.add_argument(
         "--batch-size",

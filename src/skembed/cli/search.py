@@ -56,8 +56,8 @@ def add(subparsers, common) -> None:
         "--ef-search",
         type=positive_int,
         metavar="N",
-        help="for --index hnsw: candidates kept per query, more finds more of the true "
-        "neighbours and is slower (default: 64)",
+        help="for --index hnsw and binary_hnsw: candidates kept per query, more finds more "
+        "of the true neighbours and is slower (default: 64)",
     )
     p.add_argument(
         "--save-index", metavar="FOLDER", help="also save the index here, to search it again"
